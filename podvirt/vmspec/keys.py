@@ -1,0 +1,99 @@
+"""Names on the wire: the opt-in label, the VM annotations users write, and the
+annotations podvirt's own components write back.
+
+Every user key is listed in USER_KEYS with a one-line description; the README's
+annotation reference and the "unknown key" check are both derived from it, so a key
+cannot exist in one and not the other.
+"""
+
+from __future__ import annotations
+
+PREFIX = "podvirt.io/"
+
+# A pod opts in with this label; the webhook's objectSelector matches it.
+OPT_IN_LABEL = "podvirt.io/vm"
+OPT_IN_VALUE = "true"
+
+# --- user keys (podvirt.io/<key>) -----------------------------------------------------
+VCPUS = PREFIX + "vcpus"
+MEMORY = PREFIX + "memory"
+CPU_MODEL = PREFIX + "cpu-model"
+DEDICATED_CPUS = PREFIX + "dedicated-cpus"
+HUGEPAGES = PREFIX + "hugepages"
+MACHINE = PREFIX + "machine"
+NODE_NAMES = PREFIX + "node-names"
+NODE_LABELS = PREFIX + "node-labels"
+DEVICES = PREFIX + "devices"
+DISKS = PREFIX + "disks"
+NICS = PREFIX + "nics"
+KERNEL = PREFIX + "kernel"
+INITRD = PREFIX + "initrd"
+KERNEL_ARGS = PREFIX + "kernel-args"
+CLOUD_INIT = PREFIX + "cloud-init"
+CLOUD_INIT_SECRET = PREFIX + "cloud-init-secret"
+CLOUD_INIT_CONFIGMAP = PREFIX + "cloud-init-configmap"
+GRAPHICS = PREFIX + "graphics"
+START_RETRIES = PREFIX + "start-retries"
+SHUTDOWN_GRACE = PREFIX + "shutdown-grace"
+ALLOW_EMULATION = PREFIX + "allow-emulation"
+DOMAIN_XML = PREFIX + "domain-xml"
+
+USER_KEYS: dict[str, str] = {
+    VCPUS: "virtual CPUs, an integer (default 1)",
+    MEMORY: "guest memory, a Kubernetes quantity such as 2Gi (required)",
+    CPU_MODEL: "host-model (default), host-passthrough, or a named QEMU CPU model",
+    DEDICATED_CPUS: "true to pin each vCPU to an exclusive host CPU (Guaranteed QoS)",
+    HUGEPAGES: "back guest memory with hugepages of this size: 2Mi or 1Gi",
+    MACHINE: "QEMU machine type: q35 (default) or pc",
+    NODE_NAMES: "comma-separated node names the VM may run on",
+    NODE_LABELS: "comma-separated key=value node labels the VM's node must carry",
+    DEVICES: "comma-separated passthrough requests: <resource>=<count> or pci:<vendor>:<device>=<count>",
+    DISKS: "comma-separated <name>=<source>: containerdisk:<image>, pvc:<claim>, scratch:<size>, file:<path>",
+    NICS: "comma-separated <name>=<binding>[@<mac>]: user (slirp) or tap (pod network via /dev/net/tun)",
+    KERNEL: "path of a kernel to boot directly (inside the pod)",
+    INITRD: "path of an initrd for the direct kernel boot",
+    KERNEL_ARGS: "kernel command line for the direct kernel boot",
+    CLOUD_INIT: "inline cloud-init user data (NoCloud seed)",
+    CLOUD_INIT_SECRET: "name of a Secret whose 'userdata' key is the cloud-init user data",
+    CLOUD_INIT_CONFIGMAP: "name of a ConfigMap whose 'userdata' key is the cloud-init user data",
+    GRAPHICS: "none (default) or vnc",
+    START_RETRIES: "further start attempts after a failed start (default 2, at most 10)",
+    SHUTDOWN_GRACE: "seconds an ACPI shutdown may take before the VM is destroyed (default 60s)",
+    ALLOW_EMULATION: "true lets the VM run under software emulation (TCG) where KVM is unusable",
+    DOMAIN_XML: "a complete libvirt domain XML with placeholders, instead of the keys above",
+}
+
+# --- keys podvirt writes (users may not set them on create) ------------------------------
+# Webhook: hash of the VM annotations it rendered, which makes reinvocation a no-op.
+RENDERED = PREFIX + "rendered"
+# Extender (bind): JSON list of the concrete PCI devices given to the pod.
+ASSIGNED_DEVICES = PREFIX + "assigned-devices"
+# Launcher: what it observes of the VM.
+PHASE = PREFIX + "phase"
+DOMAIN_STATE = PREFIX + "domain-state"
+NODE = PREFIX + "node"
+STARTED_AT = PREFIX + "started-at"
+GUEST_IP = PREFIX + "guest-ip"
+QEMU_RSS = PREFIX + "qemu-rss"
+FAILURE_REASON = PREFIX + "failure-reason"
+FAILURE_MESSAGE = PREFIX + "failure-message"
+ACCEL = PREFIX + "accel"
+# Users request an operation with ACTION; the launcher answers in ACTION_ACK.
+ACTION = PREFIX + "action"
+ACTION_ACK = PREFIX + "action-ack"
+
+STATUS_KEYS: frozenset[str] = frozenset({
+    RENDERED, ASSIGNED_DEVICES, PHASE, DOMAIN_STATE, NODE, STARTED_AT, GUEST_IP, QEMU_RSS,
+    FAILURE_REASON, FAILURE_MESSAGE, ACCEL, ACTION_ACK,
+})
+# ACTION is a user key at run time, but not part of the VM's definition.
+RUNTIME_KEYS: frozenset[str] = frozenset({ACTION})
+
+# --- node facts (written by `podvirt launcher probe`, read by the extender) ---------------
+NODE_KVM_LABEL = PREFIX + "kvm"               # "true" | "false": KVM functionally usable
+NODE_CPU_MODEL_LABEL = PREFIX + "cpu-model"   # host CPU model name as QEMU reports it
+NODE_PCI_DEVICES = PREFIX + "pci-devices"     # JSON list of PassthroughDevice dicts
+NODE_HUGEPAGES = PREFIX + "hugepages"         # JSON {"2Mi": free_pages, ...} (informational)
+
+# Launcher failure reasons (FAILURE_REASON values).
+REASON_START_FAILED = "VMStartFailed"

@@ -1,0 +1,127 @@
+"""The VM spec: frozen, typed values parsed from a pod's podvirt.io/ annotations.
+
+Nothing here does I/O or applies policy; parse.py builds these, overhead.py prices
+them, and the services render them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+DiskKind = Literal["containerdisk", "pvc", "scratch", "file"]
+NicBinding = Literal["user", "tap"]
+
+# Where the launcher pod mounts what the webhook renders; the launcher and the
+# sanitizer both treat these as "inside the pod".
+POD_ROOT = "/var/lib/podvirt"
+DISKS_ROOT = POD_ROOT + "/disks"
+SPEC_DIR = "/etc/podvirt"
+SPEC_FILE = SPEC_DIR + "/annotations"
+CLOUD_INIT_DIR = SPEC_DIR + "/cloud-init"
+# Paths a VM may name directly (file: disks, kernel, initrd, domain XML sources).
+ALLOWED_PATH_ROOTS: tuple[str, ...] = (POD_ROOT, SPEC_DIR, "/var/run/podvirt", "/tmp/podvirt")
+
+
+@dataclass(frozen=True)
+class Disk:
+    name: str
+    kind: DiskKind
+    source: str              # image reference, claim name, file path, or "" for scratch
+    size_bytes: int = 0      # scratch only
+
+    @property
+    def mount_dir(self) -> str:
+        """Directory of this disk inside the launcher pod (containerdisk, pvc, scratch)."""
+        return f"{DISKS_ROOT}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Nic:
+    name: str
+    binding: NicBinding
+    mac: str | None = None
+
+
+@dataclass(frozen=True)
+class DeviceRequest:
+    """Passthrough devices by extended-resource name, or by PCI vendor:device."""
+    count: int
+    resource: str | None = None
+    vendor: str | None = None    # 4 lowercase hex digits
+    device: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.resource or f"pci:{self.vendor}:{self.device}"
+
+    def matches(self, dev: "PassthroughDevice") -> bool:
+        if self.resource is not None:
+            return dev.resource == self.resource
+        return dev.vendor == self.vendor and dev.device == self.device
+
+
+@dataclass(frozen=True)
+class PassthroughDevice:
+    """A host PCI device a node publishes (podvirt.io/pci-devices) and the extender assigns."""
+    address: str             # 0000:3b:00.0
+    vendor: str
+    device: str
+    resource: str = ""       # extended resource the device plugin advertises it under
+    numa_node: int = -1
+    iommu_group: int = -1
+    driver: str = ""
+
+    def to_json(self) -> dict:
+        return {"address": self.address, "vendor": self.vendor, "device": self.device,
+                "resource": self.resource, "numaNode": self.numa_node,
+                "iommuGroup": self.iommu_group, "driver": self.driver}
+
+
+@dataclass(frozen=True)
+class Pinning:
+    node_names: tuple[str, ...] = ()
+    node_labels: tuple[tuple[str, str], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.node_names or self.node_labels)
+
+
+@dataclass(frozen=True)
+class CloudInit:
+    inline: str | None = None
+    secret: str | None = None
+    configmap: str | None = None
+
+
+@dataclass(frozen=True)
+class VMSpec:
+    name: str                           # the pod's name (the domain's name)
+    vcpus: int
+    memory_bytes: int                   # guest RAM
+    cpu_model: str = "host-model"
+    dedicated_cpus: bool = False
+    hugepage_bytes: int | None = None   # page size, when memory is hugepage-backed
+    machine: str = "q35"
+    pinning: Pinning = field(default_factory=Pinning)
+    devices: tuple[DeviceRequest, ...] = ()
+    disks: tuple[Disk, ...] = ()
+    nics: tuple[Nic, ...] = ()
+    kernel: str | None = None
+    initrd: str | None = None
+    kernel_args: str | None = None
+    cloud_init: CloudInit | None = None
+    graphics: Literal["none", "vnc"] = "none"
+    start_retries: int = 2
+    shutdown_grace_seconds: int = 60
+    allow_emulation: bool = False
+    domain_xml: str | None = None
+
+    @property
+    def uses_tap(self) -> bool:
+        return any(n.binding == "tap" for n in self.nics)
+
+    @property
+    def hugepage_size(self) -> str | None:
+        from podvirt.quantity import format_bytes
+        return format_bytes(self.hugepage_bytes) if self.hugepage_bytes else None

@@ -1,0 +1,155 @@
+"""What a VM costs its node: guest memory plus the launcher pod's overhead, CPU, devices.
+
+The webhook writes these numbers into the launcher pod and the extender filters nodes
+with the very same function, so a pod's request and the extender's view cannot drift.
+
+Memory overhead formula (each term a constant in OverheadConstants):
+
+    overhead = guest_memory / page_table_divisor      guest page tables
+             + vcpus * per_vcpu                       vCPU threads and their KVM state
+             + launcher + libvirt + qemu_base         fixed process costs in the pod
+             + video            (graphics=vnc)        emulated VGA framebuffer
+             + tcg_cache        (allow-emulation)     TCG translation-block cache
+             + vfio             (passthrough)         locked DMA-mapping memory for VFIO
+
+- page tables: x86-64 maps 4 KiB pages with 8-byte entries, so the last level alone is
+  1/512 of guest memory (KubeVirt's virt-launcher uses the same ratio).
+- per vCPU: each vCPU is a QEMU thread with its stack and the kernel's kvm_vcpu state;
+  KubeVirt budgets 8 MiB per vCPU.
+- launcher/libvirt/qemu_base: resident size of `podvirt launcher` (Python), the libvirt
+  daemons (virtqemud or libvirtd, virtlogd) and an idle QEMU process with no guest RAM
+  touched; the defaults were measured here with `bench/launcher_bench.py` (see README).
+- video: QEMU's standard VGA has a 16 MiB framebuffer.
+- tcg_cache: with emulation allowed the launcher caps QEMU's TCG translation cache
+  (libvirt <tcg><tb-cache>) to this size; without the cap QEMU reserves up to 1 GiB.
+- vfio: KubeVirt adds 1 GiB for VFIO devices' IOMMU mappings and QEMU's locked buffers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from podvirt.quantity import human_bytes
+from podvirt.vmspec.model import VMSpec
+
+MiB = 2**20
+GiB = 2**30
+
+
+@dataclass(frozen=True)
+class OverheadConstants:
+    page_table_divisor: int = 512
+    per_vcpu: int = 8 * MiB
+    launcher: int = 48 * MiB
+    libvirt: int = 40 * MiB
+    qemu_base: int = 64 * MiB
+    video: int = 16 * MiB
+    tcg_cache: int = 64 * MiB
+    vfio: int = GiB
+
+
+@dataclass(frozen=True)
+class ResourceNames:
+    """Extended resources that device plugins advertise for host devices."""
+    kvm: str = "devices.podvirt.io/kvm"
+    tun: str = "devices.podvirt.io/tun"
+    vhost_net: str = "devices.podvirt.io/vhost-net"
+
+
+@dataclass(frozen=True)
+class CostSettings:
+    overhead: OverheadConstants = field(default_factory=OverheadConstants)
+    resources: ResourceNames = field(default_factory=ResourceNames)
+    # Shared (non-dedicated) vCPUs request 1/ratio of a core each, as KubeVirt's
+    # cpuAllocationRatio does; dedicated vCPUs take whole cores.
+    cpu_allocation_ratio: int = 10
+
+
+DEFAULT_COSTS = CostSettings()
+
+
+@dataclass(frozen=True)
+class Overhead:
+    page_tables: int
+    vcpus: int
+    fixed: int
+    video: int
+    tcg_cache: int
+    vfio: int
+
+    @property
+    def total(self) -> int:
+        return self.page_tables + self.vcpus + self.fixed + self.video + self.tcg_cache + self.vfio
+
+
+@dataclass(frozen=True)
+class Demand:
+    """Everything the launcher pod requests for one VM."""
+    guest_memory: int
+    overhead: Overhead
+    memory: int                           # container memory request = limit
+    hugepages: tuple[str, int] | None     # ("hugepages-2Mi", bytes)
+    cpu_request_millis: int
+    cpu_limit_millis: int | None          # None: no limit (shared vCPUs may burst)
+    extended: tuple[tuple[str, int], ...]  # (resource name, count), sorted
+
+    @property
+    def node_memory(self) -> int:
+        """Memory the VM takes from the node's `memory` allocatable."""
+        return self.memory
+
+    def describe_memory(self) -> str:
+        if self.hugepages:
+            return (f"{human_bytes(self.memory)} overhead + {human_bytes(self.hugepages[1])} "
+                    f"{self.hugepages[0]}")
+        return (f"{human_bytes(self.memory)} ({human_bytes(self.guest_memory)} guest + "
+                f"{human_bytes(self.overhead.total)} overhead)")
+
+
+def memory_overhead(spec: VMSpec, c: OverheadConstants = OverheadConstants()) -> Overhead:
+    page_tables = -(-spec.memory_bytes // c.page_table_divisor)  # ceiling
+    return Overhead(
+        page_tables=page_tables,
+        vcpus=spec.vcpus * c.per_vcpu,
+        fixed=c.launcher + c.libvirt + c.qemu_base,
+        video=c.video if spec.graphics == "vnc" else 0,
+        tcg_cache=c.tcg_cache if spec.allow_emulation else 0,
+        vfio=c.vfio if spec.devices else 0,
+    )
+
+
+def demand(spec: VMSpec, settings: CostSettings = DEFAULT_COSTS) -> Demand:
+    overhead = memory_overhead(spec, settings.overhead)
+    # Round the container's memory up to whole MiB: nicer quantities, never less.
+    mem_overhead = -(-overhead.total // MiB) * MiB
+    if spec.hugepage_bytes:
+        hugepages = (f"hugepages-{spec.hugepage_size}", spec.memory_bytes)
+        memory = mem_overhead
+    else:
+        hugepages = None
+        memory = spec.memory_bytes + mem_overhead
+    if spec.dedicated_cpus:
+        cpu_request = cpu_limit = spec.vcpus * 1000
+    else:
+        cpu_request = max(1, -(-spec.vcpus * 1000 // settings.cpu_allocation_ratio))
+        cpu_limit = None
+    extended: dict[str, int] = {}
+    names = settings.resources
+    if not spec.allow_emulation:
+        extended[names.kvm] = 1
+    if spec.uses_tap:
+        extended[names.tun] = 1
+        if not spec.allow_emulation:
+            extended[names.vhost_net] = 1
+    for request in spec.devices:
+        if request.resource:
+            extended[request.resource] = extended.get(request.resource, 0) + request.count
+    return Demand(
+        guest_memory=spec.memory_bytes,
+        overhead=overhead,
+        memory=memory,
+        hugepages=hugepages,
+        cpu_request_millis=cpu_request,
+        cpu_limit_millis=cpu_limit,
+        extended=tuple(sorted(extended.items())),
+    )

@@ -1,0 +1,441 @@
+"""Annotations -> VMSpec, with every rule a user can break named in its message.
+
+`parse_vm(annotations)` either returns a VMSpec or raises SpecInvalid carrying one
+Violation per broken rule (all of them, not just the first), each naming its key.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from podvirt.quantity import QuantityError, format_bytes, human_bytes, parse_bytes
+from podvirt.vmspec import keys as k
+from podvirt.vmspec.model import (ALLOWED_PATH_ROOTS, CloudInit, DeviceRequest, Disk, Nic,
+                                  Pinning, VMSpec)
+
+MiB = 2**20
+GiB = 2**30
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds an operator may tighten or widen (webhook flags, Helm values)."""
+    min_memory: int = 64 * MiB
+    max_memory: int = 1024 * GiB
+    max_vcpus: int = 64
+    hugepage_sizes: tuple[int, ...] = (2 * MiB, GiB)   # what x86-64 nodes can offer
+    max_start_retries: int = 10
+    max_shutdown_grace: int = 3600
+    max_devices_per_request: int = 16
+    max_disks: int = 16
+    max_nics: int = 8
+    max_cloud_init_bytes: int = 64 * 1024
+    max_domain_xml_bytes: int = 128 * 1024
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class Violation:
+    key: str
+    rule: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.rule}"
+
+
+class SpecInvalid(ValueError):
+    def __init__(self, violations: list[Violation]):
+        self.violations = violations
+        super().__init__("; ".join(str(v) for v in violations))
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+_RESOURCE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_PCI_ID = re.compile(r"^[0-9a-f]{4}$")
+_CPU_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_MACHINE = re.compile(r"^(q35|pc|pc-q35-[0-9]+\.[0-9]+|pc-i440fx-[0-9]+\.[0-9]+)$")
+_NIC_NAME = re.compile(r"^[a-z][a-z0-9]{0,14}$")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
+_DURATION = re.compile(r"^([0-9]{1,7})(s|m|h)?$")
+
+
+def is_vm_pod(labels: Mapping[str, str] | None) -> bool:
+    return (labels or {}).get(k.OPT_IN_LABEL) == k.OPT_IN_VALUE
+
+
+def vm_annotations(annotations: Mapping[str, str] | None) -> dict[str, str]:
+    """The annotations that define the VM (user keys and unknown podvirt.io/ keys)."""
+    return {key: value for key, value in (annotations or {}).items()
+            if key.startswith(k.PREFIX) and key not in k.STATUS_KEYS and key not in k.RUNTIME_KEYS}
+
+
+class _Collector:
+    def __init__(self, annotations: Mapping[str, str]):
+        self.a = annotations
+        self.violations: list[Violation] = []
+
+    def fail(self, key: str, rule: str) -> None:
+        self.violations.append(Violation(key, rule))
+
+    def get(self, key: str) -> str | None:
+        value = self.a.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            self.fail(key, f"must be a string, got {type(value).__name__}")
+            return None
+        return value.strip()
+
+    def field(self, key: str, convert: Callable[[str], object], default=None):
+        raw = self.get(key)
+        if raw is None:
+            return default
+        try:
+            return convert(raw)
+        except _Rule as exc:
+            self.fail(key, str(exc))
+            return default
+
+
+class _Rule(ValueError):
+    """One rule broken by one value; the collector prefixes the key."""
+
+
+def _bool(raw: str) -> bool:
+    if raw.lower() in ("true", "yes", "1"):
+        return True
+    if raw.lower() in ("false", "no", "0"):
+        return False
+    raise _Rule(f"must be true or false, got {raw!r}")
+
+
+def _int_in(lo: int, hi: int) -> Callable[[str], int]:
+    def convert(raw: str) -> int:
+        if not re.fullmatch(r"[+-]?[0-9]{1,9}", raw):
+            raise _Rule(f"must be an integer, got {raw!r}")
+        value = int(raw)
+        if value < lo or value > hi:
+            raise _Rule(f"must be between {lo} and {hi}, got {value}")
+        return value
+    return convert
+
+
+def _bytes(raw: str) -> int:
+    try:
+        return parse_bytes(raw)
+    except QuantityError as exc:
+        raise _Rule(str(exc)) from None
+
+
+def _duration_seconds(lo: int, hi: int) -> Callable[[str], int]:
+    def convert(raw: str) -> int:
+        m = _DURATION.match(raw)
+        if not m:
+            raise _Rule(f"must be a duration like 60s, 5m or 1h, got {raw!r}")
+        seconds = int(m.group(1)) * {"s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
+        if seconds < lo or seconds > hi:
+            raise _Rule(f"must be between {lo}s and {hi}s, got {seconds}s")
+        return seconds
+    return convert
+
+
+def pod_path(raw: str) -> str:
+    """An absolute, normalized path under one of the pod's podvirt directories."""
+    if not raw.startswith("/"):
+        raise _Rule(f"must be an absolute path, got {raw!r}")
+    norm = posixpath.normpath(raw)
+    if norm != raw.rstrip("/") or "\x00" in raw:
+        raise _Rule(f"must be a normalized path without '..' or '//', got {raw!r}")
+    if not any(norm == root or norm.startswith(root + "/") for root in ALLOWED_PATH_ROOTS):
+        roots = ", ".join(ALLOWED_PATH_ROOTS)
+        raise _Rule(f"must be inside the pod's podvirt directories ({roots}), got {raw!r}")
+    return norm
+
+
+def _items(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _node_names(raw: str) -> tuple[str, ...]:
+    names = _items(raw)
+    if not names:
+        raise _Rule("must name at least one node")
+    for name in names:
+        if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+            raise _Rule(f"{name!r} is not a valid node name")
+    return tuple(dict.fromkeys(names))
+
+
+def _node_labels(raw: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in _items(raw):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise _Rule(f"{item!r} must be key=value")
+        prefix, slash, short = name.rpartition("/")
+        if (slash and (not _DNS_SUBDOMAIN.match(prefix) or len(prefix) > 253)) \
+                or not _LABEL_NAME.match(short):
+            raise _Rule(f"{name!r} is not a valid label key")
+        if not _LABEL_VALUE.match(value):
+            raise _Rule(f"{value!r} is not a valid label value")
+        pairs.append((name, value))
+    if not pairs:
+        raise _Rule("must list at least one key=value")
+    return tuple(pairs)
+
+
+def _devices(limits: Limits) -> Callable[[str], tuple[DeviceRequest, ...]]:
+    def convert(raw: str) -> tuple[DeviceRequest, ...]:
+        requests: list[DeviceRequest] = []
+        for item in _items(raw):
+            what, sep, count_text = item.rpartition("=")
+            if not sep:
+                what, count_text = item, "1"
+            count = _int_in(1, limits.max_devices_per_request)(count_text)
+            if what.startswith("pci:"):
+                parts = what.split(":")
+                if len(parts) != 3 or not all(_PCI_ID.match(p.lower()) for p in parts[1:]):
+                    raise _Rule(f"{what!r} must be pci:<vendor>:<device> with 4 hex digits each")
+                requests.append(DeviceRequest(count=count, vendor=parts[1].lower(),
+                                              device=parts[2].lower()))
+            elif _RESOURCE.match(what):
+                requests.append(DeviceRequest(count=count, resource=what))
+            else:
+                raise _Rule(f"{what!r} is neither an extended resource (vendor.com/name) "
+                            "nor pci:<vendor>:<device>")
+        if not requests:
+            raise _Rule("must list at least one device")
+        labels = [r.label for r in requests]
+        if len(set(labels)) != len(labels):
+            raise _Rule("lists the same device twice; give one count instead")
+        return tuple(requests)
+    return convert
+
+
+def _disks(limits: Limits) -> Callable[[str], tuple[Disk, ...]]:
+    def convert(raw: str) -> tuple[Disk, ...]:
+        disks: list[Disk] = []
+        for item in _items(raw):
+            name, sep, source = item.partition("=")
+            if not sep:
+                raise _Rule(f"{item!r} must be <name>=<kind>:<source>")
+            if not _DNS_LABEL.match(name) or len(name) > 20:
+                raise _Rule(f"disk name {name!r} must be a DNS label of at most 20 characters")
+            kind, colon, value = source.partition(":")
+            if not colon or not value:
+                raise _Rule(f"disk {name!r}: {source!r} must be containerdisk:<image>, "
+                            "pvc:<claim>, scratch:<size> or file:<path>")
+            if kind == "containerdisk":
+                if not _IMAGE.match(value):
+                    raise _Rule(f"disk {name!r}: {value!r} is not an image reference")
+                disks.append(Disk(name, "containerdisk", value))
+            elif kind == "pvc":
+                if not _DNS_SUBDOMAIN.match(value) or len(value) > 253:
+                    raise _Rule(f"disk {name!r}: {value!r} is not a PersistentVolumeClaim name")
+                disks.append(Disk(name, "pvc", value))
+            elif kind == "scratch":
+                size = _bytes(value)
+                if size < MiB:
+                    raise _Rule(f"disk {name!r}: scratch size must be at least 1Mi, got {value}")
+                disks.append(Disk(name, "scratch", "", size))
+            elif kind == "file":
+                try:
+                    disks.append(Disk(name, "file", pod_path(value)))
+                except _Rule as exc:
+                    raise _Rule(f"disk {name!r}: {exc}") from None
+            else:
+                raise _Rule(f"disk {name!r}: unknown source kind {kind!r} "
+                            "(containerdisk, pvc, scratch or file)")
+        if not disks:
+            raise _Rule("must list at least one disk")
+        if len(disks) > limits.max_disks:
+            raise _Rule(f"at most {limits.max_disks} disks, got {len(disks)}")
+        names = [d.name for d in disks]
+        if len(set(names)) != len(names):
+            raise _Rule("disk names must be unique")
+        return tuple(disks)
+    return convert
+
+
+def _nics(limits: Limits) -> Callable[[str], tuple[Nic, ...]]:
+    def convert(raw: str) -> tuple[Nic, ...]:
+        nics: list[Nic] = []
+        for item in _items(raw):
+            name, sep, rest = item.partition("=")
+            if not sep:
+                raise _Rule(f"{item!r} must be <name>=<binding>[@<mac>]")
+            if not _NIC_NAME.match(name):
+                raise _Rule(f"NIC name {name!r} must be lowercase letters and digits, "
+                            "starting with a letter, at most 15 characters")
+            binding, at, mac = rest.partition("@")
+            if binding not in ("user", "tap"):
+                raise _Rule(f"NIC {name!r}: binding must be user or tap, got {binding!r}")
+            if at:
+                mac = mac.lower()
+                if not _MAC.match(mac):
+                    raise _Rule(f"NIC {name!r}: {mac!r} is not a MAC address")
+                if int(mac[:2], 16) & 1:
+                    raise _Rule(f"NIC {name!r}: {mac!r} is a multicast MAC address")
+            nics.append(Nic(name, binding, mac if at else None))  # type: ignore[arg-type]
+        if len(nics) > limits.max_nics:
+            raise _Rule(f"at most {limits.max_nics} NICs, got {len(nics)}")
+        names = [n.name for n in nics]
+        if len(set(names)) != len(names):
+            raise _Rule("NIC names must be unique")
+        return tuple(nics)
+    return convert
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def convert(raw: str) -> str:
+        if raw not in allowed:
+            raise _Rule(f"must be one of {', '.join(allowed)}, got {raw!r}")
+        return raw
+    return convert
+
+
+def _regex(pattern: re.Pattern, what: str) -> Callable[[str], str]:
+    def convert(raw: str) -> str:
+        if not pattern.match(raw):
+            raise _Rule(f"{raw!r} is not {what}")
+        return raw
+    return convert
+
+
+def _text(max_bytes: int, what: str) -> Callable[[str], str]:
+    def convert(raw: str) -> str:
+        size = len(raw.encode())
+        if size > max_bytes:
+            raise _Rule(f"{what} is {size} bytes, at most {max_bytes} allowed")
+        if not raw:
+            raise _Rule(f"{what} is empty")
+        return raw
+    return convert
+
+
+# Keys that describe what the domain XML already says; giving both is ambiguous.
+_CONFLICTS_WITH_DOMAIN_XML = (k.CPU_MODEL, k.MACHINE, k.NICS, k.KERNEL, k.INITRD, k.KERNEL_ARGS,
+                              k.GRAPHICS, k.DEDICATED_CPUS, k.HUGEPAGES)
+
+
+def parse_vm(annotations: Mapping[str, str] | None, *, name: str = "vm",
+             limits: Limits = DEFAULT_LIMITS) -> VMSpec:
+    """The VM a pod's annotations describe, or SpecInvalid naming every broken rule."""
+    a = vm_annotations(annotations)
+    c = _Collector(a)
+    for key in sorted(a):
+        if key not in k.USER_KEYS:
+            c.fail(key, "unknown podvirt.io annotation (known: "
+                   + ", ".join(sorted(x.removeprefix(k.PREFIX) for x in k.USER_KEYS)) + ")")
+
+    vcpus = c.field(k.VCPUS, _int_in(1, limits.max_vcpus), 1)
+    memory = c.field(k.MEMORY, _bytes)
+    if memory is None and k.MEMORY not in a:
+        c.fail(k.MEMORY, "is required (guest memory, e.g. 1Gi)")
+    elif memory is not None:
+        if memory < limits.min_memory:
+            c.fail(k.MEMORY, f"must be at least {format_bytes(limits.min_memory)}, "
+                   f"got {human_bytes(memory)}")
+        elif memory > limits.max_memory:
+            c.fail(k.MEMORY, f"must be at most {format_bytes(limits.max_memory)}, "
+                   f"got {human_bytes(memory)}")
+        elif memory % MiB:
+            c.fail(k.MEMORY, f"must be a whole number of MiB, got {memory} bytes")
+
+    sizes = {format_bytes(s): s for s in limits.hugepage_sizes}
+    hugepage_bytes = None
+    raw_hp = c.get(k.HUGEPAGES)
+    if raw_hp is not None:
+        try:
+            page = parse_bytes(raw_hp)
+        except QuantityError as exc:
+            c.fail(k.HUGEPAGES, str(exc))
+        else:
+            if page not in limits.hugepage_sizes:
+                c.fail(k.HUGEPAGES, f"nodes offer hugepages of {', '.join(sizes)} only, "
+                       f"got {raw_hp}")
+            else:
+                hugepage_bytes = page
+                if isinstance(memory, int) and memory % page:
+                    c.fail(k.HUGEPAGES, f"guest memory {human_bytes(memory)} is not a multiple "
+                           f"of the {raw_hp} page size")
+
+    pinning = Pinning(c.field(k.NODE_NAMES, _node_names, ()),
+                      c.field(k.NODE_LABELS, _node_labels, ()))
+    cloud_sources = [key for key in (k.CLOUD_INIT, k.CLOUD_INIT_SECRET, k.CLOUD_INIT_CONFIGMAP)
+                     if key in a]
+    if len(cloud_sources) > 1:
+        c.fail(cloud_sources[1], f"conflicts with {cloud_sources[0]}: give cloud-init user data "
+               "one way only")
+    cloud_init = None
+    if cloud_sources:
+        cloud_init = CloudInit(
+            inline=c.field(k.CLOUD_INIT, _text(limits.max_cloud_init_bytes, "user data")),
+            secret=c.field(k.CLOUD_INIT_SECRET, _regex(_DNS_SUBDOMAIN, "a Secret name")),
+            configmap=c.field(k.CLOUD_INIT_CONFIGMAP, _regex(_DNS_SUBDOMAIN, "a ConfigMap name")))
+
+    kernel = c.field(k.KERNEL, pod_path)
+    initrd = c.field(k.INITRD, pod_path)
+    kernel_args = c.field(k.KERNEL_ARGS, _text(4096, "kernel command line"))
+    for key in (k.INITRD, k.KERNEL_ARGS):
+        if key in a and k.KERNEL not in a:
+            c.fail(key, f"needs {k.KERNEL} (direct kernel boot)")
+
+    domain_xml = c.field(k.DOMAIN_XML, _text(limits.max_domain_xml_bytes, "domain XML"))
+    if k.DOMAIN_XML in a:
+        for key in _CONFLICTS_WITH_DOMAIN_XML:
+            if key in a:
+                c.fail(key, f"conflicts with {k.DOMAIN_XML}: say it in the domain XML instead")
+
+    disks = c.field(k.DISKS, _disks(limits), ())
+    nics = c.field(k.NICS, _nics(limits), ())
+    if kernel is None and not disks and domain_xml is None:
+        c.fail(k.DISKS, f"a VM needs a boot disk or {k.KERNEL} (or a {k.DOMAIN_XML})")
+
+    spec_kwargs = dict(
+        name=name,
+        vcpus=vcpus,
+        memory_bytes=memory or 0,
+        cpu_model=c.field(k.CPU_MODEL, _regex(_CPU_MODEL, "a CPU model name"), "host-model"),
+        dedicated_cpus=c.field(k.DEDICATED_CPUS, _bool, False),
+        hugepage_bytes=hugepage_bytes,
+        machine=c.field(k.MACHINE, _regex(_MACHINE, "a supported machine type (q35, pc)"), "q35"),
+        pinning=pinning,
+        devices=c.field(k.DEVICES, _devices(limits), ()),
+        disks=disks,
+        nics=nics,
+        kernel=kernel,
+        initrd=initrd,
+        kernel_args=kernel_args,
+        cloud_init=cloud_init,
+        graphics=c.field(k.GRAPHICS, _choice("none", "vnc"), "none"),
+        start_retries=c.field(k.START_RETRIES, _int_in(0, limits.max_start_retries), 2),
+        shutdown_grace_seconds=c.field(k.SHUTDOWN_GRACE,
+                                       _duration_seconds(1, limits.max_shutdown_grace), 60),
+        allow_emulation=c.field(k.ALLOW_EMULATION, _bool, False),
+        domain_xml=domain_xml,
+    )
+    if spec_kwargs["cpu_model"] == "host-passthrough" and spec_kwargs["allow_emulation"]:
+        c.fail(k.CPU_MODEL, "host-passthrough needs KVM; it conflicts with "
+               f"{k.ALLOW_EMULATION}=true (software emulation has no host CPU to pass through)")
+
+    if domain_xml is not None and not c.violations:
+        # Imported here: the sanitizer pulls in defusedxml, which plain parsing does not need.
+        from podvirt.vmspec.domainxml import DomainXMLRejected, check_user_domain_xml
+        try:
+            check_user_domain_xml(domain_xml, disks=disks)
+        except DomainXMLRejected as exc:
+            c.fail(k.DOMAIN_XML, str(exc))
+
+    if c.violations:
+        raise SpecInvalid(c.violations)
+    return VMSpec(**spec_kwargs)  # type: ignore[arg-type]
