@@ -86,17 +86,19 @@ class _Collector:
     def fail(self, key: str, rule: str) -> None:
         self.violations.append(Violation(key, rule))
 
-    def get(self, key: str) -> str | None:
+    def get(self, key: str, *, strip: bool = True) -> str | None:
         value = self.a.get(key)
         if value is None:
             return None
         if not isinstance(value, str):
             self.fail(key, f"must be a string, got {type(value).__name__}")
             return None
-        return value.strip()
+        return value.strip() if strip else value
 
-    def field(self, key: str, convert: Callable[[str], object], default=None):
-        raw = self.get(key)
+    def field(self, key: str, convert: Callable[[str], object], default=None, *,
+              strip: bool = True):
+        # Free text (user data, XML, kernel arguments) keeps its whitespace.
+        raw = self.get(key, strip=strip)
         if raw is None:
             return default
         try:
@@ -379,18 +381,20 @@ def parse_vm(annotations: Mapping[str, str] | None, *, name: str = "vm",
     cloud_init = None
     if cloud_sources:
         cloud_init = CloudInit(
-            inline=c.field(k.CLOUD_INIT, _text(limits.max_cloud_init_bytes, "user data")),
+            inline=c.field(k.CLOUD_INIT, _text(limits.max_cloud_init_bytes, "user data"),
+                           strip=False),
             secret=c.field(k.CLOUD_INIT_SECRET, _regex(_DNS_SUBDOMAIN, "a Secret name")),
             configmap=c.field(k.CLOUD_INIT_CONFIGMAP, _regex(_DNS_SUBDOMAIN, "a ConfigMap name")))
 
     kernel = c.field(k.KERNEL, pod_path)
     initrd = c.field(k.INITRD, pod_path)
-    kernel_args = c.field(k.KERNEL_ARGS, _text(4096, "kernel command line"))
+    kernel_args = c.field(k.KERNEL_ARGS, _text(4096, "kernel command line"), strip=False)
     for key in (k.INITRD, k.KERNEL_ARGS):
         if key in a and k.KERNEL not in a:
             c.fail(key, f"needs {k.KERNEL} (direct kernel boot)")
 
-    domain_xml = c.field(k.DOMAIN_XML, _text(limits.max_domain_xml_bytes, "domain XML"))
+    domain_xml = c.field(k.DOMAIN_XML, _text(limits.max_domain_xml_bytes, "domain XML"),
+                         strip=False)
     if k.DOMAIN_XML in a:
         for key in _CONFLICTS_WITH_DOMAIN_XML:
             if key in a:

@@ -1,0 +1,43 @@
+#!/bin/busybox sh
+# PID 1 of the podvirt test guest (busybox initramfs, serial console on ttyS0).
+#   podvirt.sleep=N    power off N seconds after boot (default 0); "wait" = until ACPI
+#   podvirt.touch=MiB  write MiB of data into the RAM-backed root first (memory benchmarks)
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+# The cloud kernel builds the ACPI button and evdev drivers as modules; without them
+# an ACPI power-button press never reaches userspace.
+insmod /lib/modules/evdev.ko 2>/dev/null
+insmod /lib/modules/button.ko 2>/dev/null
+
+sleep_s=0
+touch_mib=0
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        podvirt.sleep=*) sleep_s="${arg#podvirt.sleep=}" ;;
+        podvirt.touch=*) touch_mib="${arg#podvirt.touch=}" ;;
+    esac
+done
+
+# Each power-button input device delivers an event when the host asks for an ACPI
+# shutdown; reading one event is enough to know the button was pressed.
+for ev in /sys/class/input/event*; do
+    if grep -q "Power Button" "$ev/device/name" 2>/dev/null; then
+        ( dd if="/dev/input/${ev##*/}" bs=24 count=1 >/dev/null 2>&1
+          echo "PODVIRT-GUEST-ACPI-SHUTDOWN"
+          sync; poweroff -f ) &
+    fi
+done
+
+if [ "$touch_mib" -gt 0 ] 2>/dev/null; then
+    dd if=/dev/urandom of=/touched bs=1M count="$touch_mib" 2>/dev/null
+fi
+echo "PODVIRT-GUEST-UP"
+
+if [ "$sleep_s" = "wait" ]; then
+    while :; do sleep 3600; done
+fi
+sleep "$sleep_s"
+echo "PODVIRT-GUEST-POWEROFF"
+poweroff -f

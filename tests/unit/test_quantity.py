@@ -1,0 +1,49 @@
+import pytest
+
+from podvirt.quantity import (QuantityError, format_bytes, format_millis, human_bytes,
+                              parse_bytes, parse_millis)
+
+
+@pytest.mark.parametrize("text, expected", [
+    pytest.param("4Gi", 4 * 2**30, id="binary-suffix"),
+    pytest.param("512Mi", 512 * 2**20, id="mebibytes"),
+    pytest.param("1.5Gi", 3 * 2**29, id="fractional-binary"),
+    pytest.param("1G", 10**9, id="decimal-suffix"),
+    pytest.param("128974848", 128974848, id="plain-bytes"),
+    pytest.param("129e6", 129 * 10**6, id="exponent"),
+    pytest.param("1k", 1000, id="kilo"),
+    pytest.param("0.5", 1, id="rounds-up-to-a-byte"),
+])
+def test_parse_bytes(text, expected):
+    assert parse_bytes(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param("", id="empty"),
+    pytest.param("4GB", id="wrong-suffix"),
+    pytest.param("Gi", id="no-number"),
+    pytest.param("-1Gi", id="negative"),
+    pytest.param("1e99", id="huge-exponent"),
+    pytest.param("1" * 100, id="too-long"),
+    pytest.param("4 Gi", id="inner-space"),
+])
+def test_parse_bytes_rejects(text):
+    with pytest.raises(QuantityError):
+        parse_bytes(text)
+
+
+@pytest.mark.parametrize("text, millis", [
+    pytest.param("2", 2000, id="cores"), pytest.param("250m", 250, id="millicores"),
+    pytest.param("0.1", 100, id="fraction"),
+])
+def test_parse_millis(text, millis):
+    assert parse_millis(text) == millis
+
+
+def test_formatting_round_trips():
+    for n in (2**20, 3 * 2**30, 5 * 2**10, 12345):
+        assert parse_bytes(format_bytes(n)) == n
+    assert format_millis(2000) == "2" and format_millis(150) == "150m"
+    assert human_bytes(int(4.3 * 2**30)) == "4.3Gi"
+    assert human_bytes(312 * 2**20) == "312Mi"
+    assert human_bytes(-2 * 2**30) == "-2Gi"
