@@ -13,6 +13,7 @@ results="$(mktemp -d)"
 status=0
 tier() {  # name marker-expression
   local name="$1" expr="$2" t0=$SECONDS rc
+  shift 2
   echo; echo "=== [test $(date +%H:%M:%S)] tier: $name"
   .venv/bin/python -m pytest tests -m "$expr" -q -p no:cacheprovider --timeout=600 \
       --junitxml="$results/$name.xml" "$@" ; rc=$?
@@ -20,11 +21,10 @@ tier() {  # name marker-expression
   # 5 = nothing collected: a tier with no tests is reported, not failed.
   if [[ $rc != 0 && $rc != 5 ]]; then status=1; fi
 }
-shift_args=("$@")
-tier unit "not e2e and not libvirt and not hardening" "${shift_args[@]}"
-tier e2e "e2e and not hardening" "${shift_args[@]}"
-tier libvirt "libvirt and not hardening" "${shift_args[@]}"
-tier hardening "hardening" "${shift_args[@]}"
+tier unit "not e2e and not libvirt and not hardening" "$@"
+tier e2e "e2e and not hardening" "$@"
+tier libvirt "libvirt and not hardening" "$@"
+tier hardening "hardening" "$@"
 
 .venv/bin/python - "$results" <<'PY'
 import glob, sys, xml.etree.ElementTree as ET
