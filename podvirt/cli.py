@@ -17,7 +17,7 @@ _SUBCOMMANDS = (
     ("launcher", "podvirt.launcher.cli"),
     ("certs", "podvirt.certs.cli"),
     ("cluster", "podvirt.cluster.cli"),
-    ("demo", "podvirt.cluster.demo_cli"),
+    ("demo", "podvirt.demo"),
 )
 
 
