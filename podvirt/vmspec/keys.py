@@ -95,5 +95,12 @@ NODE_CPU_MODEL_LABEL = PREFIX + "cpu-model"   # host CPU model name as QEMU repo
 NODE_PCI_DEVICES = PREFIX + "pci-devices"     # JSON list of PassthroughDevice dicts
 NODE_HUGEPAGES = PREFIX + "hugepages"         # JSON {"2Mi": free_pages, ...} (informational)
 
+# Extended resource every launcher pod requests (1 per VM). Nodes that can run VMs
+# advertise it; the scheduler's managedResources routes exactly the pods that request it
+# to the extender.
+VM_MARKER_RESOURCE = "podvirt.io/vm"
+# Pod condition the launcher keeps: True while the guest runs.
+VM_READY_CONDITION = "podvirt.io/VMReady"
+
 # Launcher failure reasons (FAILURE_REASON values).
 REASON_START_FAILED = "VMStartFailed"

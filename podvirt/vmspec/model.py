@@ -72,6 +72,24 @@ class PassthroughDevice:
     iommu_group: int = -1
     driver: str = ""
 
+    @classmethod
+    def from_json(cls, raw: object) -> "PassthroughDevice":
+        """One entry of podvirt.io/pci-devices or podvirt.io/assigned-devices."""
+        if not isinstance(raw, dict):
+            raise ValueError(f"expected an object, got {type(raw).__name__}")
+        try:
+            address, vendor, device = raw["address"], raw["vendor"], raw["device"]
+        except KeyError as exc:
+            raise ValueError(f"device entry lacks {exc.args[0]!r}") from None
+        if not all(isinstance(v, str) and v for v in (address, vendor, device)):
+            raise ValueError("address, vendor and device must be non-empty strings")
+        numa, group = raw.get("numaNode", -1), raw.get("iommuGroup", -1)
+        if type(numa) is not int or type(group) is not int:
+            raise ValueError(f"device {address}: numaNode and iommuGroup must be integers")
+        return cls(address=address.lower(), vendor=vendor.lower(), device=device.lower(),
+                   resource=str(raw.get("resource") or ""), numa_node=numa,
+                   iommu_group=group, driver=str(raw.get("driver") or ""))
+
     def to_json(self) -> dict:
         return {"address": self.address, "vendor": self.vendor, "device": self.device,
                 "resource": self.resource, "numaNode": self.numa_node,

@@ -1,0 +1,53 @@
+"""`podvirt extender`: serve the kube-scheduler extender, or print its scheduler config."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "extender", help="run the kube-scheduler extender (filter, prioritize, bind)",
+        description="Serve POST /filter, /prioritize, /bind and GET /healthz, /readyz, /metrics "
+                    "for kube-scheduler, with node and pod state from API watches.")
+    p.add_argument("--port", type=int, default=8888)
+    p.add_argument("--bind", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    p.add_argument("--cert", help="TLS certificate (PEM); TLS 1.2+ when given with --key")
+    p.add_argument("--key", help="TLS private key (PEM)")
+    p.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then ~/.kube/config)")
+    p.add_argument("--threads", type=int, default=8, help="gthread threads of the one worker")
+    p.add_argument("--policy", choices=("spread", "pack"), default="spread",
+                   help="spread VMs over nodes with the most free memory, or pack them")
+    p.add_argument("--quarantine-failures", type=int, default=3, metavar="N",
+                   help="avoid a node after N VM start failures within the window (0: never)")
+    p.add_argument("--quarantine-window", type=float, default=600.0, metavar="SECONDS")
+    p.add_argument("--max-body-bytes", type=int, default=32 * 2**20)
+    p.add_argument("--print-scheduler-config", metavar="KUBECONFIG",
+                   help="print a KubeSchedulerConfiguration for this extender (the scheduler "
+                        "uses this kubeconfig and trusts --ca) and exit")
+    p.add_argument("--ca", help="CA certificate that signed --cert (for --print-scheduler-config)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.quarantine_failures < 0 or args.quarantine_window <= 0:
+        raise SystemExit("podvirt extender: --quarantine-failures must be >= 0 and "
+                         "--quarantine-window > 0")
+    if args.print_scheduler_config:
+        from podvirt.extender.schedconfig import render_scheduler_config
+        scheme = "https" if args.cert else "http"
+        print(render_scheduler_config(f"{scheme}://{args.bind}:{args.port}", ca_file=args.ca,
+                                      kubeconfig=args.print_scheduler_config), end="")
+        return 0
+    from podvirt.extender.app import Settings
+    from podvirt.extender.decide import Policy
+    from podvirt.extender.serve import ServeOptions, serve
+    settings = Settings(policy=Policy(args.policy, args.quarantine_failures,
+                                      args.quarantine_window),
+                        max_body_bytes=args.max_body_bytes)
+    options = ServeOptions(bind=args.bind, port=args.port, cert=args.cert, key=args.key,
+                           kubeconfig=args.kubeconfig, threads=args.threads)
+    return serve(options, settings)

@@ -1,0 +1,266 @@
+"""Pure placement decisions: does a VM fit a node, how good is each node, which devices.
+
+Every function takes plain values (NodeFacts, NodeUsage, the VMSpec and its Demand from
+the core) and returns plain values. A rejection is a Verdict whose reason a user can act
+on; `unresolvable` marks what evicting other pods cannot fix (the scheduler then does not
+try preemption there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Literal, Sequence
+
+from podvirt.extender.facts import NodeFacts, NodeUsage
+from podvirt.quantity import format_millis, human_bytes
+from podvirt.vmspec import Demand, DeviceRequest, PassthroughDevice, VMSpec
+from podvirt.vmspec import keys as k
+
+# Every launcher pod requests one of this extended resource (contracts.md); it is listed
+# as ignoredByScheduler, so the extender checks nodes advertise it.
+VM_MARKER = k.VM_MARKER_RESOURCE
+MAX_PRIORITY = 10  # k8s.io/kube-scheduler/extender/v1 MaxExtenderPriority
+# With devices, memory scores 0..8 and one-NUMA-node device placement adds 2.
+NUMA_BONUS = 2
+
+
+@dataclass(frozen=True)
+class Policy:
+    scoring: Literal["spread", "pack"] = "spread"
+    quarantine_failures: int = 3        # VMStartFailed on a node within the window ...
+    quarantine_window: float = 600.0    # ... keep VMs off it (seconds)
+
+
+DEFAULT_POLICY = Policy()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    reason: str = ""          # empty: the VM fits
+    unresolvable: bool = False
+    category: str = ""        # metrics label: memory, cpu, devices, quarantine, ...
+
+    @property
+    def fits(self) -> bool:
+        return not self.reason
+
+
+FITS = Verdict()
+
+
+def _no(reason: str, category: str) -> Verdict:
+    return Verdict(reason, False, category)
+
+
+def _never(reason: str, category: str) -> Verdict:
+    return Verdict(reason, True, category)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
+def filter_node(node: NodeFacts, usage: NodeUsage, vm: VMSpec, demand: Demand, now: float,
+                policy: Policy = DEFAULT_POLICY) -> Verdict:
+    """Why `vm` cannot run on `node` now (empty reason: it can).
+
+    Checks that no eviction can fix come first, so the reason shown is the root cause."""
+    pin = vm.pinning
+    if pin.node_names and node.name not in pin.node_names:
+        return _never(f"VM is pinned to {', '.join(pin.node_names)} ({k.NODE_NAMES})", "pinning")
+    if pin.node_labels:
+        missing = [f"{key}={value}" for key, value in pin.node_labels
+                   if node.labels.get(key) != value]
+        if missing:
+            return _never(f"node lacks label {', '.join(missing)} ({k.NODE_LABELS})", "pinning")
+    if not node.kvm_usable and not vm.allow_emulation:
+        return _never(f"KVM is not usable on this node ({k.NODE_KVM_LABEL}=false); set "
+                      f"{k.ALLOW_EMULATION}=true to run the VM emulated", "kvm")
+    verdict = _static_capacity(node, vm, demand)
+    if verdict.reason:
+        return verdict
+    return (_free_capacity(node, usage, vm, demand)
+            or _free_devices(node, usage, vm.devices)
+            or quarantine(usage, now, policy)
+            or FITS)
+
+
+def _device_names(vm: VMSpec) -> set[str]:
+    return {r.resource for r in vm.devices if r.resource}
+
+
+def _extended(vm: VMSpec, demand: Demand) -> list[tuple[str, int]]:
+    """Extended resources checked by count; passthrough devices are checked one by one."""
+    devices = _device_names(vm)
+    return [(VM_MARKER, 1)] + [(n, c) for n, c in demand.extended if n not in devices]
+
+
+def _static_capacity(node: NodeFacts, vm: VMSpec, demand: Demand) -> Verdict:
+    """What the node lacks even when empty."""
+    if demand.hugepages:
+        size, need = demand.hugepages
+        total = node.hugepages.get(size, 0)
+        if total < need:
+            return _never(f"needs {human_bytes(need)} of {size}, node has "
+                          f"{human_bytes(total) if total else 'none'}", "hugepages")
+    if vm.dedicated_cpus and node.cpu_millis // 1000 < vm.vcpus:
+        return _never(f"needs {_count(vm.vcpus, 'dedicated CPU')}, node has "
+                      f"{node.cpu_millis // 1000} allocatable", "cpu")
+    for name, need in _extended(vm, demand):
+        if node.extended.get(name, 0) < need:
+            have = node.extended.get(name, 0)
+            return _never(f"needs {need} {name}, node " +
+                          (f"has {have}" if have else "does not advertise it"), "extended")
+    if vm.devices and node.devices_error:
+        return _no(node.devices_error, "devices")
+    for request in vm.devices:
+        matching = sum(1 for d in node.devices if request.matches(d))
+        if not matching:
+            return _never(f"no device of type {request.label} on node", "devices")
+        if matching < request.count:
+            return _never(f"needs {request.count} {request.label}, node has {matching}",
+                          "devices")
+    return FITS
+
+
+def _free_capacity(node: NodeFacts, usage: NodeUsage, vm: VMSpec, demand: Demand) -> Verdict | None:
+    free = node.memory - usage.memory
+    if demand.node_memory > free:
+        label = " memory" if demand.hugepages else ""
+        return _no(f"needs {demand.describe_memory()}, {human_bytes(max(free, 0))}{label} free",
+                   "memory")
+    if demand.hugepages:
+        size, need = demand.hugepages
+        hp_free = node.hugepages.get(size, 0) - usage.hugepages.get(size, 0)
+        if need > hp_free:
+            return _no(f"needs {human_bytes(need)} of {size}, {human_bytes(max(hp_free, 0))} free",
+                       "hugepages")
+    cpu_free = node.cpu_millis - usage.cpu_millis
+    if vm.dedicated_cpus:
+        cores = max(cpu_free, 0) // 1000
+        if cores < vm.vcpus:
+            return _no(f"needs {_count(vm.vcpus, 'dedicated CPU')} (whole cores), "
+                       f"{cores} free", "cpu")
+    elif demand.cpu_request_millis > cpu_free:
+        return _no(f"needs {format_millis(demand.cpu_request_millis)} CPU, "
+                   f"{format_millis(max(cpu_free, 0))} free", "cpu")
+    for name, need in _extended(vm, demand):
+        total = node.extended.get(name, 0)
+        left = total - usage.extended.get(name, 0)
+        if need > left:
+            return _no(f"needs {need} {name}, " +
+                       (f"all {total} in use" if left <= 0 else f"{left} of {total} free"),
+                       "extended")
+    return None
+
+
+def _free_devices(node: NodeFacts, usage: NodeUsage,
+                  requests: Sequence[DeviceRequest]) -> Verdict | None:
+    taken: set[str] = set(usage.claimed)
+    for request in requests:
+        # Same greedy order as choose_devices' fallback, so a pass here means bind succeeds.
+        matching = [d for d in node.devices if request.matches(d)]
+        free = sorted((d for d in matching if d.address not in taken), key=lambda d: d.address)
+        if len(free) < request.count:
+            state = (f"all {len(matching)} claimed" if not free
+                     else f"{len(free)} of {len(matching)} free")
+            return _no(f"needs {request.count} {request.label}, {state}", "devices")
+        taken.update(d.address for d in free[:request.count])
+    return None
+
+
+def quarantine(usage: NodeUsage, now: float, policy: Policy) -> Verdict | None:
+    """A node where VMs keep failing to start is avoided until failures age out."""
+    limit = policy.quarantine_failures
+    if limit <= 0 or len(usage.failures) < limit:
+        return None
+    recent = sorted((t for t in usage.failures if now - policy.quarantine_window < t <= now),
+                    reverse=True)
+    if len(recent) < limit:
+        return None
+    # Once the limit-th most recent failure leaves the window, fewer than `limit` remain.
+    until = datetime.fromtimestamp(recent[limit - 1] + policy.quarantine_window, timezone.utc)
+    return _no(f"quarantined: {len(recent)} VM start failures ({k.REASON_START_FAILED}) in the "
+               f"last {_window(policy.quarantine_window)}, until "
+               f"{until.strftime('%Y-%m-%dT%H:%M:%SZ')}", "quarantine")
+
+
+def _window(seconds: float) -> str:
+    s = int(seconds)
+    if s % 3600 == 0:
+        return f"{s // 3600}h"
+    return f"{s // 60}m" if s % 60 == 0 else f"{s}s"
+
+
+# --- device choice -------------------------------------------------------------------------
+
+class DevicesUnavailable(ValueError):
+    pass
+
+
+def choose_devices(node: NodeFacts, usage: NodeUsage,
+                   requests: Sequence[DeviceRequest]) -> tuple[PassthroughDevice, ...]:
+    """Concrete unclaimed devices for every request, all on one NUMA node when possible
+    (the lowest such node, for determinism); else in address order."""
+    if not requests:
+        return ()
+    free = sorted((d for d in node.devices if d.address not in usage.claimed),
+                  key=lambda d: d.address)
+    for numa in sorted({d.numa_node for d in free if d.numa_node >= 0}):
+        picked = _greedy([d for d in free if d.numa_node == numa], requests)
+        if picked is not None:
+            return picked
+    picked = _greedy(free, requests)
+    if picked is None:
+        verdict = _free_devices(node, usage, requests)
+        raise DevicesUnavailable(verdict.reason if verdict else "devices unavailable")
+    return picked
+
+
+def _greedy(free: Sequence[PassthroughDevice],
+            requests: Sequence[DeviceRequest]) -> tuple[PassthroughDevice, ...] | None:
+    taken: list[PassthroughDevice] = []
+    for request in requests:
+        got = [d for d in free if request.matches(d) and d not in taken][:request.count]
+        if len(got) < request.count:
+            return None
+        taken.extend(got)
+    return tuple(taken)
+
+
+# --- scoring -------------------------------------------------------------------------------
+
+def score_nodes(candidates: Sequence[tuple[NodeFacts, NodeUsage]], vm: VMSpec, demand: Demand,
+                policy: Policy = DEFAULT_POLICY) -> list[tuple[str, int]]:
+    """0..MAX_PRIORITY per node: spread prefers the most memory left after placing the VM,
+    pack the least; with devices, a one-NUMA-node placement earns NUMA_BONUS."""
+    top = MAX_PRIORITY - NUMA_BONUS if vm.devices else MAX_PRIORITY
+    out = []
+    for node, usage in candidates:
+        left = _memory_left_fraction(node, usage, demand)
+        share = left if policy.scoring == "spread" else 1.0 - left
+        score = round(top * share)
+        if vm.devices and _one_numa_node(node, usage, vm.devices):
+            score += NUMA_BONUS
+        out.append((node.name, max(0, min(MAX_PRIORITY, score))))
+    return out
+
+
+def _memory_left_fraction(node: NodeFacts, usage: NodeUsage, demand: Demand) -> float:
+    if demand.hugepages:   # the guest's RAM comes out of the hugepage pool
+        size, need = demand.hugepages
+        total, used = node.hugepages.get(size, 0), usage.hugepages.get(size, 0)
+    else:
+        total, used, need = node.memory, usage.memory, demand.node_memory
+    if total <= 0:
+        return 0.0
+    return min(1.0, max(0.0, (total - used - need) / total))
+
+
+def _one_numa_node(node: NodeFacts, usage: NodeUsage, requests: Sequence[DeviceRequest]) -> bool:
+    try:
+        numas = {d.numa_node for d in choose_devices(node, usage, requests)}
+    except DevicesUnavailable:
+        return False
+    return len(numas) == 1 and min(numas) >= 0

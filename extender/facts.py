@@ -1,0 +1,174 @@
+"""What the extender knows about a node and what the pods on it take, as frozen values.
+
+Built from Kubernetes JSON (watch events, the scheduler's request) by the functions at
+the bottom; the decision layer (decide.py) only ever sees these values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from podvirt.quantity import QuantityError, parse_decimal, parse_millis
+from podvirt.vmspec import PassthroughDevice
+from podvirt.vmspec import keys as k
+
+HUGEPAGES_PREFIX = "hugepages-"
+
+
+def _empty() -> Mapping:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    name: str
+    labels: Mapping[str, str] = field(default_factory=_empty)
+    # Allocatable: bytes, millicores, "hugepages-2Mi" -> bytes, "vendor/name" -> count.
+    memory: int = 0
+    cpu_millis: int = 0
+    hugepages: Mapping[str, int] = field(default_factory=_empty)
+    extended: Mapping[str, int] = field(default_factory=_empty)
+    kvm_usable: bool = True             # label podvirt.io/kvm != "false"
+    devices: tuple[PassthroughDevice, ...] = ()
+    devices_error: str = ""             # why the pci-devices annotation is unusable
+
+
+@dataclass(frozen=True)
+class NodeUsage:
+    """Requests of the live (and assumed) pods on one node, plus its recent VM start failures."""
+    memory: int = 0
+    cpu_millis: int = 0
+    hugepages: Mapping[str, int] = field(default_factory=_empty)
+    extended: Mapping[str, int] = field(default_factory=_empty)
+    claimed: frozenset[str] = frozenset()   # PCI addresses assigned to pods
+    failures: tuple[float, ...] = ()        # epoch seconds of VMStartFailed
+
+
+EMPTY_USAGE = NodeUsage()
+
+
+def usage_from_requests(requests: Mapping[str, int], claimed: frozenset[str] = frozenset(),
+                        failures: tuple[float, ...] = ()) -> NodeUsage:
+    return NodeUsage(
+        memory=requests.get("memory", 0),
+        cpu_millis=requests.get("cpu", 0),
+        hugepages=MappingProxyType({n: v for n, v in requests.items()
+                                    if n.startswith(HUGEPAGES_PREFIX) and v}),
+        extended=MappingProxyType({n: v for n, v in requests.items() if "/" in n and v}),
+        claimed=claimed,
+        failures=failures,
+    )
+
+
+# --- Kubernetes JSON -> values ------------------------------------------------------------
+
+def quantity_value(name: str, text: Any) -> int | None:
+    """A resource quantity as an int: millicores for cpu, whole units (bytes) otherwise."""
+    try:
+        if name == "cpu":
+            return parse_millis(str(text))
+        return int(parse_decimal(str(text)).to_integral_value(rounding=ROUND_CEILING))
+    except (QuantityError, ValueError):
+        return None
+
+
+def resource_list(raw: Any) -> dict[str, int]:
+    if not isinstance(raw, Mapping):
+        return {}
+    out = {}
+    for name, text in raw.items():
+        value = quantity_value(name, text)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def device_from_json(raw: Any) -> PassthroughDevice:
+    """One entry of podvirt.io/pci-devices or podvirt.io/assigned-devices."""
+    return PassthroughDevice.from_json(raw)
+
+
+def devices_from_annotation(text: str | None) -> tuple[PassthroughDevice, ...]:
+    """Parse a JSON list of devices; ValueError says what is wrong with it."""
+    if not text:
+        return ()
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc.msg}") from None
+    if not isinstance(raw, list):
+        raise ValueError("must be a JSON list")
+    devices = tuple(device_from_json(item) for item in raw)
+    if len({d.address for d in devices}) != len(devices):
+        raise ValueError("lists a PCI address twice")
+    return devices
+
+
+def node_facts(node: Mapping[str, Any]) -> NodeFacts:
+    """NodeFacts from a Node object; a malformed annotation is recorded, not raised."""
+    meta = node.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    alloc = resource_list((node.get("status") or {}).get("allocatable"))
+    devices: tuple[PassthroughDevice, ...] = ()
+    error = ""
+    try:
+        devices = devices_from_annotation(annotations.get(k.NODE_PCI_DEVICES))
+    except ValueError as exc:
+        error = f"{k.NODE_PCI_DEVICES} annotation is unusable: {exc}"
+    return NodeFacts(
+        name=str(meta.get("name") or ""),
+        labels=MappingProxyType(dict(labels)),
+        memory=alloc.get("memory", 0),
+        cpu_millis=alloc.get("cpu", 0),
+        hugepages=MappingProxyType({n: v for n, v in alloc.items()
+                                    if n.startswith(HUGEPAGES_PREFIX)}),
+        extended=MappingProxyType({n: v for n, v in alloc.items() if "/" in n}),
+        kvm_usable=labels.get(k.NODE_KVM_LABEL) != "false",
+        devices=devices,
+        devices_error=error,
+    )
+
+
+def _container_requests(container: Mapping[str, Any]) -> dict[str, int]:
+    resources = container.get("resources") or {}
+    # The API server defaults requests to limits; pods built by hand may only carry limits.
+    merged = {**resource_list(resources.get("limits")), **resource_list(resources.get("requests"))}
+    return merged
+
+
+def pod_requests(pod: Mapping[str, Any]) -> dict[str, int]:
+    """Effective requests as kube-scheduler computes them:
+    max(sum of containers + sidecars, largest init container) + pod overhead."""
+    spec = pod.get("spec") or {}
+    total: dict[str, int] = {}
+    init_max: dict[str, int] = {}
+    for c in spec.get("containers") or []:
+        for name, v in _container_requests(c).items():
+            total[name] = total.get(name, 0) + v
+    for c in spec.get("initContainers") or []:
+        reqs = _container_requests(c)
+        if c.get("restartPolicy") == "Always":       # sidecar: runs alongside the containers
+            for name, v in reqs.items():
+                total[name] = total.get(name, 0) + v
+        else:
+            for name, v in reqs.items():
+                init_max[name] = max(init_max.get(name, 0), v)
+    result = {name: max(total.get(name, 0), init_max.get(name, 0))
+              for name in total.keys() | init_max.keys()}
+    for name, v in resource_list(spec.get("overhead")).items():
+        result[name] = result.get(name, 0) + v
+    return result
+
+
+def assigned_addresses(pod: Mapping[str, Any]) -> frozenset[str]:
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    try:
+        return frozenset(d.address for d in
+                         devices_from_annotation(annotations.get(k.ASSIGNED_DEVICES)))
+    except ValueError:
+        return frozenset()

@@ -1,0 +1,94 @@
+"""The extender's only Kubernetes API caller: list/watch nodes and pods, read and patch a
+pod, create a Binding. Objects cross this boundary as plain JSON dicts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator, Literal, Protocol
+
+Kind = Literal["nodes", "pods"]
+
+
+class ApiWriter(Protocol):
+    """What bind needs; tests substitute a fake."""
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def patch_pod_annotations(self, namespace: str, name: str, uid: str,
+                              annotations: dict[str, str]) -> None: ...
+
+    def create_binding(self, namespace: str, name: str, uid: str, node: str) -> None: ...
+
+
+class ApiReader(Protocol):
+    """What the watches need; tests substitute a fake event stream."""
+
+    def list(self, kind: Kind) -> tuple[list[dict[str, Any]], str]: ...
+
+    def watch(self, kind: Kind, resource_version: str,
+              timeout_seconds: int) -> Iterator[tuple[str, dict[str, Any]]]: ...
+
+
+class KubeClient:
+    def __init__(self, api_client: Any):
+        from kubernetes import client
+        self.core = client.CoreV1Api(api_client)
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None = None) -> "KubeClient":
+        """From a kubeconfig file, else in-cluster config, else the default kubeconfig."""
+        from kubernetes import client, config
+        if kubeconfig:
+            return cls(config.new_client_from_config(config_file=kubeconfig))
+        try:
+            config.load_incluster_config()
+            return cls(client.ApiClient())
+        except config.ConfigException:
+            return cls(config.new_client_from_config())
+
+    def _lister(self, kind: Kind):
+        return self.core.list_node if kind == "nodes" else self.core.list_pod_for_all_namespaces
+
+    def list(self, kind: Kind) -> tuple[list[dict[str, Any]], str]:
+        # Raw JSON: skips model deserialization, which dominates for thousands of objects.
+        resp = self._lister(kind)(_preload_content=False)
+        data = json.loads(resp.data)
+        return data.get("items") or [], str((data.get("metadata") or {}).get("resourceVersion", ""))
+
+    def watch(self, kind: Kind, resource_version: str,
+              timeout_seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        from kubernetes import watch
+        # With timeout_seconds the client does not retry on its own: an expired
+        # resourceVersion surfaces as ApiException(410) and the caller re-lists.
+        stream = watch.Watch().stream(
+            self._lister(kind), resource_version=resource_version,
+            timeout_seconds=timeout_seconds, allow_watch_bookmarks=True,
+            _request_timeout=(10, timeout_seconds + 30))
+        for event in stream:
+            yield event["type"], event["raw_object"]
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+        try:
+            resp = self.core.read_namespaced_pod(name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return json.loads(resp.data)
+
+    def patch_pod_annotations(self, namespace: str, name: str, uid: str,
+                              annotations: dict[str, str]) -> None:
+        meta: dict[str, Any] = {"annotations": annotations}
+        if uid:
+            meta["uid"] = uid     # precondition: never annotate a recreated namesake
+        self.core.patch_namespaced_pod(name, namespace, {"metadata": meta})
+
+    def create_binding(self, namespace: str, name: str, uid: str, node: str) -> None:
+        from kubernetes import client
+        body = client.V1Binding(
+            metadata=client.V1ObjectMeta(name=name, namespace=namespace, uid=uid or None),
+            target=client.V1ObjectReference(api_version="v1", kind="Node", name=node))
+        # The client cannot deserialize the Binding it gets back (kubernetes-client/python
+        # issue #825, "Invalid value for `target`"), so the response is left raw.
+        self.core.create_namespaced_binding(namespace, body, _preload_content=False)

@@ -1,0 +1,76 @@
+"""kube-scheduler configuration that registers the extender.
+
+`render_scheduler_config` fills the shipped KubeSchedulerConfiguration template
+(config/kube-scheduler-config.yaml); `render_policy` the legacy Policy JSON
+(config/policy.json) for schedulers older than 1.23, which read --policy-config-file.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_DURATION = re.compile(r"^([0-9]+)(ms|s|m)$")
+
+
+def _template(name: str) -> str:
+    return (resources.files("podvirt.extender") / "config" / name).read_text()
+
+
+def _tls(url: str, ca_file: str | None, insecure: bool) -> dict[str, Any]:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"extender URL must start with http:// or https://, got {url!r}")
+    tls: dict[str, Any] = {"insecure": insecure}
+    if ca_file:
+        tls["caData"] = base64.b64encode(Path(ca_file).read_bytes()).decode()
+    return tls
+
+
+def _fill(extender: dict[str, Any], url: str, ca_file: str | None, insecure: bool,
+          weight: int) -> None:
+    https = url.startswith("https://")
+    extender["urlPrefix"] = url.rstrip("/")
+    extender["weight"] = weight
+    for key in ("enableHTTPS", "enableHttps"):
+        if key in extender:
+            extender[key] = https
+    if https:
+        extender["tlsConfig"] = _tls(url, ca_file, insecure)
+    else:
+        _tls(url, None, False)   # validates the scheme
+        extender.pop("tlsConfig", None)
+
+
+def render_scheduler_config(url: str, ca_file: str | None = None,
+                            kubeconfig: str = "/etc/kubernetes/scheduler.conf", *,
+                            insecure: bool = False, weight: int = 1, http_timeout: str = "10s",
+                            scheduler_name: str = "default-scheduler",
+                            leader_elect: bool = False) -> str:
+    """KubeSchedulerConfiguration YAML: one profile named `scheduler_name`, our extender
+    at `url`, trusting the PEM CA in `ca_file` (or nothing but `insecure`)."""
+    if not _DURATION.match(http_timeout):
+        raise ValueError(f"http_timeout must look like 10s, got {http_timeout!r}")
+    if not 1 <= weight <= 100:
+        raise ValueError(f"weight must be between 1 and 100, got {weight}")
+    cfg = yaml.safe_load(_template("kube-scheduler-config.yaml"))
+    cfg["clientConnection"]["kubeconfig"] = kubeconfig
+    cfg["leaderElection"]["leaderElect"] = leader_elect
+    cfg["profiles"][0]["schedulerName"] = scheduler_name
+    extender = cfg["extenders"][0]
+    _fill(extender, url, ca_file, insecure, weight)
+    extender["httpTimeout"] = http_timeout
+    return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def render_policy(url: str, ca_file: str | None = None, *, insecure: bool = False,
+                  weight: int = 1) -> str:
+    """Legacy scheduler Policy JSON (kube-scheduler < 1.23)."""
+    policy = json.loads(_template("policy.json"))
+    _fill(policy["extenders"][0], url, ca_file, insecure, weight)
+    return json.dumps(policy, indent=2) + "\n"

@@ -1,0 +1,79 @@
+"""Scheduler configuration rendering and the CLI surface."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import yaml
+
+from podvirt.cli import build_parser
+from podvirt.extender.schedconfig import render_policy, render_scheduler_config
+
+CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+@pytest.fixture
+def ca_file(tmp_path):
+    path = tmp_path / "ca.crt"
+    path.write_text(CA)
+    return str(path)
+
+
+def test_scheduler_config_matches_the_contract(ca_file):
+    cfg = yaml.safe_load(render_scheduler_config("https://127.0.0.1:9443", ca_file,
+                                                 "/state/scheduler.kubeconfig",
+                                                 scheduler_name="podvirt-scheduler"))
+    assert cfg["apiVersion"] == "kubescheduler.config.k8s.io/v1"
+    assert cfg["clientConnection"]["kubeconfig"] == "/state/scheduler.kubeconfig"
+    assert cfg["profiles"] == [{"schedulerName": "podvirt-scheduler"}]
+    (ext,) = cfg["extenders"]
+    assert {key: ext[key] for key in ("urlPrefix", "filterVerb", "prioritizeVerb", "bindVerb",
+                                      "weight", "nodeCacheCapable", "ignorable",
+                                      "enableHTTPS")} == {
+        "urlPrefix": "https://127.0.0.1:9443", "filterVerb": "filter",
+        "prioritizeVerb": "prioritize", "bindVerb": "bind", "weight": 1,
+        "nodeCacheCapable": True, "ignorable": False, "enableHTTPS": True}
+    assert ext["managedResources"] == [
+        {"name": "devices.podvirt.io/kvm", "ignoredByScheduler": True},
+        {"name": "podvirt.io/vm", "ignoredByScheduler": True}]
+    assert base64.b64decode(ext["tlsConfig"]["caData"]).decode() == CA
+    assert ext["tlsConfig"]["insecure"] is False
+
+
+def test_plain_http_config_has_no_tls():
+    ext = yaml.safe_load(render_scheduler_config("http://127.0.0.1:8888"))["extenders"][0]
+    assert ext["enableHTTPS"] is False and "tlsConfig" not in ext
+
+
+@pytest.mark.parametrize("kwargs", [
+    pytest.param({"url": "127.0.0.1:8888"}, id="no-scheme"),
+    pytest.param({"url": "https://x", "http_timeout": "ten"}, id="bad-timeout"),
+    pytest.param({"url": "https://x", "weight": 0}, id="bad-weight"),
+])
+def test_bad_config_arguments(kwargs):
+    with pytest.raises(ValueError):
+        render_scheduler_config(**kwargs)
+
+
+def test_legacy_policy(ca_file):
+    policy = json.loads(render_policy("https://10.0.0.1:8888", ca_file))
+    (ext,) = policy["extenders"]
+    assert policy["kind"] == "Policy" and ext["urlPrefix"] == "https://10.0.0.1:8888"
+    assert ext["enableHttps"] is True and ext["tlsConfig"]["caData"]
+
+
+def test_cli_flags():
+    args = build_parser().parse_args(["extender", "--port", "9443", "--policy", "pack",
+                                      "--quarantine-failures", "5", "--quarantine-window", "60"])
+    assert (args.port, args.policy, args.quarantine_failures, args.quarantine_window) == \
+        (9443, "pack", 5, 60.0)
+
+
+def test_cli_prints_scheduler_config(ca_file, capsys):
+    args = build_parser().parse_args(["extender", "--port", "9443", "--cert", "tls.crt",
+                                      "--ca", ca_file, "--print-scheduler-config", "/k.conf"])
+    assert args.func(args) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["extenders"][0]["urlPrefix"] == "https://127.0.0.1:9443"
