@@ -1,0 +1,220 @@
+"""VMSpec + HostContext -> libvirt domain XML, one small configurator per concern.
+
+Configurators are pure: each returns the elements for its concern (top-level domain
+children or <devices> children) and `domain_xml` composes them in a fixed order.
+A user-supplied domain XML takes the other path: placeholders filled, sanitized by
+the core with the devices this pod was actually assigned, then adjusted to the host
+(domain type, TCG cache cap, assigned hostdevs, a serial console).
+"""
+
+from __future__ import annotations
+
+import string
+import xml.etree.ElementTree as ET
+from typing import Callable
+
+from podvirt.launcher.hostcontext import HostContext
+from podvirt.vmspec.domainxml import fill_placeholders, sanitize_domain
+from podvirt.vmspec.model import PassthroughDevice, VMSpec
+
+Configurator = Callable[[VMSpec, HostContext], list[ET.Element]]
+
+
+def _el(tag: str, text: str | None = None, children: tuple[ET.Element, ...] = (),
+        **attrs: str) -> ET.Element:
+    el = ET.Element(tag, {k.rstrip("_"): v for k, v in attrs.items()})
+    if text is not None:
+        el.text = text
+    el.extend(children)
+    return el
+
+
+def _mib(n: int) -> str:
+    return str(n // 2**20)
+
+
+# --- top-level configurators -------------------------------------------------------------
+
+def identity(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
+    return [_el("name", spec.name), _el("uuid", ctx.uuid)]
+
+
+def cpu_memory(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
+    els = [_el("memory", str(spec.memory_bytes // 1024), unit="KiB"),
+           _el("vcpu", str(spec.vcpus), placement="static")]
+    if spec.cpu_model == "host-passthrough":
+        els.append(_el("cpu", mode="host-passthrough"))
+    elif spec.cpu_model == "host-model":
+        # TCG has no host CPU to model; QEMU's default model is the portable choice.
+        if ctx.accel == "kvm":
+            els.append(_el("cpu", mode="host-model"))
+    else:
+        els.append(_el("cpu", mode="custom", match="exact", children=(
+            _el("model", spec.cpu_model, fallback="forbid"),)))
+    return els
+
+
+def memory_backing(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
+    if not spec.hugepage_bytes:
+        return []
+    page = _el("page", size=str(spec.hugepage_bytes // 1024), unit="KiB")
+    return [_el("memoryBacking", children=(_el("hugepages", children=(page,)),))]
+
+
+def cputune(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
+    # Dedicated vCPUs pin 1:1 onto the exclusive CPUs kubelet's CPU manager gave the pod.
+    if not spec.dedicated_cpus or len(ctx.host_cpus) < spec.vcpus:
+        return []
+    pins = tuple(_el("vcpupin", vcpu=str(i), cpuset=str(cpu))
+                 for i, cpu in enumerate(ctx.host_cpus[:spec.vcpus]))
+    return [_el("cputune", children=pins)]
+
+
+def os_boot(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
+    children = [_el("type", "hvm", arch="x86_64", machine=spec.machine)]
+    if spec.kernel:
+        children.append(_el("kernel", spec.kernel))
+        if spec.initrd:
+            children.append(_el("initrd", spec.initrd))
+        children.append(_el("cmdline", spec.kernel_args or "console=ttyS0"))
+    return [_el("os", children=tuple(children))]
+
+
+def features(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
+    # ACPI: without it a guest's poweroff does not end the domain and virDomainShutdown
+    # has no power button to press.
+    children = [_el("acpi")]
+    if ctx.accel == "tcg":
+        children.append(_el("tcg", children=(
+            _el("tb-cache", _mib(ctx.tcg_cache_bytes), unit="MiB"),)))
+    return [_el("features", children=tuple(children))]
+
+
+def lifecycle(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
+    # The pod is the VM: a powered-off or crashed guest ends the launcher.
+    return [_el("on_poweroff", "destroy"), _el("on_reboot", "restart"),
+            _el("on_crash", "destroy"), _el("clock", offset="utc")]
+
+
+# --- device configurators ----------------------------------------------------------------
+
+def _target_name(prefix: str, index: int) -> str:
+    return prefix + string.ascii_lowercase[index]
+
+
+def disks(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
+    els = []
+    for index, disk in enumerate(ctx.disks):
+        children = [_el("driver", name="qemu", type=disk.format),
+                    _el("source", file=disk.path),
+                    _el("target", dev=_target_name("vd", index), bus="virtio")]
+        if index == 0 and not spec.kernel:
+            children.append(_el("boot", order="1"))
+        if disk.readonly:
+            children.append(_el("readonly"))
+        els.append(_el("disk", type="file", device="disk", children=tuple(children)))
+    if ctx.cloud_init_iso:
+        els.append(_el("disk", type="file", device="cdrom", children=(
+            _el("driver", name="qemu", type="raw"), _el("source", file=ctx.cloud_init_iso),
+            _el("target", dev="sda", bus="sata"), _el("readonly"))))
+    return els
+
+
+def nics(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
+    els = []
+    for nic in spec.nics:
+        children = []
+        if nic.mac:
+            children.append(_el("mac", address=nic.mac))
+        if nic.binding == "tap":
+            # The tap exists already (pod network setup); libvirt must not manage it.
+            children.append(_el("target", dev=ctx.tap_for(nic.name), managed="no"))
+        children.append(_el("model", type="virtio"))
+        kind = "ethernet" if nic.binding == "tap" else "user"
+        els.append(_el("interface", type=kind, children=tuple(children)))
+    return els
+
+
+def hostdev(device: PassthroughDevice) -> ET.Element:
+    domain, bus, rest = (["0000"] + device.address.split(":"))[-3:]
+    slot, _, function = rest.partition(".")
+    address = _el("address", domain=f"0x{domain}", bus=f"0x{bus}", slot=f"0x{slot}",
+                  function=f"0x{function}")
+    # managed='no': the device plugin bound vfio-pci already; the pod cannot rebind.
+    return _el("hostdev", mode="subsystem", type="pci", managed="no",
+               children=(_el("source", children=(address,)),))
+
+
+def hostdevs(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
+    return [hostdev(d) for d in ctx.assigned]
+
+
+def serial_console(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
+    if ctx.serial_log:
+        return [_el("serial", type="file", children=(
+            _el("source", path=ctx.serial_log, append="on"), _el("target", port="0")))]
+    return [_el("serial", type="pty", children=(_el("target", port="0"),))]
+
+
+def graphics(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
+    if spec.graphics != "vnc":
+        return []
+    return [_el("graphics", type="vnc", port="-1", autoport="yes", listen="127.0.0.1"),
+            _el("video", children=(_el("model", type="vga"),))]
+
+
+def memballoon(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
+    # The pod's memory is a hard limit; a balloon cannot give anything back to the node.
+    return [_el("memballoon", model="none")]
+
+
+TOP_LEVEL: tuple[Configurator, ...] = (identity, cpu_memory, memory_backing, cputune, os_boot,
+                                       features, lifecycle)
+DEVICES: tuple[Configurator, ...] = (disks, nics, hostdevs, serial_console, graphics, memballoon)
+
+
+def domain_xml(spec: VMSpec, ctx: HostContext) -> str:
+    """The domain for `spec` on this host; user domain XML goes through the sanitizer."""
+    if spec.domain_xml is not None:
+        return user_domain_xml(spec, ctx)
+    root = _el("domain", type="kvm" if ctx.accel == "kvm" else "qemu")
+    for configure in TOP_LEVEL:
+        root.extend(configure(spec, ctx))
+    devices = _el("devices", children=(_el("emulator", ctx.emulator),))
+    for configure in DEVICES:
+        devices.extend(configure(spec, ctx))
+    root.append(devices)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode")
+
+
+def user_domain_xml(spec: VMSpec, ctx: HostContext) -> str:
+    assert spec.domain_xml is not None
+    filled = fill_placeholders(spec.domain_xml, name=spec.name, uuid=ctx.uuid,
+                               memory_kib=spec.memory_bytes // 1024, vcpus=spec.vcpus,
+                               disk_paths={d.name: d.path for d in ctx.disks})
+    root = sanitize_domain(filled, assigned=ctx.assigned)
+    root.set("type", "kvm" if ctx.accel == "kvm" else "qemu")
+    if ctx.accel == "tcg":
+        feats = root.find("features")
+        if feats is None:
+            feats = _el("features")
+            root.append(feats)
+        if feats.find("tcg") is None:
+            feats.extend(features(spec, ctx)[0].findall("tcg"))
+    devices = root.find("devices")
+    if devices is None:
+        devices = _el("devices")
+        root.append(devices)
+    present = {_pci_text(a) for a in devices.findall("hostdev/source/address")}
+    for device in ctx.assigned:
+        if _pci_text(hostdev(device).find("source/address")) not in present:
+            devices.append(hostdev(device))
+    if ctx.serial_log and devices.find("serial") is None and devices.find("console") is None:
+        devices.extend(serial_console(spec, ctx))
+    return ET.tostring(root, encoding="unicode")
+
+
+def _pci_text(addr: ET.Element | None) -> str:
+    assert addr is not None
+    return ":".join(f"{int(addr.get(k, '0'), 0):x}" for k in ("domain", "bus", "slot", "function"))

@@ -1,0 +1,66 @@
+"""Host facts the domain XML is built from, gathered before conversion starts.
+
+`domain_xml(spec, ctx)` is a pure function of the VM spec and this context, so
+everything that needs I/O (the KVM check, disk preparation, device assignment, the
+pod's CPU set) happens first and lands here as plain values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+from podvirt.vmspec.model import PassthroughDevice
+from podvirt.vmspec.overhead import OverheadConstants
+
+DiskFormat = Literal["qcow2", "raw"]
+
+
+@dataclass(frozen=True)
+class DiskAttachment:
+    """One disk as QEMU opens it: the overlay or volume path, not the user's source."""
+    name: str
+    path: str
+    format: DiskFormat
+    readonly: bool = False
+    cdrom: bool = False
+
+
+@dataclass(frozen=True)
+class HostContext:
+    accel: Literal["kvm", "tcg"]
+    uuid: str
+    emulator: str = "/usr/bin/qemu-system-x86_64"
+    disks: tuple[DiskAttachment, ...] = ()          # in the spec's order
+    cloud_init_iso: str | None = None
+    serial_log: str | None = None                    # None: a pty console
+    assigned: tuple[PassthroughDevice, ...] = ()
+    tap_devices: tuple[tuple[str, str], ...] = ()    # (nic name, host tap device)
+    host_cpus: tuple[int, ...] = ()                  # the pod's CPUs, for dedicated pinning
+    tcg_cache_bytes: int = OverheadConstants().tcg_cache
+
+    def tap_for(self, nic: str) -> str:
+        return dict(self.tap_devices).get(nic, f"tap-{nic}"[:15])
+
+
+class AssignedDevicesInvalid(ValueError):
+    pass
+
+
+def parse_assigned_devices(text: str | None) -> tuple[PassthroughDevice, ...]:
+    """The extender's podvirt.io/assigned-devices annotation (JSON list) as values."""
+    if not text:
+        return ()
+    try:
+        items = json.loads(text)
+        if not isinstance(items, list):
+            raise TypeError("not a list")
+        return tuple(PassthroughDevice(
+            address=str(d["address"]), vendor=str(d.get("vendor", "")),
+            device=str(d.get("device", "")), resource=str(d.get("resource", "")),
+            numa_node=int(d.get("numaNode", -1)), iommu_group=int(d.get("iommuGroup", -1)),
+            driver=str(d.get("driver", ""))) for d in items)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise AssignedDevicesInvalid(f"podvirt.io/assigned-devices is not a JSON list of "
+                                     f"devices with an address: {exc}") from None

@@ -1,0 +1,368 @@
+"""`podvirt launcher run`: read the spec, prepare the host, run the VM, report, exit.
+
+Order: spec -> accelerator -> disks -> libvirt daemons -> domain XML -> start (with
+retries) -> event loop until the guest stops. Every way out reports a phase and ends
+with an exit code the pod's restart policy can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import time
+import uuid as uuidlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from podvirt.launcher.console import ConsoleTail
+from podvirt.launcher.daemons import DaemonError, LibvirtDaemons
+from podvirt.launcher.disks import DiskError, DiskLayout, cloud_init_userdata, prepare_disk, \
+    write_seed_iso
+from podvirt.launcher.domain import domain_xml
+from podvirt.launcher.hostcontext import AssignedDevicesInvalid, HostContext, \
+    parse_assigned_devices
+from podvirt.launcher.kvm import AccelUnavailable, KvmVerdict, check_kvm, choose_accel
+from podvirt.launcher.report import PodReporter, VMStatus, now_rfc3339
+from podvirt.launcher.virt import Hypervisor, LibvirtError, VMEvent
+from podvirt.vmspec import SpecInvalid, parse_vm
+from podvirt.vmspec import keys as k
+from podvirt.vmspec.domainxml import DomainXMLRejected
+from podvirt.vmspec.downward import DownwardFileError, parse_annotations_file
+from podvirt.vmspec.model import CLOUD_INIT_DIR, POD_ROOT, VMSpec
+from podvirt.vmspec.overhead import OverheadConstants
+
+log = logging.getLogger("podvirt.launcher")
+
+EXIT_OK = 0
+EXIT_START_FAILED = 1     # VMStartFailed: the extender's quarantine counts these
+EXIT_CONFIG = 2           # the spec or the pod is unusable; retrying cannot help
+EXIT_VM_FAILED = 3        # crashed, destroyed, or forced off after the grace period
+EXIT_LIBVIRTD = 4         # libvirtd died or stopped answering
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    spec_file: Path
+    pod_root: Path = Path(POD_ROOT)
+    work_dir: Path | None = None          # default: <pod_root>/launcher
+    connect: str | None = None            # existing libvirtd instead of private daemons
+    accel: Literal["auto", "kvm", "tcg"] = "auto"
+    isolate: bool = True                  # private mount namespace for the daemons
+    node: str = ""
+    cloud_init_dir: Path = Path(CLOUD_INIT_DIR)
+    emulator: str = "/usr/bin/qemu-system-x86_64"
+    status_interval: float = 10.0         # how often RSS and daemon health are checked
+    start_retry_delay: float = 1.0
+    libvirt_cache: Path | None = None     # shared QEMU capabilities cache (tests, bench)
+
+    @property
+    def work(self) -> Path:
+        return self.work_dir or self.pod_root / "launcher"
+
+
+class LaunchFailed(Exception):
+    def __init__(self, code: int, reason: str, message: str):
+        super().__init__(message)
+        self.code, self.reason = code, reason
+
+
+def load_spec(spec_file: Path, name: str) -> tuple[VMSpec, dict[str, str]]:
+    try:
+        annotations = parse_annotations_file(spec_file.read_text())
+        return parse_vm(annotations, name=name), annotations
+    except OSError as exc:
+        raise LaunchFailed(EXIT_CONFIG, "SpecUnreadable",
+                           f"cannot read {spec_file}: {exc.strerror}") from None
+    except (DownwardFileError, SpecInvalid) as exc:
+        raise LaunchFailed(EXIT_CONFIG, "SpecInvalid", f"{spec_file}: {exc}") from None
+
+
+def decide_accel(mode: str, spec: VMSpec, kvm: KvmVerdict | None) -> str:
+    """`auto` trusts the functional check; forcing tcg still needs allow-emulation,
+    since only then was the pod's memory priced with the TCG cache."""
+    if mode == "kvm":
+        return "kvm"
+    if mode == "tcg":
+        return choose_accel(KvmVerdict(False, "--accel tcg was given"),
+                            allow_emulation=spec.allow_emulation)
+    assert kvm is not None
+    return choose_accel(kvm, allow_emulation=spec.allow_emulation)
+
+
+def qemu_rss(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class Launcher:
+    def __init__(self, cfg: LaunchConfig, reporter: PodReporter):
+        self.cfg, self.reporter = cfg, reporter
+        self.events: "queue.Queue[VMEvent]" = queue.Queue()
+        self.status = VMStatus("Starting", node=cfg.node)
+        self.daemons: LibvirtDaemons | None = None
+        self.hv: Hypervisor | None = None
+        self.qemu_pid: int | None = None
+        self.console: ConsoleTail | None = None
+
+    def _publish(self, **changes) -> None:
+        new = self.status.with_(**changes)
+        if new != self.status or not changes:
+            self.status = new
+            self.reporter.publish(new)
+
+    def _fail(self, exc: LaunchFailed) -> int:
+        log.error("%s: %s", exc.reason, exc)
+        self._publish(phase="Failed", failure_reason=exc.reason, failure_message=str(exc)[:1000])
+        self.reporter.event(exc.reason, str(exc), warning=True)
+        return exc.code
+
+    def run(self) -> int:
+        cfg = self.cfg
+        name = os.environ.get("POD_NAME") or _read_text(cfg.spec_file.parent / "name") or "vm"
+        try:
+            spec, annotations = load_spec(cfg.spec_file, name)
+            assigned = parse_assigned_devices(annotations.get(k.ASSIGNED_DEVICES))
+            self._publish()
+            accel = self._choose_accel(spec)
+            self._publish(accel=accel)
+            ctx = self._prepare_host(spec, accel, assigned)
+            xml = domain_xml(spec, ctx)
+        except LaunchFailed as exc:
+            return self._fail(exc)
+        except AssignedDevicesInvalid as exc:
+            return self._fail(LaunchFailed(EXIT_CONFIG, "SpecInvalid", str(exc)))
+        except DomainXMLRejected as exc:
+            return self._fail(LaunchFailed(EXIT_CONFIG, "DomainXMLRejected", str(exc)))
+        previous = {sig: signal.signal(sig, self._on_signal)
+                    for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self._connect()
+            self._start(spec, xml)
+            return self._supervise(spec)
+        except LaunchFailed as exc:
+            return self._fail(exc)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self._teardown()
+
+    # --- preparation -----------------------------------------------------------------------
+
+    def _choose_accel(self, spec: VMSpec) -> str:
+        kvm = check_kvm() if self.cfg.accel == "auto" else None
+        if kvm is not None:
+            log.info("KVM check: %s (%s)", "usable" if kvm.usable else "unusable", kvm.reason)
+        try:
+            return decide_accel(self.cfg.accel, spec, kvm)
+        except AccelUnavailable as exc:
+            raise LaunchFailed(EXIT_START_FAILED, k.REASON_START_FAILED, str(exc)) from None
+
+    def _prepare_host(self, spec: VMSpec, accel: str, assigned) -> HostContext:
+        cfg = self.cfg
+        work = cfg.work
+        work.mkdir(parents=True, exist_ok=True)
+        layout = DiskLayout(pod_root=cfg.pod_root, work_dir=work)
+        vm_uuid = _read_text(cfg.spec_file.parent / "uid") or str(uuidlib.uuid4())
+        try:
+            disks = tuple(prepare_disk(d, layout) for d in spec.disks)
+            iso = None
+            if spec.cloud_init:
+                iso = str(write_seed_iso(
+                    work / "cloud-init.iso",
+                    user_data=cloud_init_userdata(spec.cloud_init, cfg.cloud_init_dir),
+                    instance_id=vm_uuid, hostname=spec.name))
+        except DiskError as exc:
+            raise LaunchFailed(EXIT_CONFIG, "DiskUnavailable", str(exc)) from None
+        serial = work / "serial.log"
+        serial.unlink(missing_ok=True)
+        return HostContext(
+            accel=accel, uuid=vm_uuid, emulator=cfg.emulator, disks=disks, cloud_init_iso=iso,
+            serial_log=str(serial), assigned=assigned,
+            host_cpus=tuple(sorted(os.sched_getaffinity(0))),
+            tcg_cache_bytes=OverheadConstants().tcg_cache)
+
+    def _connect(self) -> None:
+        uri = self.cfg.connect
+        if uri is None:
+            self.daemons = LibvirtDaemons(self.cfg.work / "libvirt", isolate=self.cfg.isolate,
+                                          cache_dir=self.cfg.libvirt_cache)
+            log.info("starting private virtlogd and libvirtd in %s", self.daemons.state_dir)
+            try:
+                self.daemons.start()
+            except (DaemonError, OSError) as exc:
+                raise LaunchFailed(EXIT_START_FAILED, k.REASON_START_FAILED,
+                                   f"libvirt daemons did not start: {exc}") from None
+            uri = self.daemons.uri
+        try:
+            self.hv = Hypervisor(uri, self.events)
+        except LibvirtError as exc:
+            raise LaunchFailed(EXIT_LIBVIRTD, "LibvirtdUnavailable", str(exc)) from None
+
+    def _start(self, spec: VMSpec, xml: str) -> None:
+        assert self.hv is not None
+        (self.cfg.work / "domain.xml").write_text(xml)
+        attempts = 1 + spec.start_retries
+        for attempt in range(1, attempts + 1):
+            try:
+                t0 = time.monotonic()
+                self.hv.define_and_start(xml)
+                log.info("domain %s started (attempt %d/%d, %.2fs)", spec.name, attempt,
+                         attempts, time.monotonic() - t0)
+                break
+            except LibvirtError as exc:
+                log.warning("start attempt %d/%d failed: %s", attempt, attempts, exc)
+                self.reporter.event("StartAttemptFailed", f"attempt {attempt}/{attempts}: {exc}",
+                                    warning=True)
+                self.hv.cleanup_failed_start()
+                if attempt == attempts:
+                    raise LaunchFailed(EXIT_START_FAILED, k.REASON_START_FAILED,
+                                       f"VM did not start after {attempts} attempts: {exc}") \
+                        from None
+                time.sleep(self.cfg.start_retry_delay)
+        if self.daemons is not None:
+            self.qemu_pid = _read_pid(self.daemons.qemu_pid_file(spec.name))
+        if self.hv.conn.getURI().startswith("qemu") and self.qemu_pid is None:
+            self.qemu_pid = _read_pid(Path(f"/run/libvirt/qemu/{spec.name}.pid"))
+        serial = self.cfg.work / "serial.log"
+        self.console = ConsoleTail(serial).start()
+        self._publish(phase="Running", domain_state=self.hv.state(), started_at=now_rfc3339(),
+                      qemu_rss=qemu_rss(self.qemu_pid) if self.qemu_pid else None,
+                      guest_ip="10.0.2.15" if any(n.binding == "user" for n in spec.nics)
+                      else "")
+        self.reporter.event("Started", f"VM {spec.name} is running ({self.status.accel})")
+        self.reporter.watch_actions(
+            lambda action, token: self.events.put(VMEvent("action", f"{action}:{token}")))
+
+    # --- supervision -----------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        self.events.put(VMEvent("action", f"stop:signal-{signal.Signals(signum).name}"))
+
+    def _supervise(self, spec: VMSpec) -> int:
+        assert self.hv is not None
+        deadline: float | None = None     # end of the ACPI shutdown grace period
+        forced = False
+        while True:
+            timeout = self.cfg.status_interval
+            if deadline is not None:
+                timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+            try:
+                ev = self.events.get(timeout=timeout)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline and not forced:
+                    log.warning("guest did not shut down within %ds; destroying it",
+                                spec.shutdown_grace_seconds)
+                    forced = True
+                    self._try(self.hv.destroy)
+                    continue
+                self._health_check()
+                continue
+            if ev.kind == "stopped":
+                return self._stopped(spec, ev.detail, forced)
+            if ev.kind == "connection-closed":
+                return self._libvirtd_lost(ev.detail)
+            if ev.kind == "suspended":
+                self._publish(phase="Paused", domain_state="paused")
+            elif ev.kind == "resumed":
+                self._publish(phase="Running", domain_state="running")
+            elif ev.kind == "action":
+                action, _, token = ev.detail.partition(":")
+                if action == "stop":
+                    if deadline is None:
+                        log.info("stopping the VM (%s): ACPI shutdown, %ds grace", token,
+                                 spec.shutdown_grace_seconds)
+                        self._publish(phase="ShuttingDown")
+                        deadline = time.monotonic() + spec.shutdown_grace_seconds
+                        ok = self._try(self.hv.shutdown)
+                    else:
+                        ok = True
+                else:
+                    ok = self._try({"pause": self.hv.pause, "resume": self.hv.resume,
+                                    "reboot": self.hv.reboot}.get(action, _unknown(action)))
+                if not token.startswith("signal-"):
+                    self.reporter.ack(action, token, ok)
+
+    def _try(self, fn) -> bool:
+        try:
+            fn()
+            return True
+        except (LibvirtError, ValueError) as exc:
+            log.warning("%s", exc)
+            return False
+
+    def _health_check(self) -> None:
+        if self.daemons is not None and not self.daemons.alive():
+            self.events.put(VMEvent("connection-closed", "libvirtd process exited"))
+            return
+        rss = qemu_rss(self.qemu_pid) if self.qemu_pid else None
+        if rss != self.status.qemu_rss:
+            self._publish(qemu_rss=rss)
+
+    def _stopped(self, spec: VMSpec, detail: str, forced: bool) -> int:
+        if detail == "shutdown" and not forced:
+            log.info("guest shut down")
+            self._publish(phase="Succeeded", domain_state="shutoff")
+            self.reporter.event("Stopped", f"VM {spec.name} shut down")
+            return EXIT_OK
+        message = (f"guest did not shut down within {spec.shutdown_grace_seconds}s and was "
+                   "destroyed" if forced else f"domain stopped: {detail}")
+        log.error("%s", message)
+        self._publish(phase="Failed", domain_state="shutoff", failure_reason="VMStopped",
+                      failure_message=message)
+        self.reporter.event("Crashed" if detail in ("crashed", "failed") else "Stopped",
+                            message, warning=True)
+        return EXIT_VM_FAILED
+
+    def _libvirtd_lost(self, detail: str) -> int:
+        message = f"lost libvirtd ({detail}); the VM cannot be managed and is stopped"
+        if self.qemu_pid:
+            # QEMU outlives libvirtd; without a manager it must not keep running unseen.
+            try:
+                os.kill(self.qemu_pid, signal.SIGKILL)
+                message += f" (QEMU pid {self.qemu_pid} killed)"
+            except ProcessLookupError:
+                pass
+        log.error("%s", message)
+        self._publish(phase="Failed", failure_reason="LibvirtdLost", failure_message=message)
+        self.reporter.event("LibvirtdLost", message, warning=True)
+        return EXIT_LIBVIRTD
+
+    def _teardown(self) -> None:
+        if self.console is not None:
+            self.console.stop()
+        if self.hv is not None:
+            if self.daemons is None or self.daemons.alive():
+                self.hv.cleanup_failed_start()
+                self.hv.undefine()
+            self.hv.close()
+        if self.daemons is not None:
+            self.daemons.stop()
+        self.reporter.close()
+
+
+def _unknown(action: str):
+    def fail() -> None:
+        raise ValueError(f"unknown action {action!r} (pause, resume, reboot, stop)")
+    return fail
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None

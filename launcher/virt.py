@@ -1,0 +1,182 @@
+"""The launcher's only libvirt caller: one connection, one domain, events as values.
+
+libvirt callbacks run on the event-loop thread; they only put `VMEvent`s on a queue,
+and the launcher's main loop consumes them, so no launcher state is touched from two
+threads.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+import libvirt
+
+EventKind = Literal["started", "stopped", "suspended", "resumed", "shutdown-requested",
+                    "connection-closed"]
+
+_STOPPED_DETAILS = {
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_DESTROYED: "destroyed",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_MIGRATED: "migrated",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_SAVED: "saved",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED: "failed",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT: "from-snapshot",
+}
+_CLOSE_REASONS = {
+    libvirt.VIR_CONNECT_CLOSE_REASON_ERROR: "error",
+    libvirt.VIR_CONNECT_CLOSE_REASON_EOF: "end of file on the socket",
+    libvirt.VIR_CONNECT_CLOSE_REASON_KEEPALIVE: "keepalive timeout",
+    libvirt.VIR_CONNECT_CLOSE_REASON_CLIENT: "closed by the client",
+}
+DOMAIN_STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "nostate", libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "blocked", libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting-down", libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
+}
+
+
+@dataclass(frozen=True)
+class VMEvent:
+    kind: EventKind
+    detail: str = ""
+
+
+_event_loop_lock = threading.Lock()
+_event_loop_started = False
+
+
+def start_event_loop() -> None:
+    """Register libvirt's default event implementation once and run it on a daemon thread.
+
+    Must happen before a connection is opened, or that connection gets no events.
+    """
+    global _event_loop_started
+    with _event_loop_lock:
+        if _event_loop_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+        # Errors reach us as exceptions; libvirt's default handler would also print them.
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+        def run() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+        threading.Thread(target=run, name="libvirt-events", daemon=True).start()
+        _event_loop_started = True
+
+
+class LibvirtError(RuntimeError):
+    pass
+
+
+class Hypervisor:
+    """A connection to libvirtd and the single domain this launcher runs."""
+
+    def __init__(self, uri: str, events: "queue.Queue[VMEvent]", *, keepalive: int = 2):
+        start_event_loop()
+        self.events = events
+        try:
+            self.conn = libvirt.open(uri)
+        except libvirt.libvirtError as exc:
+            raise LibvirtError(f"cannot connect to libvirtd at {uri}: "
+                               f"{exc.get_error_message()}") from None
+        self.domain: libvirt.virDomain | None = None
+        self._callback_ids: list[int] = []
+        if uri.startswith("test:"):
+            return  # the test driver has no keepalive or close events
+        # Keepalive makes a hung (not just dead) libvirtd visible too: 3 missed pings.
+        self.conn.setKeepAlive(keepalive, 3)
+        self.conn.registerCloseCallback(self._on_close, None)
+
+    def _on_close(self, _conn, reason: int, _opaque) -> None:
+        self.events.put(VMEvent("connection-closed", _CLOSE_REASONS.get(reason, str(reason))))
+
+    def _on_lifecycle(self, _conn, dom, event: int, detail: int, _opaque) -> None:
+        if self.domain is None or dom.UUIDString() != self.domain.UUIDString():
+            return
+        if event == libvirt.VIR_DOMAIN_EVENT_STARTED:
+            self.events.put(VMEvent("started"))
+        elif event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
+            self.events.put(VMEvent("stopped", _STOPPED_DETAILS.get(detail, str(detail))))
+        elif event == libvirt.VIR_DOMAIN_EVENT_SUSPENDED:
+            self.events.put(VMEvent("suspended"))
+        elif event == libvirt.VIR_DOMAIN_EVENT_RESUMED:
+            self.events.put(VMEvent("resumed"))
+        elif event == libvirt.VIR_DOMAIN_EVENT_SHUTDOWN:
+            self.events.put(VMEvent("shutdown-requested"))
+
+    def _call(self, what: str, fn, *args):
+        try:
+            return fn(*args)
+        except libvirt.libvirtError as exc:
+            raise LibvirtError(f"{what}: {exc.get_error_message()}") from None
+
+    def define_and_start(self, xml: str) -> None:
+        """Define the domain (replacing a leftover one) and start it."""
+        if not self._callback_ids:
+            self._callback_ids.append(self.conn.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None))
+        self.domain = self._call("define domain", self.conn.defineXML, xml)
+        self._call("start domain", self.domain.create)
+
+    def cleanup_failed_start(self) -> None:
+        if self.domain is None:
+            return
+        try:
+            if self.domain.isActive():
+                self.domain.destroy()
+        except libvirt.libvirtError:
+            pass
+
+    def undefine(self) -> None:
+        if self.domain is not None:
+            try:
+                self.domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+            except libvirt.libvirtError:
+                try:
+                    self.domain.undefine()
+                except libvirt.libvirtError:
+                    pass
+
+    def state(self) -> str:
+        assert self.domain is not None
+        state, _reason = self._call("domain state", self.domain.state)
+        return DOMAIN_STATES.get(state, str(state))
+
+    def shutdown(self) -> None:
+        assert self.domain is not None
+        self._call("ACPI shutdown", self.domain.shutdownFlags,
+                   libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+
+    def destroy(self) -> None:
+        assert self.domain is not None
+        self._call("destroy", self.domain.destroy)
+
+    def pause(self) -> None:
+        assert self.domain is not None
+        self._call("pause", self.domain.suspend)
+
+    def resume(self) -> None:
+        assert self.domain is not None
+        self._call("resume", self.domain.resume)
+
+    def reboot(self) -> None:
+        assert self.domain is not None
+        self._call("reboot", self.domain.reboot, 0)
+
+    def close(self) -> None:
+        try:
+            for cid in self._callback_ids:
+                self.conn.domainEventDeregisterAny(cid)
+            self.conn.unregisterCloseCallback()
+        except libvirt.libvirtError:
+            pass
+        try:
+            self.conn.close()
+        except libvirt.libvirtError:
+            pass

@@ -1,0 +1,206 @@
+"""Pure launcher logic: accelerator choice, probe facts, seed ISO, overlays, actions, spec."""
+
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from podvirt.launcher import probe
+from podvirt.launcher.disks import DiskError, DiskLayout, create_overlay, prepare_disk, \
+    seed_iso_bytes
+from podvirt.launcher.hostcontext import AssignedDevicesInvalid, parse_assigned_devices
+from podvirt.launcher.kvm import AccelUnavailable, KvmVerdict, choose_accel
+from podvirt.launcher.report import VMStatus, action_to_run
+from podvirt.launcher.run import LaunchFailed, decide_accel, load_spec
+from podvirt.vmspec import parse_vm
+from podvirt.vmspec.downward import render_annotations_file
+from podvirt.vmspec.model import Disk
+
+OK = KvmVerdict(True, "halted")
+BROKEN = KvmVerdict(False, "real-to-long mode switch test guest did not halt")
+
+
+@pytest.mark.parametrize("kvm,allow,expected", [
+    pytest.param(OK, False, "kvm", id="kvm-usable"),
+    pytest.param(OK, True, "kvm", id="kvm-preferred-even-if-emulation-allowed"),
+    pytest.param(BROKEN, True, "tcg", id="fallback-to-tcg"),
+    pytest.param(BROKEN, False, None, id="no-kvm-no-emulation-fails"),
+])
+def test_choose_accel(kvm, allow, expected):
+    if expected is None:
+        with pytest.raises(AccelUnavailable, match="did not halt.*allow-emulation=true"):
+            choose_accel(kvm, allow_emulation=allow)
+    else:
+        assert choose_accel(kvm, allow_emulation=allow) == expected
+
+
+@pytest.mark.parametrize("mode,allow,kvm,expected", [
+    pytest.param("auto", True, BROKEN, "tcg", id="auto-follows-check"),
+    pytest.param("kvm", False, None, "kvm", id="forced-kvm-skips-check"),
+    pytest.param("tcg", True, None, "tcg", id="forced-tcg"),
+    pytest.param("tcg", False, None, None, id="forced-tcg-needs-allow-emulation"),
+])
+def test_decide_accel(mode, allow, kvm, expected):
+    vm = parse_vm({"podvirt.io/memory": "128Mi", "podvirt.io/kernel": "/tmp/podvirt/k",
+                   "podvirt.io/allow-emulation": str(allow).lower()})
+    if expected is None:
+        with pytest.raises(AccelUnavailable):
+            decide_accel(mode, vm, kvm)
+    else:
+        assert decide_accel(mode, vm, kvm) == expected
+
+
+def _fake_sysfs(root: Path) -> None:
+    def dev(addr, vendor, device, cls, group=None, driver=None, numa="0"):
+        d = root / "sys/bus/pci/devices" / addr
+        d.mkdir(parents=True)
+        for name, value in (("vendor", vendor), ("device", device), ("class", cls),
+                            ("numa_node", numa)):
+            (d / name).write_text(value + "\n")
+        if group is not None:
+            g = root / "sys/kernel/iommu_groups" / str(group)
+            g.mkdir(parents=True, exist_ok=True)
+            (d / "iommu_group").symlink_to(g)
+        if driver:
+            drv = root / "sys/bus/pci/drivers" / driver
+            drv.mkdir(parents=True, exist_ok=True)
+            (d / "driver").symlink_to(drv)
+    dev("0000:00:00.0", "0x8086", "0x1237", "0x060000", group=0)           # host bridge
+    dev("0000:3b:00.0", "0x10de", "0x1db6", "0x030200", group=27, driver="vfio-pci", numa="1")
+    dev("0000:00:1f.2", "0x8086", "0x2922", "0x010601")                    # no IOMMU group
+    for size, free in (("2048kB", "512"), ("1048576kB", "2")):
+        h = root / "sys/kernel/mm/hugepages" / f"hugepages-{size}"
+        h.mkdir(parents=True)
+        (h / "free_hugepages").write_text(free + "\n")
+    (root / "proc").mkdir()
+    (root / "proc/cpuinfo").write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) "
+                                       "Platinum 8375C CPU @ 2.90GHz\n")
+
+
+def test_probe_fake_sysfs(tmp_path):
+    _fake_sysfs(tmp_path)
+    facts = probe.gather_facts(sys_root=tmp_path / "sys", proc_root=tmp_path / "proc", kvm=OK)
+    assert facts.cpu_model == "Intel-R-Xeon-R-Platinum-8375C-CPU-2.90GHz"
+    assert facts.hugepages == (("1Gi", 2), ("2Mi", 512))
+    assert [d.to_json() for d in facts.pci_devices] == [
+        {"address": "0000:3b:00.0", "vendor": "10de", "device": "1db6", "resource": "",
+         "numaNode": 1, "iommuGroup": 27, "driver": "vfio-pci"}]
+    patch = probe.node_patch(facts)
+    assert patch["metadata"]["labels"] == {"podvirt.io/kvm": "true",
+                                           "podvirt.io/cpu-model": facts.cpu_model}
+    assert json.loads(patch["metadata"]["annotations"]["podvirt.io/hugepages"]) == \
+        {"1Gi": 2, "2Mi": 512}
+
+
+@pytest.mark.parametrize("cpuinfo,expected", [
+    pytest.param("model name\t: AMD EPYC\n", "AMD-EPYC", id="simple"),
+    pytest.param("processor: 0\n", "unknown", id="missing"),
+    pytest.param("model name: " + "x" * 100, "x" * 63, id="truncated-to-label-length"),
+])
+def test_cpu_model_label(cpuinfo, expected):
+    assert probe.cpu_model(cpuinfo) == expected
+
+
+def test_seed_iso_readable_with_pycdlib():
+    import pycdlib
+    data = seed_iso_bytes(user_data="#cloud-config\nhostname: a\n", instance_id="i-1",
+                          hostname="vm1")
+    iso = pycdlib.PyCdlib()
+    iso.open_fp(io.BytesIO(data))
+    try:
+        assert iso.pvd.volume_identifier.decode().strip() == "cidata"
+        contents = {}
+        for name in ("user-data", "meta-data"):
+            out = io.BytesIO()
+            iso.get_file_from_iso_fp(out, rr_path=f"/{name}")
+            contents[name] = out.getvalue().decode()
+    finally:
+        iso.close()
+    assert contents == {"user-data": "#cloud-config\nhostname: a\n",
+                        "meta-data": "instance-id: i-1\nlocal-hostname: vm1\n"}
+
+
+def test_overlay_never_writes_base(tmp_path):
+    base = tmp_path / "base.raw"
+    base.write_bytes(b"\0" * 1024 * 1024)
+    before = base.read_bytes()
+    overlay = create_overlay(base, tmp_path / "work/root.qcow2")
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(overlay)],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert info["format"] == "qcow2"
+    assert info["backing-filename"] == str(base) and info["backing-filename-format"] == "raw"
+    subprocess.run(["qemu-io", "-c", "write -P 0x5a 0 64k", str(overlay)], check=True,
+                   capture_output=True)
+    assert base.read_bytes() == before
+
+
+@pytest.mark.parametrize("disk,setup,expected", [
+    pytest.param(Disk("root", "containerdisk", "img"), "containerdisk", "qcow2", id="containerdisk"),
+    pytest.param(Disk("data", "scratch", "", 2**30), None, "qcow2", id="scratch"),
+    pytest.param(Disk("vol", "pvc", "claim"), "pvc", "raw", id="pvc-used-directly"),
+    pytest.param(Disk("gone", "containerdisk", "img"), None, DiskError, id="containerdisk-empty"),
+])
+def test_prepare_disk(tmp_path, disk, setup, expected):
+    layout = DiskLayout(pod_root=tmp_path, work_dir=tmp_path / "work")
+    if setup:
+        d = layout.mount_dir(disk)
+        d.mkdir(parents=True)
+        (d / ("disk.img" if setup == "pvc" else "image.raw")).write_bytes(b"\0" * 65536)
+    if expected is DiskError:
+        with pytest.raises(DiskError, match="holds no image file"):
+            prepare_disk(disk, layout)
+        return
+    att = prepare_disk(disk, layout)
+    assert att.format == expected and Path(att.path).is_file()
+    if disk.kind == "pvc":
+        assert att.path == str(layout.mount_dir(disk) / "disk.img")
+
+
+@pytest.mark.parametrize("annotations,expected", [
+    pytest.param({}, None, id="no-action"),
+    pytest.param({"podvirt.io/action": "pause"}, "pause", id="new-action"),
+    pytest.param({"podvirt.io/action": "pause", "podvirt.io/action-ack": "pause:12:ok"}, None,
+                 id="already-acked"),
+    pytest.param({"podvirt.io/action": "resume", "podvirt.io/action-ack": "pause:12:ok"},
+                 "resume", id="different-action"),
+])
+def test_action_to_run(annotations, expected):
+    assert action_to_run(annotations) == expected
+
+
+@pytest.mark.parametrize("text,expected", [
+    pytest.param(None, 0, id="absent"),
+    pytest.param('[{"address": "0000:3b:00.0", "vendor": "10de", "device": "1db6"}]', 1,
+                 id="one"),
+    pytest.param('{"address": 1}', AssignedDevicesInvalid, id="not-a-list"),
+    pytest.param('[{"vendor": "10de"}]', AssignedDevicesInvalid, id="no-address"),
+])
+def test_assigned_devices(text, expected):
+    if expected is AssignedDevicesInvalid:
+        with pytest.raises(AssignedDevicesInvalid, match="assigned-devices"):
+            parse_assigned_devices(text)
+    else:
+        assert len(parse_assigned_devices(text)) == expected
+
+
+@pytest.mark.parametrize("content,reason", [
+    pytest.param(None, "SpecUnreadable", id="missing-file"),
+    pytest.param("garbage line\n", "SpecInvalid", id="not-downward-format"),
+    pytest.param(render_annotations_file({"podvirt.io/vcpus": "2"}), "SpecInvalid",
+                 id="memory-missing"),
+])
+def test_load_spec_errors(tmp_path, content, reason):
+    f = tmp_path / "annotations"
+    if content is not None:
+        f.write_text(content)
+    with pytest.raises(LaunchFailed) as info:
+        load_spec(f, "vm")
+    assert info.value.reason == reason and info.value.code == 2
+
+
+def test_status_annotations_delete_empty_values():
+    ann = VMStatus("Running", accel="tcg", qemu_rss=123).annotations()
+    assert ann["podvirt.io/phase"] == "Running" and ann["podvirt.io/qemu-rss"] == "123"
+    assert ann["podvirt.io/failure-reason"] is None
