@@ -1,0 +1,218 @@
+"""Each rendering option alone, then the launcher pod as a whole."""
+
+from __future__ import annotations
+
+import pytest
+
+from podvirt.vmspec import demand, keys as k, parse_vm
+from podvirt.webhook import render as r
+from podvirt.webhook.qos import not_guaranteed
+from podvirt.webhook.settings import RenderSettings
+
+BASIC = {k.MEMORY: "1Gi", k.DISKS: "root=pvc:root-claim"}
+
+
+def rendered(extra: dict | None = None, settings: RenderSettings = RenderSettings(), *,
+             containers: list | None = None, **spec_kw):
+    annotations = {**BASIC, **(extra or {})}
+    pod = {"metadata": {"name": "vm1", "labels": {k.OPT_IN_LABEL: "true"},
+                        "annotations": annotations},
+           "spec": {"containers": containers or [], **spec_kw}}
+    return r.render_launcher_pod(pod, parse_vm(annotations, name="vm1"), settings)
+
+
+def launcher(pod: dict) -> dict:
+    return next(c for c in pod["spec"]["containers"] if c["name"] == "launcher")
+
+
+def volume(pod: dict, name: str) -> dict:
+    return next(v for v in pod["spec"]["volumes"] if v["name"] == name)
+
+
+def test_launcher_container_contract():
+    c = launcher(rendered())
+    assert c["command"] == ["podvirt", "launcher", "run", "--spec", "/etc/podvirt/annotations"]
+    assert {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]} == {
+        "POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace",
+        "NODE_NAME": "spec.nodeName"}
+    assert {"name": "podvirt-spec", "mountPath": "/etc/podvirt", "readOnly": True} \
+        in c["volumeMounts"]
+
+
+def test_spec_volume_is_downward_api():
+    v = volume(rendered(), "podvirt-spec")
+    assert {i["path"]: i["fieldRef"]["fieldPath"] for i in v["downwardAPI"]["items"]} == {
+        "annotations": "metadata.annotations", "labels": "metadata.labels",
+        "name": "metadata.name", "namespace": "metadata.namespace", "uid": "metadata.uid"}
+
+
+@pytest.mark.parametrize("extra, requests, limits", [
+    pytest.param({}, {"cpu": "100m", "devices.podvirt.io/kvm": "1", "podvirt.io/vm": "1"},
+                 {"podvirt.io/vm": "1"}, id="shared-cpu-has-no-cpu-limit"),
+    pytest.param({k.VCPUS: "2", k.DEDICATED_CPUS: "true"}, {"cpu": "2"}, {"cpu": "2"},
+                 id="dedicated-cpu-integer-request-equals-limit"),
+    pytest.param({k.HUGEPAGES: "2Mi"}, {"hugepages-2Mi": "1Gi"}, {"hugepages-2Mi": "1Gi"},
+                 id="hugepages-request-equals-limit"),
+    pytest.param({k.NICS: "eth0=tap"}, {"devices.podvirt.io/tun": "1",
+                                        "devices.podvirt.io/vhost-net": "1"},
+                 {"devices.podvirt.io/tun": "1"}, id="tap-nic-needs-tun-and-vhost"),
+    pytest.param({k.DEVICES: "example.com/gpu=2"}, {"example.com/gpu": "2"},
+                 {"example.com/gpu": "2"}, id="device-plugin-resources"),
+    pytest.param({k.ALLOW_EMULATION: "true"}, {"podvirt.io/vm": "1"}, {}, id="emulation-no-kvm"),
+])
+def test_resources(extra, requests, limits):
+    annotations = {**BASIC, **extra}
+    res = launcher(rendered(extra))["resources"]
+    d = demand(parse_vm(annotations))
+    from podvirt.quantity import format_bytes
+    assert res["requests"]["memory"] == res["limits"]["memory"] == format_bytes(d.memory)
+    assert requests.items() <= res["requests"].items()
+    assert limits.items() <= res["limits"].items()
+    if extra.get(k.ALLOW_EMULATION):
+        assert "devices.podvirt.io/kvm" not in res["requests"]
+    if not extra.get(k.DEDICATED_CPUS):
+        assert "cpu" not in res["limits"]
+
+
+@pytest.mark.parametrize("disks, volume_source, init", [
+    pytest.param("root=pvc:claim1", {"persistentVolumeClaim": {"claimName": "claim1"}}, False,
+                 id="pvc"),
+    pytest.param("root=scratch:2Gi", {"emptyDir": {"sizeLimit": "2Gi"}}, False, id="scratch"),
+    pytest.param("root=containerdisk:quay.io/x/debian:12", {"emptyDir": {}}, True,
+                 id="containerdisk-copier"),
+    pytest.param("root=file:/var/lib/podvirt/root.img", None, False, id="file-adds-nothing"),
+])
+def test_disk_volumes(disks, volume_source, init):
+    pod = rendered({k.DISKS: disks})
+    names = {v["name"] for v in pod["spec"]["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in launcher(pod)["volumeMounts"]}
+    if volume_source is None:
+        assert names == {"podvirt-spec"} and "disk-root" not in mounts
+        return
+    assert {key: val for key, val in volume(pod, "disk-root").items() if key != "name"} \
+        == volume_source
+    assert mounts["disk-root"] == "/var/lib/podvirt/disks/root"
+    inits = pod["spec"].get("initContainers", [])
+    assert [c["name"] for c in inits] == (["disk-root"] if init else [])
+    if init:
+        assert inits[0]["image"] == "quay.io/x/debian:12"
+        assert inits[0]["volumeMounts"] == [{"name": "disk-root",
+                                             "mountPath": "/var/lib/podvirt/disks/root"}]
+
+
+def test_cloud_init_secret_projected_into_spec_volume():
+    v = volume(rendered({k.CLOUD_INIT_SECRET: "seed"}), "podvirt-spec")
+    sources = v["projected"]["sources"]
+    assert sources[0]["downwardAPI"]["items"][0]["path"] == "annotations"
+    assert sources[1] == {"secret": {"name": "seed", "items": [
+        {"key": "userdata", "path": "cloud-init/userdata"}]}}
+
+
+def test_hugepages_volume():
+    pod = rendered({k.HUGEPAGES: "2Mi"})
+    assert volume(pod, "hugepages") == {"name": "hugepages", "emptyDir": {"medium": "HugePages"}}
+    assert {"name": "hugepages", "mountPath": "/dev/hugepages"} in launcher(pod)["volumeMounts"]
+
+
+def _terms(pod):
+    return pod["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+
+
+@pytest.mark.parametrize("extra, user_affinity, terms", [
+    pytest.param({k.NODE_NAMES: "n1,n2"}, None,
+                 [{"matchFields": [{"key": "metadata.name", "operator": "In",
+                                    "values": ["n1", "n2"]}]}], id="node-names-match-fields"),
+    pytest.param({k.NODE_LABELS: "zone=b,disk=ssd"}, None,
+                 [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]},
+                                        {"key": "disk", "operator": "In", "values": ["ssd"]}]}],
+                 id="node-labels-match-expressions"),
+    pytest.param({k.NODE_NAMES: "n1"},
+                 [{"matchExpressions": [{"key": "a", "operator": "Exists"}]},
+                  {"matchExpressions": [{"key": "b", "operator": "Exists"}]}],
+                 [{"matchExpressions": [{"key": "a", "operator": "Exists"}],
+                   "matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]},
+                  {"matchExpressions": [{"key": "b", "operator": "Exists"}],
+                   "matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}],
+                 id="anded-into-every-user-term"),
+])
+def test_pinning(extra, user_affinity, terms):
+    spec_kw = {}
+    if user_affinity:
+        spec_kw["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                                                {"nodeSelectorTerms": user_affinity}}}
+    assert _terms(rendered(extra, **spec_kw)) == terms
+
+
+def test_no_pinning_no_affinity():
+    assert "affinity" not in rendered()["spec"]
+
+
+@pytest.mark.parametrize("extra, added", [
+    pytest.param({}, None, id="nothing-added"),
+    pytest.param({k.NICS: "eth0=tap"}, ["NET_ADMIN"], id="tap-adds-net-admin"),
+    pytest.param({k.DEDICATED_CPUS: "true"}, ["SYS_NICE"], id="dedicated-adds-sys-nice"),
+])
+def test_security(extra, added):
+    sc = launcher(rendered(extra))["securityContext"]
+    assert sc["privileged"] is False and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert sc["capabilities"].get("add") == added
+
+
+def test_pod_policy():
+    s = RenderSettings(scheduler_name="podvirt-scheduler", grace_margin_seconds=20)
+    pod = rendered({k.SHUTDOWN_GRACE: "2m"}, settings=s)
+    assert pod["spec"]["schedulerName"] == "podvirt-scheduler"
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 140
+    assert pod["metadata"]["annotations"][k.RENDERED] == r.rendered_hash(
+        pod["metadata"]["annotations"])
+    assert launcher(pod)["image"] == s.launcher_image
+
+
+def test_sidecars_kept_launcher_replaced():
+    sidecar = {"name": "log", "image": "busybox"}
+    stale = {"name": "launcher", "image": "evil"}
+    pod = rendered(containers=[sidecar, stale])
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["launcher", "log"]
+    assert pod["spec"]["containers"][1] == sidecar
+    assert launcher(pod)["image"] != "evil"
+
+
+def test_dedicated_launcher_pod_is_guaranteed():
+    pod = rendered({k.VCPUS: "2", k.DEDICATED_CPUS: "true",
+                    k.DISKS: "root=containerdisk:img:1"})
+    assert pod["spec"]["initContainers"] and not_guaranteed(pod) == []
+
+
+@pytest.mark.parametrize("extra", [
+    pytest.param({}, id="basic"),
+    pytest.param({k.NODE_NAMES: "n1", k.NODE_LABELS: "a=b", k.HUGEPAGES: "2Mi",
+                  k.DISKS: "a=containerdisk:img,b=scratch:1Gi", k.CLOUD_INIT_CONFIGMAP: "c"},
+                 id="everything"),
+])
+def test_render_is_idempotent(extra):
+    annotations = {**BASIC, **extra}
+    spec = parse_vm(annotations, name="vm1")
+    once = rendered(extra)
+    assert r.render_launcher_pod(once, spec) == once
+    assert r.patch_for(once, spec) == []
+
+
+@pytest.mark.parametrize("before, after, ops", [
+    pytest.param({"metadata": {"annotations": {"a/b": "1"}}, "spec": {}},
+                 {"metadata": {"annotations": {"a/b": "1", "x~y": "2"}}, "spec": {}},
+                 [{"op": "add", "path": "/metadata/annotations/x~0y", "value": "2"}],
+                 id="annotation-key-escaped"),
+    pytest.param({"metadata": {}, "spec": {"a": 1, "b": 2}},
+                 {"metadata": {"labels": {"l": "v"}}, "spec": {"a": 1}},
+                 [{"op": "remove", "path": "/spec/b"},
+                  {"op": "add", "path": "/metadata/labels", "value": {"l": "v"}}],
+                 id="remove-and-add-map"),
+])
+def test_diff_patch(before, after, ops):
+    import jsonpatch
+    got = r.diff_patch(before, after)
+    assert sorted(got, key=str) == sorted(ops, key=str)
+    assert jsonpatch.apply_patch(before, got) == after

@@ -1,0 +1,107 @@
+"""A real `podvirt webhook` (gunicorn, 2 gthread workers, TLS) on a loopback port."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from cryptography import x509
+
+from podvirt.vmspec import keys as k
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def post_review(wp, review: dict, session=requests) -> dict:
+    resp = session.post(wp.url + "/mutate", json=review, verify=wp.certs / "ca.crt", timeout=10)
+    assert resp.status_code == 200, resp.text
+    return resp.json()["response"]
+
+
+def metric(wp, name: str) -> float:
+    text = requests.get(wp.url + "/metrics", verify=wp.certs / "ca.crt", timeout=10).text
+    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    assert m, f"{name} not in /metrics"
+    return float(m.group(1))
+
+
+def served_serial(wp, *, max_version=None) -> int:
+    ctx = ssl.create_default_context(cafile=str(wp.certs / "ca.crt"))
+    if max_version:
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")   # let the client offer old protocols
+        ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        ctx.maximum_version = max_version
+    with socket.create_connection(("127.0.0.1", wp.port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+
+
+def test_review_over_https(live_webhook, make_pod, make_review):
+    review = make_review(make_pod())
+    r = post_review(live_webhook, review)
+    assert r["uid"] == review["request"]["uid"] and r["allowed"] is True
+    ops = json.loads(base64.b64decode(r["patch"]))
+    assert any(op["path"] == "/spec/containers" for op in ops)
+    denied = post_review(live_webhook, make_review(make_pod({k.MEMORY: "x"})))
+    assert denied["allowed"] is False and k.MEMORY in denied["status"]["message"]
+
+
+def test_metrics_add_up_across_workers(live_webhook, make_pod, make_review):
+    before = metric(live_webhook, 'podvirt_webhook_reviews_total{outcome="mutated"}')
+    n = 60
+
+    def one(_):   # a fresh connection each: the two workers race to accept them
+        return post_review(live_webhook, make_review(make_pod()))["allowed"]
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(one, range(n)))
+    after = metric(live_webhook, 'podvirt_webhook_reviews_total{outcome="mutated"}')
+    assert after - before == n
+    # Each worker keeps its own value files: both must have served, and been summed.
+    files = list(Path(live_webhook.tmp).glob("podvirt-webhook-metrics-*/counter_*.db"))
+    worker_pids = {f.stem.split("_")[1] for f in files} - {str(live_webhook.proc.pid)}
+    assert len(worker_pids) == 2
+    log = live_webhook.log.read_text()
+    assert log.count('"outcome": "mutated"') >= n
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated")
+@pytest.mark.parametrize("version, accepted", [
+    pytest.param(ssl.TLSVersion.TLSv1_1, False, id="tls1.1-refused"),
+    pytest.param(ssl.TLSVersion.TLSv1_2, True, id="tls1.2-accepted"),
+])
+def test_minimum_tls_version(live_webhook, version, accepted):
+    if accepted:
+        assert served_serial(live_webhook, max_version=version)
+    else:
+        # The server's alert, not the client's own refusal to offer TLS 1.1.
+        with pytest.raises(ssl.SSLError, match="ALERT_PROTOCOL_VERSION"):
+            served_serial(live_webhook, max_version=version)
+
+
+def test_certificate_rotation_without_restart(live_webhook):
+    old = served_serial(live_webhook)
+    # `podvirt certs` on the same directory keeps the CA and issues a new serving cert.
+    subprocess.run([sys.executable, "-m", "podvirt.cli", "certs", "--out",
+                    str(live_webhook.certs)], check=True, capture_output=True, timeout=60)
+    new = x509.load_pem_x509_certificate((live_webhook.certs / "tls.crt").read_bytes())
+    assert new.serial_number != old
+    deadline = time.monotonic() + 10
+    seen = []
+    while time.monotonic() < deadline:
+        seen = [served_serial(live_webhook) for _ in range(6)]   # reaches both workers
+        if set(seen) == {new.serial_number}:
+            break
+        time.sleep(0.2)
+    assert set(seen) == {new.serial_number}
+    assert live_webhook.proc.poll() is None

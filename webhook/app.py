@@ -1,0 +1,93 @@
+"""Flask application: HTTP around admission.review. Decode (size-capped), decide, encode.
+
+A well-formed review always gets HTTP 200 (the API server reads the verdict from the
+body); only a body that is not a review gets 400/413.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from flask import Flask, Response, request
+from prometheus_client import CONTENT_TYPE_LATEST
+from werkzeug.exceptions import HTTPException
+
+from podvirt.webhook.admission import decide
+from podvirt.webhook.metrics import AdmissionMetrics
+from podvirt.webhook.settings import RenderSettings
+from podvirt.webhook.wire import BadReview, build_response, parse_review, wrap
+
+MAX_BODY = 3 * 2**20    # the API server caps objects near 1.5 MiB; old+new object fit in 3 MiB
+log = logging.getLogger("podvirt.webhook")
+
+
+def _json(payload: object, status: int = 200) -> Response:
+    return Response(json.dumps(payload, separators=(",", ":")), status=status,
+                    mimetype="application/json")
+
+
+def create_app(settings: RenderSettings | None = None, *, noop_route: bool = False) -> Flask:
+    settings = settings or RenderSettings()
+    app = Flask("podvirt.webhook")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    metrics = AdmissionMetrics()
+
+    @app.post("/mutate")
+    def mutate() -> Response:
+        started = time.perf_counter()
+        try:
+            doc = parse_review(request.get_data())
+        except BadReview as exc:
+            return _json({"error": str(exc)}, 400)
+        req = doc["request"]
+        try:
+            decision = decide(req, settings)
+            response = build_response(uid=req["uid"], allowed=decision.allowed,
+                                      patch=decision.patch, code=decision.code,
+                                      message=decision.message)
+            outcome = decision.outcome
+        except Exception:   # last resort: a bug must not look like an unreachable webhook
+            log.exception("review %s failed", req["uid"])
+            response = build_response(uid=req["uid"], allowed=False, code=500,
+                                      message="internal error")
+            outcome = "error"
+        seconds = time.perf_counter() - started
+        metrics.observe(outcome, seconds)
+        meta = (req.get("object") or req.get("oldObject") or {}).get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
+        log.info(json.dumps({
+            "uid": req["uid"], "operation": req.get("operation"), "outcome": outcome,
+            "namespace": req.get("namespace") or meta.get("namespace"),
+            "name": req.get("name") or meta.get("name") or meta.get("generateName"),
+            "duration_ms": round(seconds * 1000, 3)}))
+        return _json(wrap(response, doc["apiVersion"]))
+
+    if noop_route:
+        # Same stack minus the decision: the bench's ceiling for the HTTP/TLS/JSON path.
+        @app.post("/noop")
+        def noop() -> Response:
+            try:
+                doc = parse_review(request.get_data())
+            except BadReview as exc:
+                return _json({"error": str(exc)}, 400)
+            return _json(wrap(build_response(uid=doc["request"]["uid"], allowed=True)))
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/metrics")
+    def metrics_route() -> Response:
+        return Response(metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        return _json({"error": exc.description}, exc.code or 500)
+
+    return app

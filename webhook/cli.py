@@ -1,0 +1,70 @@
+"""`podvirt webhook`: serve the mutating admission webhook over TLS."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from podvirt.webhook.settings import DEFAULT_LAUNCHER_IMAGE
+    p = subparsers.add_parser("webhook", help="serve the mutating admission webhook",
+                              description="Rewrite VM-annotated pods into launcher pods "
+                                          "(POST /mutate, /healthz, /readyz, /metrics).")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--cert", required=True, help="PEM certificate (reloaded when it changes)")
+    p.add_argument("--key", required=True, help="PEM private key")
+    p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--workers", type=int, default=2, help="worker processes")
+    p.add_argument("--threads", type=int, default=4, help="threads per worker")
+    p.add_argument("--launcher-image", default=DEFAULT_LAUNCHER_IMAGE)
+    p.add_argument("--scheduler-name", default="default-scheduler")
+    p.add_argument("--grace-margin", type=int, default=15,
+                   help="seconds added to the VM's shutdown grace for the pod")
+    # Benchmark only: a POST /noop route on the same stack, without the admission decision.
+    p.add_argument("--noop-route", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+    import os
+    import shutil
+    import ssl
+    import tempfile
+
+    for path in (args.cert, args.key):
+        if not os.access(path, os.R_OK):
+            print(f"podvirt webhook: cannot read {path}", file=sys.stderr)
+            return 2
+    try:
+        from podvirt.webhook.tls import server_context
+        server_context(args.cert, args.key)
+    except (OSError, ssl.SSLError) as exc:
+        print(f"podvirt webhook: bad certificate or key: {exc}", file=sys.stderr)
+        return 2
+    if not 0 < args.port < 65536 or args.workers < 1 or args.threads < 1:
+        print("podvirt webhook: --port, --workers and --threads must be positive",
+              file=sys.stderr)
+        return 2
+
+    # Before prometheus_client is imported: it picks multiprocess mode at import time.
+    # A fresh directory, since counts left by an earlier run would be summed in.
+    metrics_dir = tempfile.mkdtemp(prefix="podvirt-webhook-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+    from podvirt.webhook.app import create_app
+    from podvirt.webhook.server import WebhookServer, gunicorn_options
+    from podvirt.webhook.settings import RenderSettings
+
+    settings = RenderSettings(launcher_image=args.launcher_image,
+                              scheduler_name=args.scheduler_name,
+                              grace_margin_seconds=args.grace_margin)
+    options = gunicorn_options(bind=args.bind, port=args.port, cert=args.cert, key=args.key,
+                               workers=args.workers, threads=args.threads,
+                               on_exit=lambda _server: shutil.rmtree(metrics_dir, True))
+    print(f"podvirt webhook: https://{args.bind}:{args.port} workers={args.workers} "
+          f"threads={args.threads} metrics={metrics_dir}", file=sys.stderr, flush=True)
+    WebhookServer(lambda: create_app(settings, noop_route=args.noop_route), options).run()
+    return 0

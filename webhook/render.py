@@ -1,0 +1,262 @@
+"""VMSpec + user pod -> launcher pod, assembled by small options (docs/contracts.md,
+"Launcher pod").
+
+Each option takes the pod being built and a RenderContext and edits that pod; RULES says
+which option applies when, so the table reads like the contract. Options only ever add or
+replace things by name (our container, volumes, init containers), which makes rendering a
+rendered pod a no-op.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from podvirt.quantity import format_bytes, format_millis
+from podvirt.vmspec import Demand, VMSpec, demand, keys as k, vm_annotations
+from podvirt.vmspec.model import DISKS_ROOT, SPEC_DIR, SPEC_FILE
+from podvirt.webhook.settings import RenderSettings
+
+Pod = dict[str, Any]
+JsonPatch = list[dict[str, Any]]
+
+LAUNCHER = "launcher"
+SPEC_VOLUME = "podvirt-spec"
+HUGEPAGES_VOLUME = "hugepages"
+MARKER_RESOURCE = "podvirt.io/vm"
+# The downward-API files the launcher reads, and the pod fields they come from.
+_DOWNWARD_FILES = (("annotations", "metadata.annotations"), ("labels", "metadata.labels"),
+                   ("name", "metadata.name"), ("namespace", "metadata.namespace"),
+                   ("uid", "metadata.uid"))
+_ENV = (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace"),
+        ("NODE_NAME", "spec.nodeName"))
+
+
+def rendered_hash(annotations: Mapping[str, str] | None) -> str:
+    """Fingerprint of the VM annotations; stored in podvirt.io/rendered."""
+    canonical = json.dumps(vm_annotations(annotations), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    spec: VMSpec
+    demand: Demand
+    settings: RenderSettings
+
+
+Option = Callable[[Pod, RenderContext], None]
+
+
+def _replace_named(items: list[dict], new: dict) -> None:
+    """Put `new` into a list of named objects, replacing one of the same name in place."""
+    for i, item in enumerate(items):
+        if item.get("name") == new["name"]:
+            items[i] = new
+            return
+    items.append(new)
+
+
+def _launcher(pod: Pod) -> dict:
+    return next(c for c in pod["spec"]["containers"] if c["name"] == LAUNCHER)
+
+
+# --- options ---------------------------------------------------------------------------
+
+def launcher_container(pod: Pod, ctx: RenderContext) -> None:
+    container = {
+        "name": LAUNCHER,
+        "image": ctx.settings.launcher_image,
+        "command": ["podvirt", "launcher", "run", "--spec", SPEC_FILE],
+        "env": [{"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+                for name, path in _ENV],
+        "volumeMounts": [{"name": SPEC_VOLUME, "mountPath": SPEC_DIR, "readOnly": True}],
+        "resources": {"requests": {}, "limits": {}},
+    }
+    # The launcher goes first so `kubectl logs/exec` default to it; sidecars keep their order.
+    others = [c for c in pod["spec"].get("containers") or [] if c.get("name") != LAUNCHER]
+    pod["spec"]["containers"] = [container, *others]
+
+
+def resources(pod: Pod, ctx: RenderContext) -> None:
+    d = ctx.demand
+    req, lim = {}, {}
+    req["memory"] = lim["memory"] = format_bytes(d.memory)
+    req["cpu"] = format_millis(d.cpu_request_millis)
+    if d.cpu_limit_millis is not None:
+        lim["cpu"] = format_millis(d.cpu_limit_millis)
+    if d.hugepages:
+        req[d.hugepages[0]] = lim[d.hugepages[0]] = format_bytes(d.hugepages[1])
+    # Extended resources cannot be overcommitted: Kubernetes wants requests = limits.
+    for name, count in (*d.extended, (MARKER_RESOURCE, 1)):
+        req[name] = lim[name] = str(count)
+    _launcher(pod)["resources"] = {"requests": req, "limits": lim}
+
+
+def spec_volume(pod: Pod, ctx: RenderContext) -> None:
+    items = [{"path": path, "fieldRef": {"fieldPath": field}} for path, field in _DOWNWARD_FILES]
+    ci = ctx.spec.cloud_init
+    if ci and (ci.secret or ci.configmap):
+        # Secret/ConfigMap user data joins the same volume as cloud-init/userdata (a
+        # projected volume) instead of a second mount nested inside a read-only volume.
+        kind, name = ("secret", ci.secret) if ci.secret else ("configMap", ci.configmap)
+        volume = {"name": SPEC_VOLUME, "projected": {"sources": [
+            {"downwardAPI": {"items": items}},
+            {kind: {"name": name, "items": [{"key": "userdata",
+                                             "path": "cloud-init/userdata"}]}}]}}
+    else:
+        volume = {"name": SPEC_VOLUME, "downwardAPI": {"items": items}}
+    _replace_named(pod["spec"].setdefault("volumes", []), volume)
+
+
+def disk_volumes(pod: Pod, ctx: RenderContext) -> None:
+    volumes = pod["spec"].setdefault("volumes", [])
+    mounts = _launcher(pod)["volumeMounts"]
+    for disk in ctx.spec.disks:
+        name = f"disk-{disk.name}"
+        if disk.kind == "file":
+            continue            # the path is already inside the pod
+        if disk.kind == "pvc":
+            source = {"persistentVolumeClaim": {"claimName": disk.source}}
+        elif disk.kind == "scratch":
+            source = {"emptyDir": {"sizeLimit": format_bytes(disk.size_bytes)}}
+        else:
+            source = {"emptyDir": {}}
+            _replace_named(pod["spec"].setdefault("initContainers", []),
+                           _disk_copier(name, disk.source, disk.mount_dir, ctx.settings))
+        _replace_named(volumes, {"name": name, **source})
+        _replace_named(mounts, {"name": name, "mountPath": disk.mount_dir})
+
+
+def _disk_copier(name: str, image: str, target: str, s: RenderSettings) -> dict:
+    res = {"cpu": s.copier_cpu, "memory": s.copier_memory}
+    return {
+        "name": name, "image": image,
+        # A containerdisk image keeps its disk under /disk; the copy lives in an emptyDir
+        # the launcher can write to (QEMU opens its disks read-write).
+        "command": ["sh", "-c", f'cp -a /disk/. "{target}/"'],
+        "volumeMounts": [{"name": name, "mountPath": target}],
+        "resources": {"requests": dict(res), "limits": dict(res)},
+        "securityContext": {"privileged": False, "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]}},
+    }
+
+
+def hugepages_volume(pod: Pod, ctx: RenderContext) -> None:
+    # QEMU maps guest memory from a hugetlbfs mount; the HugePages medium provides one
+    # backed by the pod's hugepages-<size> request.
+    _replace_named(pod["spec"].setdefault("volumes", []),
+                   {"name": HUGEPAGES_VOLUME, "emptyDir": {"medium": "HugePages"}})
+    _replace_named(_launcher(pod)["volumeMounts"],
+                   {"name": HUGEPAGES_VOLUME, "mountPath": "/dev/hugepages"})
+
+
+def node_affinity(pod: Pod, ctx: RenderContext) -> None:
+    pin = ctx.spec.pinning
+    fields = ([{"key": "metadata.name", "operator": "In", "values": list(pin.node_names)}]
+              if pin.node_names else [])
+    exprs = [{"key": key, "operator": "In", "values": [value]} for key, value in pin.node_labels]
+    required = (pod["spec"].setdefault("affinity", {}).setdefault("nodeAffinity", {})
+                .setdefault("requiredDuringSchedulingIgnoredDuringExecution", {}))
+    terms = required.setdefault("nodeSelectorTerms", []) or [{}]
+    # Terms are ORed and requirements inside a term ANDed: adding ours to every term of
+    # the user's own affinity keeps both constraints.
+    for term in terms:
+        for key, reqs in (("matchFields", fields), ("matchExpressions", exprs)):
+            existing = term.setdefault(key, [])
+            existing.extend(r for r in reqs if r not in existing)
+            if not existing:
+                del term[key]
+    required["nodeSelectorTerms"] = terms
+
+
+def pod_policy(pod: Pod, ctx: RenderContext) -> None:
+    spec = pod["spec"]
+    spec["schedulerName"] = ctx.settings.scheduler_name
+    spec["restartPolicy"] = "Never"     # a VM that stopped is finished; the launcher retries starts
+    spec["terminationGracePeriodSeconds"] = (ctx.spec.shutdown_grace_seconds
+                                             + ctx.settings.grace_margin_seconds)
+    meta = pod["metadata"]
+    meta.setdefault("labels", {})[k.OPT_IN_LABEL] = k.OPT_IN_VALUE
+    meta.setdefault("annotations", {})[k.RENDERED] = rendered_hash(meta.get("annotations"))
+
+
+def security(pod: Pod, ctx: RenderContext) -> None:
+    add = []
+    if ctx.spec.uses_tap:
+        add.append("NET_ADMIN")     # create the tap device and attach it to the pod's NIC
+    if ctx.spec.dedicated_cpus:
+        add.append("SYS_NICE")      # pin vCPU threads to the exclusive CPUs (sched_setaffinity)
+    caps: dict[str, list[str]] = {"drop": ["ALL"]}
+    if add:
+        caps["add"] = add
+    _launcher(pod)["securityContext"] = {"privileged": False, "allowPrivilegeEscalation": False,
+                                         "capabilities": caps}
+
+
+def _always(spec: VMSpec) -> bool:
+    return True
+
+
+# (when, option): applied in this order.
+RULES: tuple[tuple[Callable[[VMSpec], bool], Option], ...] = (
+    (_always, launcher_container),
+    (_always, resources),
+    (_always, spec_volume),
+    (lambda s: bool(s.disks), disk_volumes),
+    (lambda s: s.hugepage_bytes is not None, hugepages_volume),
+    (lambda s: bool(s.pinning), node_affinity),
+    (_always, security),
+    (_always, pod_policy),
+)
+
+
+def render_launcher_pod(pod: Mapping[str, Any], spec: VMSpec,
+                        settings: RenderSettings = RenderSettings()) -> Pod:
+    """The launcher pod for a user's VM pod; the input is not modified."""
+    out: Pod = copy.deepcopy(dict(pod))
+    out.setdefault("metadata", {})
+    out["spec"] = out.get("spec") or {}
+    ctx = RenderContext(spec, demand(spec, settings.costs), settings)
+    for applies, option in RULES:
+        if applies(spec):
+            option(out, ctx)
+    return out
+
+
+def _pointer(*parts: str) -> str:
+    return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def diff_patch(before: Mapping[str, Any], after: Mapping[str, Any]) -> JsonPatch:
+    """JSON Patch from `before` to `after`: one op per changed spec field, and per changed
+    label or annotation (so the patch never rewrites keys it did not change).
+
+    Coarse on purpose: whole fields are replaced, which is cheap to compute and to apply,
+    and 'add' on an object member creates or replaces it alike.
+    """
+    return _diff(before, after, (), {"metadata": {"labels": {}, "annotations": {}}, "spec": {}})
+
+
+def _diff(old: Any, new: Any, path: tuple[str, ...], depth: Mapping[str, Any]) -> JsonPatch:
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return [] if old == new else [{"op": "add", "path": _pointer(*path), "value": new}]
+    ops: JsonPatch = [{"op": "remove", "path": _pointer(*path, key)}
+                      for key in sorted(old.keys() - new.keys())]
+    for key, value in new.items():
+        if key in depth:
+            ops += _diff(old.get(key, {}) if key in old else None, value, (*path, key), depth[key])
+        elif old.get(key, _MISSING) != value:
+            ops.append({"op": "add", "path": _pointer(*path, key), "value": value})
+    return ops
+
+
+_MISSING = object()
+
+
+def patch_for(pod: Mapping[str, Any], spec: VMSpec,
+              settings: RenderSettings = RenderSettings()) -> JsonPatch:
+    return diff_patch(pod, render_launcher_pod(pod, spec, settings))

@@ -1,0 +1,23 @@
+"""Everything the webhook's rendering depends on besides the pod: one frozen object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from podvirt.vmspec import DEFAULT_COSTS, DEFAULT_LIMITS, CostSettings, Limits
+
+DEFAULT_LAUNCHER_IMAGE = "podvirt/launcher:0.1.0"
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    launcher_image: str = DEFAULT_LAUNCHER_IMAGE
+    scheduler_name: str = "default-scheduler"
+    # Added to the VM's shutdown grace so the launcher can still destroy the domain and
+    # report its phase after an ACPI shutdown that used all of its time.
+    grace_margin_seconds: int = 15
+    # Disk-copy init containers: requests = limits, so a dedicated-CPU pod stays Guaranteed.
+    copier_cpu: str = "100m"
+    copier_memory: str = "64Mi"
+    costs: CostSettings = field(default_factory=lambda: DEFAULT_COSTS)
+    limits: Limits = field(default_factory=lambda: DEFAULT_LIMITS)

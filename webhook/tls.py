@@ -1,0 +1,64 @@
+"""Server TLS contexts that follow certificate rotation without a restart.
+
+gunicorn asks its `ssl_context` hook for a context when it wraps a connection; the
+reloader answers from a cache and rebuilds it when the cert or key file changes. Each
+context also carries an SNI callback that swaps in the newest context during the
+handshake, so rotation works even where a server keeps one context for its lifetime.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+
+log = logging.getLogger("podvirt.webhook")
+
+
+def server_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(certfile, keyfile)
+    return ctx
+
+
+class CertReloader:
+    def __init__(self, certfile: str, keyfile: str):
+        self.certfile, self.keyfile = certfile, keyfile
+        self._lock = threading.Lock()
+        self._stamp = self._file_stamp()
+        self._ctx = self._build()
+
+    def _file_stamp(self) -> tuple[int, ...]:
+        st = [os.stat(p) for p in (self.certfile, self.keyfile)]
+        return tuple(x for s in st for x in (s.st_mtime_ns, s.st_size, s.st_ino))
+
+    def _build(self) -> ssl.SSLContext:
+        ctx = server_context(self.certfile, self.keyfile)
+        ctx.sni_callback = self._on_client_hello
+        return ctx
+
+    def current(self) -> ssl.SSLContext:
+        try:
+            stamp = self._file_stamp()
+        except OSError:
+            return self._ctx        # mid-rotation (file briefly missing): keep serving
+        if stamp != self._stamp:
+            with self._lock:
+                if stamp != self._stamp:
+                    try:
+                        self._ctx = self._build()
+                        log.info("reloaded TLS certificate %s", self.certfile)
+                    except (OSError, ssl.SSLError) as exc:
+                        # e.g. a new cert whose key is not written yet: retry next time.
+                        log.warning("keeping the previous TLS certificate: %s", exc)
+                        return self._ctx
+                    self._stamp = stamp
+        return self._ctx
+
+    def _on_client_hello(self, sock: ssl.SSLObject, server_name: str | None,
+                         ctx: ssl.SSLContext) -> None:
+        fresh = self.current()
+        if fresh is not ctx:
+            sock.context = fresh
