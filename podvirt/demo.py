@@ -1,0 +1,208 @@
+"""`podvirt demo`: the whole flow on one machine, told as a story.
+
+A local control plane (etcd, kube-apiserver, kube-scheduler with the podvirt extender,
+kwok nodes, the podvirt webhook) takes the example VM pods; the demo shows what the webhook
+made of them, where the scheduler put them and why one fits nowhere, then boots one VM
+for real with `podvirt launcher` against its pod and shows the guest's console and what
+the launcher reported. Everything is torn down on exit or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+PLACED = ("vm-small.yaml", "vm-pinned.yaml", "vm-gpu.yaml", "vm-too-big.yaml")
+GUEST_DIR = Path("/tmp/podvirt/guest")   # where examples/vm-tiny-guest.yaml points
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "demo", help="run the end-to-end demo on a local control plane",
+        description="Start a local control plane with the podvirt webhook and extender, apply "
+                    "the example VM pods, explain where each landed, boot one VM for real with "
+                    "podvirt launcher (TCG here), and tear down.")
+    p.add_argument("--state-dir", default=None,
+                   help="cluster state directory (default: a fresh temporary directory)")
+    p.add_argument("--keep", action="store_true",
+                   help="leave the cluster running at the end (stop it with podvirt cluster down)")
+    p.add_argument("--no-boot", action="store_true", help="skip booting a real VM")
+    p.set_defaults(func=run)
+
+
+class Story:
+    """Readable output: numbered chapters, indented details."""
+
+    def __init__(self) -> None:
+        self.chapter = 0
+        self.t0 = time.monotonic()
+
+    def title(self, text: str) -> None:
+        self.chapter += 1
+        print(f"\n\033[1m{self.chapter}. {text}\033[0m", flush=True)
+
+    def say(self, text: str = "", indent: int = 3) -> None:
+        for line in text.splitlines() or [""]:
+            print(" " * indent + line, flush=True)
+
+
+def _pods(cluster) -> dict[str, dict]:
+    out = cluster.kubectl("get", "pods", "-o", "json").stdout
+    return {p["metadata"]["name"]: p for p in json.loads(out)["items"]}
+
+
+def _scheduling_reason(cluster, name: str) -> str | None:
+    out = cluster.kubectl("get", "events", "-o", "json",
+                          f"--field-selector=involvedObject.name={name},reason=FailedScheduling",
+                          check=False).stdout
+    try:
+        events = json.loads(out)["items"]
+    except (ValueError, KeyError):
+        return None
+    return events[-1]["message"] if events else None
+
+
+def _wait_placed(cluster, names: list[str], timeout: float = 30) -> dict[str, dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        pods = _pods(cluster)
+        settled = all(
+            (pods.get(n, {}).get("status", {}).get("phase") == "Running")
+            or _scheduling_reason(cluster, n) for n in names)
+        if settled or time.monotonic() > deadline:
+            return pods
+        time.sleep(0.5)
+
+
+def _memory(pod: dict) -> str:
+    for c in pod["spec"]["containers"]:
+        if c["name"] == "launcher":
+            return c.get("resources", {}).get("requests", {}).get("memory", "?")
+    return "?"
+
+
+def _show_placements(story: Story, cluster, names: list[str]) -> None:
+    pods = _wait_placed(cluster, names)
+    story.say(f"{'pod':<14}{'memory request':<16}{'node':<14}phase")
+    for name in names:
+        pod = pods.get(name)
+        if pod is None:
+            story.say(f"{name:<14}(not stored)")
+            continue
+        node = pod["spec"].get("nodeName") or "-"
+        phase = pod.get("status", {}).get("phase", "?")
+        story.say(f"{name:<14}{_memory(pod):<16}{node:<14}{phase}")
+        devices = pod["metadata"].get("annotations", {}).get("podvirt.io/assigned-devices")
+        if devices:
+            addrs = ", ".join(d["address"] for d in json.loads(devices))
+            story.say(f"{'':<14}assigned device(s): {addrs}")
+    for name in names:
+        reason = _scheduling_reason(cluster, name)
+        pod = pods.get(name)
+        if reason and pod is not None and not pod["spec"].get("nodeName"):
+            story.say(f"\n{name} stays Pending. The scheduler's FailedScheduling event says:")
+            for part in reason.replace("; ", ";\n").splitlines():
+                story.say(part.strip(), indent=6)
+
+
+def _boot(story: Story, cluster, work: Path) -> int:
+    from podvirt.launcher.devguest import ensure_guest
+    from podvirt.vmspec.downward import render_annotations_file
+
+    story.say("building (or reusing) the tiny guest: Debian cloud kernel + busybox initramfs")
+    ensure_guest().install(GUEST_DIR)
+    example = EXAMPLES / "vm-tiny-guest.yaml"
+    cluster.kubectl("apply", "-f", str(example))
+    pods = _wait_placed(cluster, ["vm-tiny"])
+    pod = pods["vm-tiny"]
+    node = pod["spec"].get("nodeName", "")
+    story.say(f"vm-tiny is bound to {node or '(nothing yet)'}. kwok plays that node, so the "
+              "launcher runs here,\nagainst the pod, the way kubelet would start it there:")
+    spec_file = work / "annotations"
+    spec_file.write_text(render_annotations_file(pod["metadata"].get("annotations", {})))
+    env = dict(os.environ, POD_NAME="vm-tiny", POD_NAMESPACE="default", NODE_NAME=node)
+    cmd = [sys.executable, "-m", "podvirt.cli", "launcher", "run", "--spec", str(spec_file),
+           "--kubeconfig", str(cluster.kubeconfig), "--work-dir", str(work / "launcher")]
+    story.say("$ podvirt launcher run --spec " + str(spec_file) + "\n")
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        story.say("│ " + line.rstrip(), indent=6)
+    rc = proc.wait()
+    story.say(f"\nlauncher exited {rc} after {time.monotonic() - started:.1f}s")
+    story.say("What the launcher reported on its pod (kubectl get pod vm-tiny -o yaml):")
+    stored = json.loads(cluster.kubectl("get", "pod", "vm-tiny", "-o", "json").stdout)
+    for key, value in sorted(stored["metadata"].get("annotations", {}).items()):
+        if key.startswith("podvirt.io/") and key.split("/")[1] in (
+                "phase", "domain-state", "accel", "node", "started-at", "qemu-rss",
+                "failure-reason", "failure-message", "guest-ip"):
+            story.say(f"{key}: {value}", indent=6)
+    events = json.loads(cluster.kubectl(
+        "get", "events", "-o", "json", "--field-selector=involvedObject.name=vm-tiny").stdout)
+    for ev in events["items"]:
+        if ev.get("source", {}).get("component", "") != "default-scheduler":
+            story.say(f"event {ev['reason']}: {ev.get('message', '')}", indent=6)
+    return rc
+
+
+def run(args: argparse.Namespace) -> int:
+    from podvirt.cluster.cluster import Cluster
+
+    story = Story()
+    tmp = tempfile.TemporaryDirectory(prefix="podvirt-demo-")
+    state_dir = Path(args.state_dir) if args.state_dir else Path(tmp.name) / "cluster"
+    cluster = Cluster(state_dir, progress=lambda m: story.say(m, indent=6))
+    rc = 0
+    try:
+        story.title("A local control plane: etcd, kube-apiserver, kube-scheduler + podvirt "
+                    "extender, kwok nodes, podvirt webhook")
+        cluster.up()
+        nodes = cluster.kubectl("get", "nodes", "-L", "podvirt.io/kvm,podvirt.io/zone").stdout
+        story.say(nodes)
+
+        story.title("A VM pod with broken annotations is refused at the door")
+        story.say("$ kubectl apply -f examples/vm-bad.yaml")
+        bad = cluster.kubectl("apply", "-f", str(EXAMPLES / "vm-bad.yaml"), check=False)
+        story.say((bad.stderr or bad.stdout).strip(), indent=6)
+
+        story.title("Four VM pods: small, pinned to zone b with hugepages, with a GPU, and one "
+                    "too big for any node")
+        for name in PLACED:
+            story.say(f"$ kubectl apply -f examples/{name}")
+            cluster.kubectl("apply", "-f", str(EXAMPLES / name))
+        small = json.loads(cluster.kubectl("get", "pod", "vm-small", "-o", "json").stdout)
+        launcher = next(c for c in small["spec"]["containers"] if c["name"] == "launcher")
+        story.say("\nThe webhook turned vm-small into a launcher pod; its container:")
+        story.say(json.dumps({"image": launcher["image"], "command": launcher.get("command"),
+                              "resources": launcher.get("resources")}, indent=2), indent=6)
+        story.title("Where the scheduler and the podvirt extender put them")
+        _show_placements(story, cluster, [n.removesuffix(".yaml") for n in PLACED])
+
+        if not args.no_boot:
+            story.title("Booting one VM for real: podvirt launcher → libvirtd → QEMU")
+            work = Path(tmp.name) / "boot"
+            work.mkdir(parents=True, exist_ok=True)
+            rc = _boot(story, cluster, work)
+        story.title("Done")
+        story.say(f"demo took {time.monotonic() - story.t0:.0f}s")
+    except KeyboardInterrupt:
+        story.say("\ninterrupted")
+        rc = 130
+    finally:
+        if args.keep:
+            story.say(f"cluster left running: export KUBECONFIG={cluster.kubeconfig}; "
+                      f"stop it with podvirt cluster down --state-dir {state_dir}")
+        else:
+            story.say("tearing down the local control plane")
+            cluster.down()
+            tmp.cleanup()
+    return rc
