@@ -1,0 +1,91 @@
+{{/* Name of the chart, overridable. */}}
+{{- define "podvirt.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Prefix of every object name. */}}
+{{- define "podvirt.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains (include "podvirt.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "podvirt.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels on every object; pass (dict "root" $ "component" "webhook"). */}}
+{{- define "podvirt.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+{{ include "podvirt.selectorLabels" . }}
+{{- end -}}
+
+{{/* Labels selecting one component's pods. */}}
+{{- define "podvirt.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "podvirt.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "podvirt.webhook.name" -}}{{ include "podvirt.fullname" . }}-webhook{{- end -}}
+{{- define "podvirt.extender.name" -}}{{ include "podvirt.fullname" . }}-extender{{- end -}}
+{{- define "podvirt.scheduler.name" -}}{{ include "podvirt.fullname" . }}-scheduler{{- end -}}
+{{- define "podvirt.probe.name" -}}{{ include "podvirt.fullname" . }}-probe{{- end -}}
+{{- define "podvirt.certs.name" -}}{{ include "podvirt.fullname" . }}-certs{{- end -}}
+
+{{/* DNS names the serving certificate must cover: both Services, short and qualified. */}}
+{{- define "podvirt.tls.dnsNames" -}}
+{{- $ns := .Release.Namespace -}}
+{{- range $svc := list (include "podvirt.webhook.name" .) (include "podvirt.extender.name" .) }}
+- {{ $svc }}
+- {{ $svc }}.{{ $ns }}
+- {{ $svc }}.{{ $ns }}.svc
+- {{ $svc }}.{{ $ns }}.svc.cluster.local
+{{- end }}
+{{- end -}}
+
+{{- define "podvirt.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "podvirt.launcherImage" -}}
+{{- printf "%s:%s" .Values.launcherImage.repository (default .Chart.AppVersion .Values.launcherImage.tag) -}}
+{{- end -}}
+
+{{/* schedulerName the webhook writes into VM pods. */}}
+{{- define "podvirt.schedulerName" -}}
+{{- if .Values.scheduler.deploy -}}{{ .Values.scheduler.name }}{{- else -}}default-scheduler{{- end -}}
+{{- end -}}
+
+{{/* Base URL of the extender as kube-scheduler calls it. */}}
+{{- define "podvirt.extender.url" -}}
+{{- printf "%s://%s.%s.svc:%d" (ternary "https" "http" .Values.extender.https) (include "podvirt.extender.name" .) .Release.Namespace (int .Values.extender.port) -}}
+{{- end -}}
+
+{{/* Hardened container securityContext shared by the podvirt containers. */}}
+{{- define "podvirt.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.runAsUser }}
+runAsGroup: {{ .Values.runAsUser }}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Fails rendering on values that would give a broken install. */}}
+{{- define "podvirt.validate" -}}
+{{- if and .Values.certManager.enabled .Values.tls.caBundle -}}
+{{- fail "tls.caBundle and certManager.enabled exclude each other: cert-manager injects the CA" -}}
+{{- end -}}
+{{- if not (or .Values.certManager.enabled .Values.tls.generate .Values.tls.caBundle) -}}
+{{- fail "no CA for the webhook: enable tls.generate or certManager.enabled, or set tls.caBundle" -}}
+{{- end -}}
+{{- if or (lt (int .Values.webhook.timeoutSeconds) 1) (gt (int .Values.webhook.timeoutSeconds) 30) -}}
+{{- fail "webhook.timeoutSeconds must be between 1 and 30 (the API server's limit)" -}}
+{{- end -}}
+{{- end -}}

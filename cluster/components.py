@@ -1,0 +1,115 @@
+"""Command lines and config files of each control-plane component, as pure functions.
+
+Nothing here starts a process: `cluster.py` decides the ports, calls these, and runs the
+result, so every flag is visible (and testable) in one place.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import yaml
+
+from podvirt.cluster.binaries import Binaries
+from podvirt.cluster.inventory import KWOK_ANNOTATION, KWOK_VALUE
+from podvirt.cluster.layout import Layout
+
+SERVICE_CIDR = "10.96.0.0/16"
+POD_CIDR = "10.0.0.1/16"
+
+
+@dataclass(frozen=True)
+class Ports:
+    etcd: int
+    etcd_peer: int
+    apiserver: int
+    scheduler: int
+    kwok: int
+    webhook: int
+    extender: int
+
+
+def etcd(b: Binaries, layout: Layout, ports: Ports) -> list[str]:
+    client = f"http://127.0.0.1:{ports.etcd}"
+    return [str(b.etcd), "--name=podvirt", f"--data-dir={layout.etcd_data}",
+            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
+            f"--listen-peer-urls=http://127.0.0.1:{ports.etcd_peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{ports.etcd_peer}",
+            f"--initial-cluster=podvirt=http://127.0.0.1:{ports.etcd_peer}",
+            "--quota-backend-bytes=1073741824", "--logger=zap", "--log-level=warn"]
+
+
+def kube_apiserver(b: Binaries, layout: Layout, ports: Ports) -> list[str]:
+    pki = layout.pki
+    return [
+        str(b.kube_apiserver),
+        f"--etcd-servers=http://127.0.0.1:{ports.etcd}",
+        "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+        f"--secure-port={ports.apiserver}",
+        f"--cert-dir={layout.apiserver_certs}",
+        f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+        f"--client-ca-file={pki / 'ca.crt'}",
+        f"--service-account-key-file={pki / 'sa.pub'}",
+        f"--service-account-signing-key-file={pki / 'sa.key'}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--authorization-mode=Node,RBAC",
+        # No kube-controller-manager runs: nothing would create the per-namespace "default"
+        # ServiceAccount that ServiceAccount admission insists on, nor lift the not-ready
+        # taint that TaintNodesByCondition puts on every new node.
+        "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
+        "--allow-privileged=true",
+        # Fewer moving parts on a small machine: no flow-control queues, no profiling.
+        "--enable-priority-and-fairness=false", "--profiling=false",
+        "--endpoint-reconciler-type=none",
+        "--v=1",
+    ]
+
+
+def scheduler_config(layout: Layout, extender_yaml: str | None) -> str:
+    """KubeSchedulerConfiguration: our kubeconfig, no leader election (one replica), and
+    the podvirt extender entry when the extender renders one."""
+    config = yaml.safe_load(extender_yaml) if extender_yaml else {
+        "apiVersion": "kubescheduler.config.k8s.io/v1", "kind": "KubeSchedulerConfiguration"}
+    config["clientConnection"] = {"kubeconfig": str(layout.kubeconfig)}
+    config["leaderElection"] = {"leaderElect": False}
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def kube_scheduler(b: Binaries, config_file: str, ports: Ports) -> list[str]:
+    return [str(b.kube_scheduler), f"--config={config_file}",
+            "--bind-address=127.0.0.1", f"--secure-port={ports.scheduler}",
+            f"--cert-dir={config_file}.certs", "--v=2"]
+
+
+KWOK_CONFIG = {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokConfiguration",
+               "options": {}}
+
+
+def kwok(b: Binaries, layout: Layout, ports: Ports, config_file: str) -> list[str]:
+    # An explicit (empty) config keeps a user's ~/.kwok/kwok.yaml out; without Stage
+    # objects kwok uses its built-in "fast" stages: nodes Ready, bound pods Running, and
+    # pods with a deletionTimestamp removed.
+    return [str(b.kwok), f"--kubeconfig={layout.kubeconfig}", f"--config={config_file}",
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}={KWOK_VALUE}",
+            f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1",
+            f"--server-address=127.0.0.1:{ports.kwok}"]
+
+
+def _podvirt(*args: str) -> list[str]:
+    # The same interpreter (and so the same virtualenv) as the one running `up`.
+    return [sys.executable, "-m", "podvirt.cli", *args]
+
+
+def webhook(layout: Layout, ports: Ports, workers: int = 2) -> list[str]:
+    return _podvirt("webhook", f"--port={ports.webhook}", "--bind=127.0.0.1",
+                    f"--cert={layout.pki / 'webhook.crt'}", f"--key={layout.pki / 'webhook.key'}",
+                    f"--workers={workers}")
+
+
+def extender(layout: Layout, ports: Ports) -> list[str]:
+    return _podvirt("extender", f"--port={ports.extender}", "--bind=127.0.0.1",
+                    f"--cert={layout.pki / 'extender.crt'}", f"--key={layout.pki / 'extender.key'}",
+                    f"--kubeconfig={layout.kubeconfig}")
