@@ -5,12 +5,13 @@ bind assumptions live in that worker's memory. The watches start in the worker
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+
+from podvirt.tls import gunicorn_ssl_context
 
 from podvirt.extender.app import Settings, create_app
 from podvirt.extender.state import ClusterState
@@ -27,12 +28,6 @@ class ServeOptions:
     kubeconfig: str | None = None
     threads: int = 8
     watch_timeout: int = 300
-
-
-def _tls12(config: Any, default_factory: Any) -> ssl.SSLContext:
-    context = default_factory()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
 
 
 class ExtenderApplication(BaseApplication):
@@ -55,9 +50,14 @@ class ExtenderApplication(BaseApplication):
             "accesslog": None,
             "post_worker_init": self._post_worker_init,
             "worker_exit": lambda server, worker: self.stop.set(),
+            "proc_name": "podvirt-extender",
         }
+        # gunicorn >= 25.1 opens a management socket at one fixed per-user path that two
+        # servers on a machine would fight over; nothing here uses it.
+        if "control_socket_disable" in self.cfg.settings:
+            cfg["control_socket_disable"] = True
         if o.cert and o.key:
-            cfg.update(certfile=o.cert, keyfile=o.key, ssl_context=_tls12)
+            cfg.update(certfile=o.cert, keyfile=o.key, ssl_context=gunicorn_ssl_context)
         for name, value in cfg.items():
             self.cfg.set(name, value)
 

@@ -19,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=4, help="threads per worker")
     p.add_argument("--launcher-image", default=DEFAULT_LAUNCHER_IMAGE)
     p.add_argument("--scheduler-name", default="default-scheduler")
+    p.add_argument("--launcher-service-account", default=None, metavar="NAME",
+                   help="ServiceAccount for launcher pods (the chart's podvirt-launcher)")
     p.add_argument("--grace-margin", type=int, default=15,
                    help="seconds added to the VM's shutdown grace for the pod")
     # Benchmark only: a POST /noop route on the same stack, without the admission decision.
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"podvirt webhook: cannot read {path}", file=sys.stderr)
             return 2
     try:
-        from podvirt.webhook.tls import server_context
+        from podvirt.tls import server_context
         server_context(args.cert, args.key)
     except (OSError, ssl.SSLError) as exc:
         print(f"podvirt webhook: bad certificate or key: {exc}", file=sys.stderr)
@@ -60,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = RenderSettings(launcher_image=args.launcher_image,
                               scheduler_name=args.scheduler_name,
+                              launcher_service_account=args.launcher_service_account,
                               grace_margin_seconds=args.grace_margin)
     options = gunicorn_options(bind=args.bind, port=args.port, cert=args.cert, key=args.key,
                                workers=args.workers, threads=args.threads,

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from podvirt.quantity import format_bytes, format_millis
 from podvirt.vmspec import Demand, VMSpec, demand, keys as k, vm_annotations
-from podvirt.vmspec.model import DISKS_ROOT, SPEC_DIR, SPEC_FILE
+from podvirt.vmspec.model import SPEC_DIR, SPEC_FILE
 from podvirt.webhook.settings import RenderSettings
 
 Pod = dict[str, Any]
@@ -176,6 +176,9 @@ def node_affinity(pod: Pod, ctx: RenderContext) -> None:
 def pod_policy(pod: Pod, ctx: RenderContext) -> None:
     spec = pod["spec"]
     spec["schedulerName"] = ctx.settings.scheduler_name
+    if ctx.settings.launcher_service_account:
+        spec["serviceAccountName"] = ctx.settings.launcher_service_account
+        spec["automountServiceAccountToken"] = True   # the launcher reports through the API
     spec["restartPolicy"] = "Never"     # a VM that stopped is finished; the launcher retries starts
     spec["terminationGracePeriodSeconds"] = (ctx.spec.shutdown_grace_seconds
                                              + ctx.settings.grace_margin_seconds)

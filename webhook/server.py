@@ -3,22 +3,11 @@ and prometheus multiprocess bookkeeping."""
 
 from __future__ import annotations
 
-import ssl
 from typing import Any, Callable
 
 from gunicorn.app.base import BaseApplication
 
-from podvirt.webhook.tls import CertReloader
-
-# Per worker process: created on first use after the fork, so each worker watches the files.
-_reloader: CertReloader | None = None
-
-
-def _ssl_context(conf: Any, default_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-    global _reloader
-    if _reloader is None:
-        _reloader = CertReloader(conf.certfile, conf.keyfile)
-    return _reloader.current()
+from podvirt.tls import gunicorn_ssl_context
 
 
 def _child_exit(server: Any, worker: Any) -> None:
@@ -57,7 +46,7 @@ def gunicorn_options(*, bind: str, port: int, cert: str, key: str, workers: int,
         "keepalive": 75,
         "certfile": cert,
         "keyfile": key,
-        "ssl_context": _ssl_context,
+        "ssl_context": gunicorn_ssl_context,
         "preload_app": True,        # settings errors fail once, in the master
         "accesslog": None,          # one JSON line per review comes from the app instead
         "errorlog": "-",

@@ -13,6 +13,9 @@ DEFAULT_LAUNCHER_IMAGE = "podvirt/launcher:0.1.0"
 class RenderSettings:
     launcher_image: str = DEFAULT_LAUNCHER_IMAGE
     scheduler_name: str = "default-scheduler"
+    # ServiceAccount launcher pods run as (the chart creates it with a Role that lets the
+    # launcher report on its own pod); None keeps whatever the pod says.
+    launcher_service_account: str | None = None
     # Added to the VM's shutdown grace so the launcher can still destroy the domain and
     # report its phase after an ACPI shutdown that used all of its time.
     grace_margin_seconds: int = 15

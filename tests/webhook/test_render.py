@@ -216,3 +216,23 @@ def test_diff_patch(before, after, ops):
     got = r.diff_patch(before, after)
     assert sorted(got, key=str) == sorted(ops, key=str)
     assert jsonpatch.apply_patch(before, got) == after
+
+
+def test_launcher_service_account_setting():
+    from dataclasses import replace
+
+    from podvirt.vmspec import parse_vm
+    from podvirt.webhook.render import render_launcher_pod
+    from podvirt.webhook.settings import RenderSettings
+
+    pod = {"metadata": {"name": "vm", "labels": {"podvirt.io/vm": "true"},
+                        "annotations": {"podvirt.io/memory": "1Gi",
+                                        "podvirt.io/disks": "root=scratch:1Gi"}},
+           "spec": {"containers": []}}
+    spec = parse_vm(pod["metadata"]["annotations"], name="vm")
+    plain = render_launcher_pod(pod, spec, RenderSettings())
+    assert "serviceAccountName" not in plain["spec"]
+    named = render_launcher_pod(pod, spec, replace(RenderSettings(),
+                                                   launcher_service_account="podvirt-launcher"))
+    assert named["spec"]["serviceAccountName"] == "podvirt-launcher"
+    assert named["spec"]["automountServiceAccountToken"] is True

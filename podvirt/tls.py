@@ -13,7 +13,7 @@ import os
 import ssl
 import threading
 
-log = logging.getLogger("podvirt.webhook")
+log = logging.getLogger("podvirt.tls")
 
 
 def server_context(certfile: str, keyfile: str) -> ssl.SSLContext:
@@ -21,6 +21,18 @@ def server_context(certfile: str, keyfile: str) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(certfile, keyfile)
     return ctx
+
+
+# Per worker process: created on first use after the fork, so each worker watches the files.
+_reloader: "CertReloader | None" = None
+
+
+def gunicorn_ssl_context(conf, default_factory) -> ssl.SSLContext:
+    """gunicorn's `ssl_context` hook for every podvirt server (webhook, extender)."""
+    global _reloader
+    if _reloader is None:
+        _reloader = CertReloader(conf.certfile, conf.keyfile)
+    return _reloader.current()
 
 
 class CertReloader:
