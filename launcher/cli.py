@@ -6,6 +6,10 @@ import argparse
 import os
 
 
+KVM_GUEST_HELP = ("vmlinuz + initramfs.cpio.gz the KVM check boots (default "
+                  "$PODVIRT_KVM_CHECK_GUEST, else the test-guest cache)")
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("launcher", help="run a VM inside its pod, or probe a node")
     sub = parser.add_subparsers(dest="launcher_command", metavar="<launcher command>")
@@ -20,6 +24,7 @@ def register(subparsers) -> None:
                                         "daemons' state (default <pod-root>/launcher)")
     run.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
                      help="auto: KVM if the functional check passes, else TCG if allowed")
+    run.add_argument("--kvm-check-guest", metavar="DIR", help=KVM_GUEST_HELP)
     run.add_argument("--no-isolate", action="store_true",
                      help="run libvirt daemons without a private mount namespace (in a pod)")
     run.add_argument("--libvirt-cache", metavar="DIR",
@@ -34,6 +39,7 @@ def register(subparsers) -> None:
     probe.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster config)")
     probe.add_argument("--sys-root", default="/sys")
     probe.add_argument("--proc-root", default="/proc")
+    probe.add_argument("--kvm-check-guest", metavar="DIR", help=KVM_GUEST_HELP)
     probe.add_argument("--once", action="store_true", help="probe once instead of looping")
     probe.add_argument("--interval", type=float, default=300.0, help="seconds between probes")
     probe.set_defaults(func=_probe)
@@ -70,7 +76,9 @@ def _run(args: argparse.Namespace) -> int:
                        work_dir=Path(args.work_dir) if args.work_dir else None,
                        connect=args.connect, accel=args.accel, isolate=isolate,
                        node=os.environ.get("NODE_NAME", ""),
-                       libvirt_cache=Path(args.libvirt_cache) if args.libvirt_cache else None)
+                       libvirt_cache=Path(args.libvirt_cache) if args.libvirt_cache else None,
+                       kvm_check_guest=Path(args.kvm_check_guest) if args.kvm_check_guest
+                       else None)
     return Launcher(cfg, _reporter(args)).run()
 
 
@@ -88,9 +96,10 @@ def _probe(args: argparse.Namespace) -> int:
         from podvirt.launcher.kube import load_config
         load_config(args.kubeconfig)
         api = client.CoreV1Api()
+    guest_dirs = (Path(args.kvm_check_guest),) if args.kvm_check_guest else None
     while True:
         facts = gather_facts(sys_root=Path(args.sys_root), proc_root=Path(args.proc_root),
-                             kvm=check_kvm())
+                             kvm=check_kvm(guest_dirs=guest_dirs))
         print(json.dumps(facts.to_json(), indent=2), flush=True)
         if api is not None:
             from kubernetes.client.exceptions import ApiException

@@ -30,7 +30,7 @@ class NodeFacts:
     pci_devices: tuple[PassthroughDevice, ...]
 
     def to_json(self) -> dict:
-        return {"kvm": {"usable": self.kvm.usable, "reason": self.kvm.reason},
+        return {"kvm": self.kvm.to_json(),
                 "cpuModel": self.cpu_model, "hugepages": dict(self.hugepages),
                 "pciDevices": [d.to_json() for d in self.pci_devices]}
 

@@ -57,6 +57,7 @@ class LaunchConfig:
     status_interval: float = 10.0         # how often RSS and daemon health are checked
     start_retry_delay: float = 1.0
     libvirt_cache: Path | None = None     # shared QEMU capabilities cache (tests, bench)
+    kvm_check_guest: Path | None = None   # boot payload for the KVM check (default: kvmboot)
 
     @property
     def work(self) -> Path:
@@ -164,9 +165,11 @@ class Launcher:
     # --- preparation -----------------------------------------------------------------------
 
     def _choose_accel(self, spec: VMSpec) -> str:
-        kvm = check_kvm() if self.cfg.accel == "auto" else None
-        if kvm is not None:
-            log.info("KVM check: %s (%s)", "usable" if kvm.usable else "unusable", kvm.reason)
+        kvm = None
+        if self.cfg.accel == "auto":
+            guest = self.cfg.kvm_check_guest
+            kvm = check_kvm(qemu=self.cfg.emulator, guest_dirs=(guest,) if guest else None)
+            log.info("%s", kvm.summary)
         try:
             return decide_accel(self.cfg.accel, spec, kvm)
         except AccelUnavailable as exc:

@@ -1,4 +1,4 @@
-"""Pure launcher logic: accelerator choice, probe facts, seed ISO, overlays, actions, spec."""
+"""Pure launcher logic: probe facts, seed ISO, overlays, actions, spec (KVM: test_kvm_check)."""
 
 import io
 import json
@@ -11,45 +11,13 @@ from podvirt.launcher import probe
 from podvirt.launcher.disks import DiskError, DiskLayout, create_overlay, prepare_disk, \
     seed_iso_bytes
 from podvirt.launcher.hostcontext import AssignedDevicesInvalid, parse_assigned_devices
-from podvirt.launcher.kvm import AccelUnavailable, KvmVerdict, choose_accel
+from podvirt.launcher.kvm import KvmVerdict
 from podvirt.launcher.report import VMStatus, action_to_run
-from podvirt.launcher.run import LaunchFailed, decide_accel, load_spec
-from podvirt.vmspec import parse_vm
+from podvirt.launcher.run import LaunchFailed, load_spec
 from podvirt.vmspec.downward import render_annotations_file
 from podvirt.vmspec.model import Disk
 
 OK = KvmVerdict(True, "halted")
-BROKEN = KvmVerdict(False, "real-to-long mode switch test guest did not halt")
-
-
-@pytest.mark.parametrize("kvm,allow,expected", [
-    pytest.param(OK, False, "kvm", id="kvm-usable"),
-    pytest.param(OK, True, "kvm", id="kvm-preferred-even-if-emulation-allowed"),
-    pytest.param(BROKEN, True, "tcg", id="fallback-to-tcg"),
-    pytest.param(BROKEN, False, None, id="no-kvm-no-emulation-fails"),
-])
-def test_choose_accel(kvm, allow, expected):
-    if expected is None:
-        with pytest.raises(AccelUnavailable, match="did not halt.*allow-emulation=true"):
-            choose_accel(kvm, allow_emulation=allow)
-    else:
-        assert choose_accel(kvm, allow_emulation=allow) == expected
-
-
-@pytest.mark.parametrize("mode,allow,kvm,expected", [
-    pytest.param("auto", True, BROKEN, "tcg", id="auto-follows-check"),
-    pytest.param("kvm", False, None, "kvm", id="forced-kvm-skips-check"),
-    pytest.param("tcg", True, None, "tcg", id="forced-tcg"),
-    pytest.param("tcg", False, None, None, id="forced-tcg-needs-allow-emulation"),
-])
-def test_decide_accel(mode, allow, kvm, expected):
-    vm = parse_vm({"podvirt.io/memory": "128Mi", "podvirt.io/kernel": "/tmp/podvirt/k",
-                   "podvirt.io/allow-emulation": str(allow).lower()})
-    if expected is None:
-        with pytest.raises(AccelUnavailable):
-            decide_accel(mode, vm, kvm)
-    else:
-        assert decide_accel(mode, vm, kvm) == expected
 
 
 def _fake_sysfs(root: Path) -> None:

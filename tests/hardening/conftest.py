@@ -1,0 +1,102 @@
+"""Fixtures of the hardening tier: certificates, real webhook/extender processes on
+loopback, and one local control plane with this tier's own inventory
+(tests/hardening/inventory.yaml: 4 kwok nodes x 4 passthrough GPUs, 16Gi each).
+
+Every test here is marked `hardening`. Each reliability figure a test measures is printed
+as a `FIGURE name=value` line (run with -s to see them) for the README's reliability table.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from services import Certs, Service, make_certs  # noqa: E402
+
+HERE = Path(__file__).parent
+INVENTORY = HERE / "inventory.yaml"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(HERE):
+            item.add_marker(pytest.mark.hardening)
+
+
+def figure(name: str, value: object) -> None:
+    """One reliability figure, printed for the README table."""
+    print(f"\nFIGURE {name}={value}", flush=True)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def run_service(tmp_path: Path) -> Iterator[Callable[[Service], Service]]:
+    """Start a Service; stop it at teardown and fail the test if it logged a traceback."""
+    started: list[Service] = []
+
+    def _run(service: Service) -> Service:
+        started.append(service)
+        return service.start()
+
+    yield _run
+    for s in started:
+        s.stop()
+    tracebacks = [t for s in started for t in s.tracebacks()]
+    assert not tracebacks, "a service logged tracebacks:\n\n" + "\n\n".join(tracebacks[:3])
+
+
+def _cluster(state_dir: Path):
+    from podvirt.cluster.binaries import BinaryError, locate
+    from podvirt.cluster.cluster import Cluster, UpOptions
+    try:
+        locate()
+    except BinaryError as exc:
+        pytest.skip(f"control-plane binaries unavailable: {exc}")
+    c = Cluster(state_dir)
+    c.up(UpOptions(inventory=INVENTORY, timeout=90))
+    return c
+
+
+@pytest.fixture(scope="session")
+def hcluster(tmp_path_factory: pytest.TempPathFactory):
+    """The tier's shared control plane (etcd, apiserver, scheduler + extender, kwok, webhook)."""
+    c = _cluster(tmp_path_factory.mktemp("hcluster"))
+    yield c
+    c.down()
+
+
+@pytest.fixture
+def fresh_cluster(tmp_path: Path):
+    """A control plane of its own (about 6 s to start): for races that use up every device
+    and for faults that kill components."""
+    c = _cluster(tmp_path / "cluster")
+    yield c
+    c.down()
+
+
+@pytest.fixture(scope="session")
+def hcore(hcluster):
+    from kubernetes import client
+    return client.CoreV1Api(hcluster.api_client())
+
+
+_ns = itertools.count()
+
+
+@pytest.fixture
+def hnamespace(hcluster, request: pytest.FixtureRequest) -> str:
+    """A fresh namespace (never deleted: there is no namespace controller)."""
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
+    name = f"{base}-{next(_ns)}"
+    hcluster.kubectl("create", "namespace", name)
+    return name
