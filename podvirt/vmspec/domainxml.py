@@ -32,7 +32,11 @@ FIRMWARE_ROOTS = ("/usr/share/OVMF", "/usr/share/qemu", "/usr/share/seabios")
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)(?::([a-z0-9-]+))?\s*\}\}")
 _SIMPLE_PLACEHOLDERS = ("name", "uuid", "memory_kib", "vcpus")
 _PATH_ATTRS = ("file", "path", "dir", "socket", "evdev")
-_PATH_TEXT_ELEMENTS = ("kernel", "initrd", "dtb", "nvram")
+# Elements whose text is a path the hypervisor opens: kernel/initrd/dtb/nvram under <os>,
+# ACPI <table>, smartcard NSS <database>.
+_PATH_TEXT_ELEMENTS = ("kernel", "initrd", "dtb", "nvram", "table", "database")
+# <rng><backend model='random'> reads a host device; only the entropy devices are harmless.
+_ENTROPY_DEVICES = ("/dev/urandom", "/dev/random", "/dev/hwrng")
 _BANNED_ELEMENTS = {
     "emulator": "overrides the QEMU binary the launcher runs",
     "filesystem": "passes a host directory into the guest",
@@ -131,6 +135,11 @@ def sanitize_domain(xml_text: str, *, assigned: Iterable[PassthroughDevice] = ()
             if path and not _inside(path, FIRMWARE_ROOTS + roots):
                 raise DomainXMLRejected(f"<loader> {path!r} is outside the pod and the image's "
                                         "firmware directories")
+        elif name == "backend" and (el.text or "").strip():
+            path = (el.text or "").strip()
+            if path not in _ENTROPY_DEVICES and not _inside(path, roots):
+                raise DomainXMLRejected(f"<backend> {path!r} is not an entropy device "
+                                        f"({', '.join(_ENTROPY_DEVICES)}) or inside the pod")
         elif name in _PATH_TEXT_ELEMENTS:
             path = (el.text or "").strip()
             if path and not _inside(path, roots):

@@ -68,6 +68,12 @@ def test_valid_template_passes_and_placeholders_fill():
                  id="loader-outside"),
     pytest.param("<domain><os><nvram>/root/vars.fd</nvram></os></domain>", "<nvram>",
                  id="nvram-outside"),
+    pytest.param(devices("<rng model='virtio'><backend model='random'>/etc/shadow</backend></rng>"),
+                 "<backend>", id="rng-host-file"),
+    pytest.param("<domain><os><acpi><table type='slic'>/etc/shadow</table></acpi></os></domain>",
+                 "<table>", id="acpi-table"),
+    pytest.param(devices("<smartcard mode='host-certificates'><database>/etc/pki/nssdb</database>"
+                         "</smartcard>"), "<database>", id="smartcard-db"),
     pytest.param(devices("<input type='passthrough'><source evdev='/dev/input/event0'/></input>"),
                  "evdev", id="evdev"),
     pytest.param('<!DOCTYPE d [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><domain>&b;</domain>',
@@ -81,6 +87,11 @@ def test_escapes_rejected(xml, fragment):
     with pytest.raises(DomainXMLRejected, match=None) as err:
         sanitize_domain(xml)
     assert fragment in str(err.value)
+
+
+def test_entropy_device_allowed():
+    sanitize_domain(devices("<rng model='virtio'><backend model='random'>/dev/urandom</backend>"
+                            "</rng>"))
 
 
 def test_assigned_hostdev_allowed():
