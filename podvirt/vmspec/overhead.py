@@ -16,9 +16,12 @@ Memory overhead formula (each term a constant in OverheadConstants):
   1/512 of guest memory (KubeVirt's virt-launcher uses the same ratio).
 - per vCPU: each vCPU is a QEMU thread with its stack and the kernel's kvm_vcpu state;
   KubeVirt budgets 8 MiB per vCPU.
-- launcher/libvirt/qemu_base: resident size of `podvirt launcher` (Python), the libvirt
-  daemons (virtqemud or libvirtd, virtlogd) and an idle QEMU process with no guest RAM
-  touched; the defaults were measured here with `bench/launcher_bench.py` (see README).
+- launcher/libvirt/qemu_base: resident size of `podvirt launcher` (Python, 45Mi measured),
+  the libvirt daemons (libvirtd + virtlogd, 49Mi measured) and QEMU's own memory beyond
+  guest RAM. bench/launcher_bench.py measured QEMU RSS minus the memory the guest touched
+  at 202-222Mi for 128Mi-1Gi guests under TCG, an upper bound since the guest kernel's
+  pages count as overhead there; qemu_base was raised from 64Mi to 128Mi and libvirt
+  from 40Mi to 56Mi on that evidence (KVM guests could not be measured on this machine).
 - video: QEMU's standard VGA has a 16 MiB framebuffer.
 - tcg_cache: with emulation allowed the launcher caps QEMU's TCG translation cache
   (libvirt <tcg><tb-cache>) to this size; without the cap QEMU reserves up to 1 GiB.
@@ -41,8 +44,8 @@ class OverheadConstants:
     page_table_divisor: int = 512
     per_vcpu: int = 8 * MiB
     launcher: int = 48 * MiB
-    libvirt: int = 40 * MiB
-    qemu_base: int = 64 * MiB
+    libvirt: int = 56 * MiB
+    qemu_base: int = 128 * MiB
     video: int = 16 * MiB
     tcg_cache: int = 64 * MiB
     vfio: int = GiB

@@ -12,8 +12,10 @@ from podvirt.extender.facts import NodeFacts, NodeUsage
 from podvirt.vmspec import demand, parse_vm
 from podvirt.vmspec import keys as k
 
-from extender_fixtures import BASE_VM, GiB, MiB, gpu
+from extender_fixtures import BASE_VM, GiB, gpu
 
+# What the base VM asks of a node, from the core (the overhead constants may change).
+VM_DEMAND = demand(parse_vm(BASE_VM))
 KVM = {"devices.podvirt.io/kvm": 110, "devices.podvirt.io/tun": 110,
        "devices.podvirt.io/vhost-net": 110, "podvirt.io/vm": 110}
 FOUR_GPUS = (gpu("0000:3b:00.0", 0), gpu("0000:3c:00.0", 0), gpu("0000:86:00.0", 1),
@@ -41,12 +43,12 @@ def verdict(n: NodeFacts, u: NodeUsage, annotations: dict, policy=Policy()):
 FILTER_CASES = [
     pytest.param(node(), NodeUsage(), {}, "", False, id="fits-empty-node"),
     pytest.param(node(memory=8 * GiB), NodeUsage(memory=int(5.9 * GiB)), {},
-                 "needs 4.2Gi (4Gi guest + 176Mi overhead), 2.1Gi free", False,
+                 "needs 4.2Gi (4Gi guest + 256Mi overhead), 2.1Gi free", False,
                  id="memory-misfit-reason"),
-    pytest.param(node(memory=8 * GiB), NodeUsage(memory=8 * GiB - 4272 * MiB), {}, "", False,
+    pytest.param(node(memory=8 * GiB), NodeUsage(memory=8 * GiB - VM_DEMAND.memory), {}, "", False,
                  id="memory-exact-fit"),
     pytest.param(node(memory=8 * GiB), NodeUsage(memory=9 * GiB), {},
-                 "needs 4.2Gi (4Gi guest + 176Mi overhead), 0B free", False,
+                 "needs 4.2Gi (4Gi guest + 256Mi overhead), 0B free", False,
                  id="memory-overcommitted-node"),
     pytest.param(node(), NodeUsage(), {k.HUGEPAGES: "1Gi"}, "needs 4Gi of hugepages-1Gi, node has none",
                  True, id="hugepages-size-absent"),

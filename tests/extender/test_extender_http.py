@@ -46,7 +46,7 @@ def test_filter_node_names(client, body):
     out = r.get_json()
     assert out["NodeNames"] == ["big"] and out["Nodes"] is None and out["Error"] == ""
     assert out["FailedNodes"] == {
-        "small": "needs 4.2Gi (4Gi guest + 176Mi overhead), 2Gi free",
+        "small": "needs 4.2Gi (4Gi guest + 256Mi overhead), 2Gi free",
         "ghost": "node is not known to the extender yet (no watch event for it)"}
     assert set(out["FailedAndUnresolvableNodes"]) == {"nokvm"}
 
