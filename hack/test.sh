@@ -22,7 +22,7 @@ tier() {  # name marker-expression
   if [[ $rc != 0 && $rc != 5 ]]; then status=1; fi
 }
 tier unit "not e2e and not libvirt and not hardening" "$@"
-tier e2e "e2e and not hardening" "$@"
+tier e2e "e2e and not libvirt and not hardening" "$@"
 tier libvirt "libvirt and not hardening" "$@"
 tier hardening "hardening" "$@"
 
