@@ -7,7 +7,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-APT_PACKAGES=(etcd-server libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86
+# etcd is built from the Go module proxy with the Kubernetes binaries (hack/k8s/build.sh):
+# Debian's etcd 3.4 lacks the watch-progress feature kube-apiserver 1.34's clients rely on.
+APT_PACKAGES=(libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86
               qemu-utils busybox-static libvirt-dev pkg-config cpio gcc)
 
 phase() { echo; echo "=== [setup $(date +%H:%M:%S)] $*"; }
@@ -22,8 +24,13 @@ apt_install() {
   for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
-  if ((${#missing[@]} == 0)); then echo "Debian packages: all present"; return; fi
   local sudo=""; [[ $(id -u) == 0 ]] || sudo="sudo"
+  if ((${#missing[@]} == 0)); then
+    echo "Debian packages: all present"
+    # The guest build downloads the kernel package: it needs package lists.
+    compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null || $sudo apt-get update -q
+    return
+  fi
   echo "Debian packages to install: ${missing[*]}"
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
@@ -33,8 +40,12 @@ python_env() {
   if [[ ! -x .venv/bin/python ]]; then python3 -m venv .venv; fi
   local stamp=".venv/.podvirt-installed"
   if [[ -f "$stamp" && "$stamp" -nt pyproject.toml ]]; then echo "Python venv: up to date"; return; fi
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test,libvirt]'
+  local log=.venv/pip-install.log
+  # libvirt-python compiles against Debian's libvirt-dev; its build chatter goes to a log.
+  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[test,libvirt]'; } \
+      >"$log" 2>&1; then
+    cat "$log"; echo "pip install failed (log above)"; return 1
+  fi
   touch "$stamp"
 }
 
