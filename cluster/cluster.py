@@ -50,6 +50,12 @@ def extender_available() -> bool:
     return _available("podvirt.extender.cli") and _available("podvirt.extender.schedconfig")
 
 
+def vm_scheduler_name() -> str:
+    """The scheduler profile for VM pods that the extender's scheduler config defines."""
+    from podvirt.extender.schedconfig import VM_SCHEDULER
+    return VM_SCHEDULER
+
+
 @dataclass(frozen=True)
 class ComponentStatus:
     name: str
@@ -230,14 +236,17 @@ class Cluster:
         kubeconfig.write(layout.kubeconfig, kubeconfig.render(server, keys.ca, *keys.pair("admin")))
         current = state.ClusterState(server=server, kubeconfig=str(layout.kubeconfig))
         state.save(layout.state_file, current)
-        current = self._start_api(current, b, keys, ports, options, use_webhook)
+        # With the extender, VM pods go to its VM profile (see schedconfig); without it
+        # the scheduler has only the stock profile.
+        vm_scheduler = vm_scheduler_name() if use_extender else "default-scheduler"
+        current = self._start_api(current, b, keys, ports, options, use_webhook, vm_scheduler)
         current = self._start_addons(current, b, keys, ports, use_extender)
         self._populate(current, keys, ports, nodes, options, use_webhook)
         return current
 
     def _start_api(self, current: state.ClusterState, b: Binaries, keys: pki.Pki,
                    ports: components.Ports, options: UpOptions,
-                   use_webhook: bool) -> state.ClusterState:
+                   use_webhook: bool, vm_scheduler: str) -> state.ClusterState:
         """etcd, then kube-apiserver; the webhook boots alongside the API server."""
         layout, ca = self.layout, str(keys.ca)
         current = self._start(current, "etcd", components.etcd(b, layout, ports), ports.etcd,
@@ -248,7 +257,8 @@ class Cluster:
                               ports.apiserver, Probe(f"{current.server}/readyz", ca, admin))
         if use_webhook:
             current = self._start(current, "webhook",
-                                  components.webhook(layout, ports, options.webhook_workers),
+                                  components.webhook(layout, ports, options.webhook_workers,
+                                                     vm_scheduler),
                                   ports.webhook,
                                   Probe(f"https://127.0.0.1:{ports.webhook}/healthz", ca))
         self._wait(current, "kube-apiserver", options.timeout)

@@ -72,7 +72,10 @@ def scheduler_config(layout: Layout, extender_yaml: str | None) -> str:
     the podvirt extender entry when the extender renders one."""
     config = yaml.safe_load(extender_yaml) if extender_yaml else {
         "apiVersion": "kubescheduler.config.k8s.io/v1", "kind": "KubeSchedulerConfiguration"}
-    config["clientConnection"] = {"kubeconfig": str(layout.kubeconfig)}
+    # A throwaway cluster has no other clients to protect; the default limit (50 qps)
+    # would cap binds at ~50 pods/s and hide the scheduler's own throughput.
+    config["clientConnection"] = {"kubeconfig": str(layout.kubeconfig), "qps": 500,
+                                  "burst": 1000}
     config["leaderElection"] = {"leaderElect": False}
     return yaml.safe_dump(config, sort_keys=False)
 
@@ -103,10 +106,12 @@ def _podvirt(*args: str) -> list[str]:
     return [sys.executable, "-m", "podvirt.cli", *args]
 
 
-def webhook(layout: Layout, ports: Ports, workers: int = 2) -> list[str]:
+def webhook(layout: Layout, ports: Ports, workers: int = 2,
+            scheduler_name: str = "default-scheduler") -> list[str]:
+    """`scheduler_name`: the scheduler profile VM pods are rendered for."""
     return _podvirt("webhook", f"--port={ports.webhook}", "--bind=127.0.0.1",
                     f"--cert={layout.pki / 'webhook.crt'}", f"--key={layout.pki / 'webhook.key'}",
-                    f"--workers={workers}")
+                    f"--workers={workers}", f"--scheduler-name={scheduler_name}")
 
 
 def extender(layout: Layout, ports: Ports) -> list[str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from podvirt.extender.decide import DevicesUnavailable, Policy, choose_devices, filter_node
+from podvirt.extender.facts import pod_requests
 from podvirt.extender.kube import ApiWriter
 from podvirt.extender.scheduling import vm_of
 from podvirt.extender.state import ClusterState
@@ -58,7 +59,7 @@ def bind(state: ClusterState, api: ApiWriter, req: BindRequest, *, policy: Polic
                 return f"binding {where}: node is not known to the extender"
             spec, dem = vm
             usage = state.usage(req.node)
-            verdict = filter_node(node, usage, spec, dem, now(), policy)
+            verdict = filter_node(node, usage, spec, dem, now(), policy, pod_requests(pod))
             if not verdict.fits:
                 return f"binding {where}: no longer fits: {verdict.reason}"
             try:

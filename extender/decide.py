@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Literal, Sequence
+from typing import Literal, Mapping, Sequence
 
-from podvirt.extender.facts import NodeFacts, NodeUsage
+from podvirt.extender.facts import (EPHEMERAL_STORAGE, HUGEPAGES_PREFIX, PODS, NodeFacts,
+                                    NodeUsage)
 from podvirt.quantity import format_millis, human_bytes
 from podvirt.vmspec import Demand, DeviceRequest, PassthroughDevice, VMSpec
 from podvirt.vmspec import keys as k
@@ -61,11 +62,27 @@ def _count(n: int, what: str) -> str:
     return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
+def launcher_requests(dem: Demand) -> dict[str, int]:
+    """The requests of a pod holding nothing but the launcher, as the webhook renders it;
+    what filter_node assumes when the caller has no pod."""
+    out = {"memory": dem.memory, "cpu": dem.cpu_request_millis, VM_MARKER: 1, PODS: 1,
+           **dict(dem.extended)}
+    if dem.hugepages:
+        out[dem.hugepages[0]] = dem.hugepages[1]
+    return out
+
+
 def filter_node(node: NodeFacts, usage: NodeUsage, vm: VMSpec, demand: Demand, now: float,
-                policy: Policy = DEFAULT_POLICY) -> Verdict:
+                policy: Policy = DEFAULT_POLICY,
+                requests: Mapping[str, int] | None = None) -> Verdict:
     """Why `vm` cannot run on `node` now (empty reason: it can).
 
-    Checks that no eviction can fix come first, so the reason shown is the root cause."""
+    `requests` are the pod's full effective requests (facts.pod_requests: the launcher plus
+    any sidecar and init containers). VM pods skip kube-scheduler's NodeResourcesFit, so
+    this is their whole resource fit: memory, cpu, hugepages, ephemeral storage, extended
+    resources and the node's pod count. Reasons name the VM's demand. Checks that no
+    eviction can fix come first, so the reason shown is the root cause."""
+    req = launcher_requests(demand) if requests is None else requests
     pin = vm.pinning
     if pin.node_names and node.name not in pin.node_names:
         return _never(f"VM is pinned to {', '.join(pin.node_names)} ({k.NODE_NAMES})", "pinning")
@@ -77,10 +94,10 @@ def filter_node(node: NodeFacts, usage: NodeUsage, vm: VMSpec, demand: Demand, n
     if not node.kvm_usable and not vm.allow_emulation:
         return _never(f"KVM is not usable on this node ({k.NODE_KVM_LABEL}=false); set "
                       f"{k.ALLOW_EMULATION}=true to run the VM emulated", "kvm")
-    verdict = _static_capacity(node, vm, demand)
+    verdict = _static_capacity(node, vm, req)
     if verdict.reason:
         return verdict
-    return (_free_capacity(node, usage, vm, demand)
+    return (_free_capacity(node, usage, vm, demand, req)
             or _free_devices(node, usage, vm.devices)
             or quarantine(usage, now, policy)
             or FITS)
@@ -90,16 +107,22 @@ def _device_names(vm: VMSpec) -> set[str]:
     return {r.resource for r in vm.devices if r.resource}
 
 
-def _extended(vm: VMSpec, demand: Demand) -> list[tuple[str, int]]:
-    """Extended resources checked by count; passthrough devices are checked one by one."""
+def _extended(vm: VMSpec, req: Mapping[str, int]) -> list[tuple[str, int]]:
+    """Extended resources checked by count, the VM marker first; passthrough devices are
+    checked one by one (that reason names which devices are claimed)."""
     devices = _device_names(vm)
-    return [(VM_MARKER, 1)] + [(n, c) for n, c in demand.extended if n not in devices]
+    names = sorted((n for n, v in req.items() if "/" in n and v and n not in devices),
+                   key=lambda n: (n != VM_MARKER, n))
+    return [(n, req[n]) for n in names]
 
 
-def _static_capacity(node: NodeFacts, vm: VMSpec, demand: Demand) -> Verdict:
-    """What the node lacks even when empty."""
-    if demand.hugepages:
-        size, need = demand.hugepages
+def _hugepages(req: Mapping[str, int]) -> list[tuple[str, int]]:
+    return sorted((n, v) for n, v in req.items() if n.startswith(HUGEPAGES_PREFIX) and v)
+
+
+def _static_capacity(node: NodeFacts, vm: VMSpec, req: Mapping[str, int]) -> Verdict:
+    """What the node lacks even when empty (memory and cpu: see _free_capacity)."""
+    for size, need in _hugepages(req):
         total = node.hugepages.get(size, 0)
         if total < need:
             return _never(f"needs {human_bytes(need)} of {size}, node has "
@@ -107,9 +130,9 @@ def _static_capacity(node: NodeFacts, vm: VMSpec, demand: Demand) -> Verdict:
     if vm.dedicated_cpus and node.cpu_millis // 1000 < vm.vcpus:
         return _never(f"needs {_count(vm.vcpus, 'dedicated CPU')}, node has "
                       f"{node.cpu_millis // 1000} allocatable", "cpu")
-    for name, need in _extended(vm, demand):
-        if node.extended.get(name, 0) < need:
-            have = node.extended.get(name, 0)
+    for name, need in _extended(vm, req):
+        have = node.extended.get(name, 0)
+        if have < need:
             return _never(f"needs {need} {name}, node " +
                           (f"has {have}" if have else "does not advertise it"), "extended")
     if vm.devices and node.devices_error:
@@ -124,28 +147,60 @@ def _static_capacity(node: NodeFacts, vm: VMSpec, demand: Demand) -> Verdict:
     return FITS
 
 
-def _free_capacity(node: NodeFacts, usage: NodeUsage, vm: VMSpec, demand: Demand) -> Verdict | None:
+def _describe_memory(dem: Demand, need: int) -> str:
+    """The core's description of the VM's memory, plus what the pod's other containers add."""
+    extra = need - dem.node_memory
+    if extra <= 0:
+        return dem.describe_memory() if extra == 0 else human_bytes(need)
+    sidecars = f"{human_bytes(extra)} sidecars"
+    if dem.hugepages:
+        return (f"{human_bytes(need)} ({human_bytes(dem.memory)} overhead + {sidecars}) + "
+                f"{human_bytes(dem.hugepages[1])} {dem.hugepages[0]}")
+    return (f"{human_bytes(need)} ({human_bytes(dem.guest_memory)} guest + "
+            f"{human_bytes(dem.overhead.total)} overhead + {sidecars})")
+
+
+def _describe_cpu(dem: Demand, need: int) -> str:
+    extra = need - dem.cpu_request_millis
+    if extra <= 0:
+        return f"{format_millis(need)} CPU"
+    return (f"{format_millis(need)} CPU ({format_millis(dem.cpu_request_millis)} VM + "
+            f"{format_millis(extra)} sidecars)")
+
+
+def _free_capacity(node: NodeFacts, usage: NodeUsage, vm: VMSpec, dem: Demand,
+                   req: Mapping[str, int]) -> Verdict | None:
+    """Like NodeResourcesFit: a request above what the node has allocatable in all is
+    unresolvable (no preemption attempt), one above what is free now is not."""
+    if node.pods is not None and usage.pods + req.get(PODS, 1) > node.pods:
+        return _no(f"node runs {usage.pods} pods, its limit (allocatable pods) is {node.pods}",
+                   "pods")
+    need = req.get("memory", 0)
     free = node.memory - usage.memory
-    if demand.node_memory > free:
-        label = " memory" if demand.hugepages else ""
-        return _no(f"needs {demand.describe_memory()}, {human_bytes(max(free, 0))}{label} free",
-                   "memory")
-    if demand.hugepages:
-        size, need = demand.hugepages
+    if need > free:
+        label = " memory" if dem.hugepages else ""
+        return Verdict(f"needs {_describe_memory(dem, need)}, {human_bytes(max(free, 0))}"
+                       f"{label} free", need > node.memory, "memory")
+    for size, need in _hugepages(req):
         hp_free = node.hugepages.get(size, 0) - usage.hugepages.get(size, 0)
         if need > hp_free:
             return _no(f"needs {human_bytes(need)} of {size}, {human_bytes(max(hp_free, 0))} free",
                        "hugepages")
     cpu_free = node.cpu_millis - usage.cpu_millis
-    if vm.dedicated_cpus:
-        cores = max(cpu_free, 0) // 1000
-        if cores < vm.vcpus:
-            return _no(f"needs {_count(vm.vcpus, 'dedicated CPU')} (whole cores), "
-                       f"{cores} free", "cpu")
-    elif demand.cpu_request_millis > cpu_free:
-        return _no(f"needs {format_millis(demand.cpu_request_millis)} CPU, "
-                   f"{format_millis(max(cpu_free, 0))} free", "cpu")
-    for name, need in _extended(vm, demand):
+    need = req.get("cpu", 0)
+    if vm.dedicated_cpus and max(cpu_free, 0) // 1000 < vm.vcpus:
+        return _no(f"needs {_count(vm.vcpus, 'dedicated CPU')} (whole cores), "
+                   f"{max(cpu_free, 0) // 1000} free", "cpu")
+    if need > cpu_free:
+        return Verdict(f"needs {_describe_cpu(dem, need)}, {format_millis(max(cpu_free, 0))} free",
+                       need > node.cpu_millis, "cpu")
+    need = req.get(EPHEMERAL_STORAGE, 0)
+    disk_free = node.ephemeral_storage - usage.ephemeral_storage
+    if need > disk_free:
+        return Verdict(f"needs {human_bytes(need)} {EPHEMERAL_STORAGE}, "
+                       f"{human_bytes(max(disk_free, 0))} free", need > node.ephemeral_storage,
+                       "ephemeral-storage")
+    for name, need in _extended(vm, req):
         total = node.extended.get(name, 0)
         left = total - usage.extended.get(name, 0)
         if need > left:

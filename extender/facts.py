@@ -17,6 +17,8 @@ from podvirt.vmspec import PassthroughDevice
 from podvirt.vmspec import keys as k
 
 HUGEPAGES_PREFIX = "hugepages-"
+EPHEMERAL_STORAGE = "ephemeral-storage"
+PODS = "pods"
 
 
 def _empty() -> Mapping:
@@ -32,6 +34,8 @@ class NodeFacts:
     cpu_millis: int = 0
     hugepages: Mapping[str, int] = field(default_factory=_empty)
     extended: Mapping[str, int] = field(default_factory=_empty)
+    ephemeral_storage: int = 0
+    pods: int | None = None             # allocatable pods; None: not reported, not checked
     kvm_usable: bool = True             # label podvirt.io/kvm != "false"
     devices: tuple[PassthroughDevice, ...] = ()
     devices_error: str = ""             # why the pci-devices annotation is unusable
@@ -44,6 +48,8 @@ class NodeUsage:
     cpu_millis: int = 0
     hugepages: Mapping[str, int] = field(default_factory=_empty)
     extended: Mapping[str, int] = field(default_factory=_empty)
+    ephemeral_storage: int = 0
+    pods: int = 0                           # non-terminal pods charged to the node
     claimed: frozenset[str] = frozenset()   # PCI addresses assigned to pods
     failures: tuple[float, ...] = ()        # epoch seconds of VMStartFailed
 
@@ -59,6 +65,8 @@ def usage_from_requests(requests: Mapping[str, int], claimed: frozenset[str] = f
         hugepages=MappingProxyType({n: v for n, v in requests.items()
                                     if n.startswith(HUGEPAGES_PREFIX) and v}),
         extended=MappingProxyType({n: v for n, v in requests.items() if "/" in n and v}),
+        ephemeral_storage=requests.get(EPHEMERAL_STORAGE, 0),
+        pods=requests.get(PODS, 0),
         claimed=claimed,
         failures=failures,
     )
@@ -128,6 +136,8 @@ def node_facts(node: Mapping[str, Any]) -> NodeFacts:
         hugepages=MappingProxyType({n: v for n, v in alloc.items()
                                     if n.startswith(HUGEPAGES_PREFIX)}),
         extended=MappingProxyType({n: v for n, v in alloc.items() if "/" in n}),
+        ephemeral_storage=alloc.get(EPHEMERAL_STORAGE, 0),
+        pods=alloc.get(PODS),
         kvm_usable=labels.get(k.NODE_KVM_LABEL) != "false",
         devices=devices,
         devices_error=error,
@@ -143,7 +153,9 @@ def _container_requests(container: Mapping[str, Any]) -> dict[str, int]:
 
 def pod_requests(pod: Mapping[str, Any]) -> dict[str, int]:
     """Effective requests as kube-scheduler computes them:
-    max(sum of containers + sidecars, largest init container) + pod overhead."""
+    max(sum of containers + sidecars, largest init container) + pod overhead, plus
+    `pods: 1` (every pod takes one of the node's allocatable pods, so summing the
+    requests of a node's pods counts them)."""
     spec = pod.get("spec") or {}
     total: dict[str, int] = {}
     init_max: dict[str, int] = {}
@@ -162,6 +174,7 @@ def pod_requests(pod: Mapping[str, Any]) -> dict[str, int]:
               for name in total.keys() | init_max.keys()}
     for name, v in resource_list(spec.get("overhead")).items():
         result[name] = result.get(name, 0) + v
+    result[PODS] = 1
     return result
 
 

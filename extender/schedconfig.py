@@ -1,7 +1,8 @@
 """kube-scheduler configuration that registers the extender.
 
 `render_scheduler_config` fills the shipped KubeSchedulerConfiguration template
-(config/kube-scheduler-config.yaml); `render_policy` the legacy Policy JSON
+(config/kube-scheduler-config.yaml): a stock profile for plain pods and a VM profile whose
+resource fit is the extender's; `render_policy` the legacy Policy JSON
 (config/policy.json) for schedulers older than 1.23, which read --policy-config-file.
 """
 
@@ -17,6 +18,9 @@ from typing import Any
 import yaml
 
 _DURATION = re.compile(r"^([0-9]+)(ms|s|m)$")
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+VM_SCHEDULER = "podvirt-scheduler"        # the profile VM pods name (webhook --scheduler-name)
+PLAIN_SCHEDULER = "default-scheduler"
 
 
 def _template(name: str) -> str:
@@ -50,18 +54,30 @@ def _fill(extender: dict[str, Any], url: str, ca_file: str | None, insecure: boo
 def render_scheduler_config(url: str, ca_file: str | None = None,
                             kubeconfig: str = "/etc/kubernetes/scheduler.conf", *,
                             insecure: bool = False, weight: int = 1, http_timeout: str = "10s",
-                            scheduler_name: str = "default-scheduler",
+                            scheduler_name: str = VM_SCHEDULER,
+                            plain_scheduler_name: str | None = PLAIN_SCHEDULER,
                             leader_elect: bool = False) -> str:
-    """KubeSchedulerConfiguration YAML: one profile named `scheduler_name`, our extender
-    at `url`, trusting the PEM CA in `ca_file` (or nothing but `insecure`)."""
+    """KubeSchedulerConfiguration YAML: the VM profile `scheduler_name` (NodeResourcesFit
+    filtering off: the extender fits VM pods), the stock profile `plain_scheduler_name`
+    (None: left out, for a second scheduler that must not take plain pods from the
+    cluster's own), and our extender at `url`, trusting the PEM CA in `ca_file` (or
+    nothing but `insecure`)."""
     if not _DURATION.match(http_timeout):
         raise ValueError(f"http_timeout must look like 10s, got {http_timeout!r}")
     if not 1 <= weight <= 100:
         raise ValueError(f"weight must be between 1 and 100, got {weight}")
+    for name in (scheduler_name, plain_scheduler_name):
+        if name is not None and not _NAME.match(name):
+            raise ValueError(f"scheduler name must be a DNS-1123 subdomain, got {name!r}")
+    if scheduler_name == plain_scheduler_name:
+        raise ValueError(f"the VM and the plain profile need different names, both are "
+                         f"{scheduler_name!r}")
     cfg = yaml.safe_load(_template("kube-scheduler-config.yaml"))
     cfg["clientConnection"]["kubeconfig"] = kubeconfig
     cfg["leaderElection"]["leaderElect"] = leader_elect
-    cfg["profiles"][0]["schedulerName"] = scheduler_name
+    plain, vm = cfg["profiles"]
+    plain["schedulerName"], vm["schedulerName"] = plain_scheduler_name, scheduler_name
+    cfg["profiles"] = [plain, vm] if plain_scheduler_name else [vm]
     extender = cfg["extenders"][0]
     _fill(extender, url, ca_file, insecure, weight)
     extender["httpTimeout"] = http_timeout

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from podvirt.extender.decide import Policy, Verdict, filter_node, score_nodes
-from podvirt.extender.facts import EMPTY_USAGE, NodeFacts
+from podvirt.extender.facts import EMPTY_USAGE, NodeFacts, pod_requests
 from podvirt.extender.state import ClusterState, NodeView
 from podvirt.vmspec import (CostSettings, Demand, SpecInvalid, VMSpec, demand, is_vm_pod,
                             parse_vm)
@@ -39,10 +39,11 @@ class VerdictMemo:
         self._limit = shapes
         self._lock = threading.Lock()
 
-    def table(self, spec: VMSpec, dem: Demand, policy: Policy) -> dict[str, tuple]:
-        # Everything filter_node reads from the VM except its name.
+    def table(self, spec: VMSpec, dem: Demand, policy: Policy,
+              requests: Mapping[str, int]) -> dict[str, tuple]:
+        # Everything filter_node reads from the VM and its pod except their names.
         key = (spec.vcpus, spec.dedicated_cpus, spec.allow_emulation, spec.pinning,
-               spec.devices, dem, policy)
+               spec.devices, dem, policy, tuple(sorted(requests.items())))
         with self._lock:
             table = self._shapes.get(key)
             if table is None:
@@ -84,8 +85,10 @@ def filter_pod(state: ClusterState, pod: Mapping[str, Any], names: Sequence[str]
     if vm is None:   # not ours (managedResources misconfigured): do not stand in the way
         return FilterOutcome(list(names))
     spec, dem = vm
+    requests = pod_requests(pod)   # the launcher plus sidecars: the whole resource fit
     out = FilterOutcome([])
-    table = memo.table(spec, dem, policy) if memo is not None and facts is None else None
+    table = (memo.table(spec, dem, policy, requests) if memo is not None and facts is None
+             else None)
     views = _views(state, facts)
     if table is None:
         table = {}   # per request: nothing carries over
@@ -98,7 +101,7 @@ def filter_pod(state: ClusterState, pod: Mapping[str, Any], names: Sequence[str]
         elif view is None:
             verdict = UNKNOWN_NODE
         else:
-            verdict = filter_node(view.facts, view.usage, spec, dem, now, policy)
+            verdict = filter_node(view.facts, view.usage, spec, dem, now, policy, requests)
             if not view.usage.failures:
                 table[name] = (view, verdict)
         if not verdict.reason:

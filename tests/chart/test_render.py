@@ -94,14 +94,33 @@ def test_webhook_service_reaches_the_container_port(render):
 
 
 @pytest.mark.parametrize("values, scheduler_name", [
-    pytest.param({}, "default-scheduler", id="cluster-scheduler"),
+    pytest.param({}, "podvirt-scheduler", id="cluster-scheduler"),
     pytest.param(SECOND_SCHEDULER, "podvirt-scheduler", id="second-scheduler"),
     pytest.param({"scheduler": {"deploy": True, "name": "vm-sched"}}, "vm-sched", id="renamed"),
 ])
 def test_scheduler_name_is_the_same_in_webhook_and_profile(render, values, scheduler_name):
     objects = render(values)
     assert f"--scheduler-name={scheduler_name}" in container(find(objects, "Deployment", "-webhook"))["args"]
-    assert scheduler_config(objects)["profiles"][0]["schedulerName"] == scheduler_name
+    assert scheduler_config(objects)["profiles"][-1]["schedulerName"] == scheduler_name
+
+
+NO_FIT = {"preFilter": {"disabled": [{"name": "NodeResourcesFit"}]},
+          "filter": {"disabled": [{"name": "NodeResourcesFit"}]}}
+
+
+@pytest.mark.parametrize("values, profiles", [
+    # The cluster's own scheduler gets both: plain pods keep the stock plugins.
+    pytest.param({}, [{"schedulerName": "default-scheduler"},
+                      {"schedulerName": "podvirt-scheduler", "plugins": NO_FIT}],
+                 id="cluster-scheduler"),
+    # A second scheduler must not compete with the cluster's for plain pods.
+    pytest.param(SECOND_SCHEDULER, [{"schedulerName": "podvirt-scheduler", "plugins": NO_FIT}],
+                 id="second-scheduler"),
+])
+def test_vm_profile_leaves_the_resource_fit_to_the_extender(render, values, profiles):
+    config = scheduler_config(render(values))
+    assert config["profiles"] == profiles
+    assert len(config["extenders"]) == 1
 
 
 def test_mutating_webhook_configuration(render):
@@ -299,6 +318,8 @@ def test_probe_daemonset(render):
                  id="cert-manager-and-ca-bundle"),
     pytest.param({"tls": {"generate": False}}, "no CA for the webhook", id="no-ca-source"),
     pytest.param({"webhook": {"timeoutSeconds": 31}}, "between 1 and 30", id="timeout-too-long"),
+    pytest.param({"scheduler": {"name": "default-scheduler"}}, "must not be default-scheduler",
+                 id="vm-profile-named-default"),
 ])
 def test_bad_values_fail(render, values, message):
     with pytest.raises(RenderError, match=message):

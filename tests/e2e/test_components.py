@@ -30,7 +30,7 @@ extenders: [{urlPrefix: "https://127.0.0.1:9", bindVerb: bind}]
 def test_scheduler_config_uses_our_kubeconfig_and_one_replica(extender_yaml, extenders):
     config = yaml.safe_load(components.scheduler_config(LAYOUT, extender_yaml))
     assert config["kind"] == "KubeSchedulerConfiguration"
-    assert config["clientConnection"] == {"kubeconfig": "/state/kubeconfig"}
+    assert config["clientConnection"]["kubeconfig"] == "/state/kubeconfig"
     assert config["leaderElection"] == {"leaderElect": False}
     assert config.get("extenders") == extenders
 

@@ -31,8 +31,10 @@ def _running(pod) -> bool:
 ])
 def test_vm_pod_is_rendered_placed_and_running(manifest_file, node, namespace, apply, wait_pod,
                                                core):
+    from podvirt.cluster.cluster import vm_scheduler_name
     from podvirt.vmspec.parse import parse_vm
     from podvirt.webhook.render import render_launcher_pod
+    from podvirt.webhook.settings import RenderSettings
     manifest = _load(manifest_file)
     name = manifest["metadata"]["name"]
 
@@ -41,8 +43,10 @@ def test_vm_pod_is_rendered_placed_and_running(manifest_file, node, namespace, a
 
     assert pod.spec.node_name == node
     stored = core.api_client.sanitize_for_serialization(pod)
+    # The local cluster's webhook renders VM pods for the extender's VM profile.
     expected = render_launcher_pod(manifest, parse_vm(manifest["metadata"]["annotations"],
-                                                      name=name))
+                                                      name=name),
+                                   RenderSettings(scheduler_name=vm_scheduler_name()))
     assert missing_from(stored, expected) == []
     assert k.RENDERED in stored["metadata"]["annotations"]
 

@@ -24,10 +24,10 @@ def ca_file(tmp_path):
 def test_scheduler_config_matches_the_contract(ca_file):
     cfg = yaml.safe_load(render_scheduler_config("https://127.0.0.1:9443", ca_file,
                                                  "/state/scheduler.kubeconfig",
-                                                 scheduler_name="podvirt-scheduler"))
+                                                 scheduler_name="vm-sched"))
     assert cfg["apiVersion"] == "kubescheduler.config.k8s.io/v1"
     assert cfg["clientConnection"]["kubeconfig"] == "/state/scheduler.kubeconfig"
-    assert cfg["profiles"] == [{"schedulerName": "podvirt-scheduler"}]
+    assert [p["schedulerName"] for p in cfg["profiles"]] == ["default-scheduler", "vm-sched"]
     (ext,) = cfg["extenders"]
     assert {key: ext[key] for key in ("urlPrefix", "filterVerb", "prioritizeVerb", "bindVerb",
                                       "weight", "nodeCacheCapable", "ignorable",
@@ -42,6 +42,27 @@ def test_scheduler_config_matches_the_contract(ca_file):
     assert ext["tlsConfig"]["insecure"] is False
 
 
+NO_FIT = {"preFilter": {"disabled": [{"name": "NodeResourcesFit"}]},
+          "filter": {"disabled": [{"name": "NodeResourcesFit"}]}}
+
+
+@pytest.mark.parametrize("kwargs, profiles", [
+    pytest.param({}, [{"schedulerName": "default-scheduler"},
+                      {"schedulerName": "podvirt-scheduler", "plugins": NO_FIT}], id="defaults"),
+    pytest.param({"scheduler_name": "vms", "plain_scheduler_name": "plain"},
+                 [{"schedulerName": "plain"}, {"schedulerName": "vms", "plugins": NO_FIT}],
+                 id="renamed"),
+    pytest.param({"plain_scheduler_name": None},
+                 [{"schedulerName": "podvirt-scheduler", "plugins": NO_FIT}],
+                 id="second-scheduler-vm-profile-only"),
+])
+def test_vm_profile_leaves_the_resource_fit_to_the_extender(kwargs, profiles):
+    cfg = yaml.safe_load(render_scheduler_config("https://127.0.0.1:9443", **kwargs))
+    assert cfg["profiles"] == profiles
+    # One global extender entry: extenders apply to every profile.
+    assert len(cfg["extenders"]) == 1 and "extenders" not in cfg["profiles"][0]
+
+
 def test_plain_http_config_has_no_tls():
     ext = yaml.safe_load(render_scheduler_config("http://127.0.0.1:8888"))["extenders"][0]
     assert ext["enableHTTPS"] is False and "tlsConfig" not in ext
@@ -51,6 +72,8 @@ def test_plain_http_config_has_no_tls():
     pytest.param({"url": "127.0.0.1:8888"}, id="no-scheme"),
     pytest.param({"url": "https://x", "http_timeout": "ten"}, id="bad-timeout"),
     pytest.param({"url": "https://x", "weight": 0}, id="bad-weight"),
+    pytest.param({"url": "https://x", "scheduler_name": "default-scheduler"}, id="same-names"),
+    pytest.param({"url": "https://x", "scheduler_name": "VM Scheduler"}, id="bad-name"),
 ])
 def test_bad_config_arguments(kwargs):
     with pytest.raises(ValueError):

@@ -46,16 +46,18 @@ def test_filter_node_names(client, body):
     out = r.get_json()
     assert out["NodeNames"] == ["big"] and out["Nodes"] is None and out["Error"] == ""
     assert out["FailedNodes"] == {
-        "small": "needs 4.2Gi (4Gi guest + 256Mi overhead), 2Gi free",
         "ghost": "node is not known to the extender yet (no watch event for it)"}
-    assert set(out["FailedAndUnresolvableNodes"]) == {"nokvm"}
+    # More than small's allocatable: eviction cannot help, like NodeResourcesFit says.
+    assert out["FailedAndUnresolvableNodes"]["small"] == \
+        "needs 4.2Gi (4Gi guest + 256Mi overhead), 2Gi free"
+    assert set(out["FailedAndUnresolvableNodes"]) == {"nokvm", "small"}
 
 
 def test_filter_whole_nodes_answers_with_nodes(client):
     nodes = {"items": [node_json("big", memory="64Gi"), node_json("small", memory="2Gi")]}
     out = client.post("/filter", json={"Pod": vm_pod("a"), "Nodes": nodes}).get_json()
     assert [n["metadata"]["name"] for n in out["Nodes"]["items"]] == ["big"]
-    assert out["NodeNames"] is None and set(out["FailedNodes"]) == {"small"}
+    assert out["NodeNames"] is None and set(out["FailedAndUnresolvableNodes"]) == {"small"}
 
 
 def test_filter_passes_non_vm_pods_everywhere(client):

@@ -54,9 +54,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .Values.launcherImage.repository (default .Chart.AppVersion .Values.launcherImage.tag) -}}
 {{- end -}}
 
-{{/* schedulerName the webhook writes into VM pods. */}}
+{{/* schedulerName the webhook writes into VM pods: the VM profile of the scheduler configuration. */}}
 {{- define "podvirt.schedulerName" -}}
-{{- if .Values.scheduler.deploy -}}{{ .Values.scheduler.name }}{{- else -}}default-scheduler{{- end -}}
+{{- .Values.scheduler.name -}}
 {{- end -}}
 
 {{/* Base URL of the extender as kube-scheduler calls it. */}}

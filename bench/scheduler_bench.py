@@ -1,0 +1,222 @@
+"""kube-scheduler throughput (pods/s) at 1000 kwok nodes, with and without the extender,
+for VM pods and for plain pods; plus the extender's filter latency from its /metrics.
+
+Two local clusters (podvirt.cluster), one after the other, each with a generated
+1000-node inventory. Per case the pods are created while kube-scheduler is paused
+(SIGSTOP), so neither creation nor the webhook is timed and the whole queue is there at
+once; the time runs from resuming it (SIGCONT) to the last pod seen bound by a watch.
+
+With the extender, VM pods go to its VM profile (no in-tree resource fit, the extender
+filters/prioritizes/binds); plain pods go to default-scheduler and never reach it.
+Targets: VM pods >= 0.5x the throughput without the extender, plain pods >= 0.95x.
+
+    .venv/bin/python bench/scheduler_bench.py [--nodes 1000] [--pods 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+import yaml
+
+from podvirt.vmspec import keys as k
+
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def inventory(nodes: int) -> str:
+    """Identical roomy hosts: the scheduler's work, not capacity, decides the placements."""
+    return yaml.safe_dump({
+        "defaults": {"labels": {k.NODE_KVM_LABEL: "true"},
+                     "capacity": {"cpu": "64", "memory": "256Gi", "pods": "110",
+                                  k.VM_MARKER_RESOURCE: "110", "devices.podvirt.io/kvm": "1k",
+                                  "devices.podvirt.io/tun": "1k",
+                                  "devices.podvirt.io/vhost-net": "1k"}},
+        "nodes": [{"name": f"bench-{i:04d}"} for i in range(nodes)]})
+
+
+def vm_pod(name: str) -> dict:
+    return {"metadata": {"name": name, "labels": {k.OPT_IN_LABEL: k.OPT_IN_VALUE},
+                         "annotations": {k.VCPUS: "1", k.MEMORY: "1Gi",
+                                         k.DISKS: "root=containerdisk:quay.io/containerdisks/debian:12"}},
+            "spec": {"containers": []}}
+
+
+def plain_pod(name: str) -> dict:
+    return {"metadata": {"name": name},
+            "spec": {"containers": [{"name": "app", "image": "registry.example/app:1",
+                                     "resources": {"requests": {"cpu": "100m",
+                                                                "memory": "128Mi"}}}]}}
+
+
+@dataclass(frozen=True)
+class Result:
+    extender: bool
+    kind: str
+    pods: int
+    seconds: float          # scheduler resumed -> last bound
+    filter_calls: float
+
+    @property
+    def rate(self) -> float:
+        return self.pods / self.seconds
+
+
+class BindWatch:
+    """Counts pods of a namespace bound to a node, from a watch started before the scheduler resumes."""
+
+    def __init__(self, core, namespace: str, expected: int):
+        from kubernetes import watch
+        listed = core.list_namespaced_pod(namespace)
+        self.bound = {p.metadata.name for p in listed.items if p.spec.node_name}
+        self.expected, self.last = expected, 0.0
+        self.done = threading.Event()
+        self._watch = watch.Watch()
+        self._thread = threading.Thread(target=self._run, daemon=True, args=(
+            core, namespace, listed.metadata.resource_version))
+        self._thread.start()
+
+    def _run(self, core, namespace: str, version: str) -> None:
+        for event in self._watch.stream(core.list_namespaced_pod, namespace,
+                                        resource_version=version, timeout_seconds=300):
+            pod = event["object"]
+            if pod.spec.node_name and pod.metadata.name not in self.bound:
+                self.bound.add(pod.metadata.name)
+                self.last = time.monotonic()
+                if len(self.bound) >= self.expected:
+                    self.done.set()
+                    self._watch.stop()
+                    return
+
+    def wait(self, timeout: float) -> bool:
+        return self.done.wait(timeout)
+
+
+def metric_sum(text: str, name: str) -> float:
+    m = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def extender_metrics(cluster) -> str:
+    return requests.get(f"https://127.0.0.1:{cluster.port('extender')}/metrics",
+                        verify=str(cluster.ca_file), timeout=10).text
+
+
+def quantile(text: str, name: str, q: float) -> float:
+    """Upper bound of the histogram bucket holding quantile q."""
+    buckets = [(float(le), float(v)) for le, v in
+               re.findall(rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', text, re.M)]
+    total = buckets[-1][1] if buckets else 0.0
+    for le, count in buckets:
+        if total and count >= q * total:
+            return le
+    return float("nan")
+
+
+@contextmanager
+def paused(pid: int):
+    """kube-scheduler stopped (not killed) while the queue fills; always resumed."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def run_case(cluster, core, extender: bool, kind: str, count: int) -> Result:
+    from kubernetes import client
+    namespace = f"bench-{kind}"
+    core.create_namespace({"metadata": {"name": namespace}})
+    make = vm_pod if kind == "vm" else plain_pod
+    calls_before = metric_sum(extender_metrics(cluster), "podvirt_extender_filter_seconds_count") \
+        if extender else 0.0
+    # Its own connection pool: the creating threads must not hold up the watch's reads.
+    watch = BindWatch(client.CoreV1Api(cluster.api_client()), namespace, count)
+    with paused(cluster.state.component("kube-scheduler").pid):
+        started = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: core.create_namespaced_pod(namespace, make(f"{kind}-{i:04d}")),
+                          range(count)))
+        log(f"  {count} {kind} pods created in {time.monotonic() - started:.1f}s "
+            f"(scheduler paused)")
+        t0 = time.monotonic()
+    if not watch.wait(240):
+        raise SystemExit(f"only {len(watch.bound)}/{count} {kind} pods bound after 240s")
+    calls = (metric_sum(extender_metrics(cluster), "podvirt_extender_filter_seconds_count")
+             - calls_before) if extender else 0.0
+    result = Result(extender, kind, count, watch.last - t0, calls)
+    log(f"  {kind}: {result.rate:.1f} pods/s ({result.seconds:.1f}s; "
+        f"{calls:.0f} extender filter calls)")
+    return result
+
+
+def run_cluster(extender: bool, inventory_file: Path, pods: int) -> tuple[list[Result], str]:
+    from kubernetes import client
+    from podvirt.cluster.cluster import Cluster, UpOptions
+    with tempfile.TemporaryDirectory(prefix="podvirt-bench-") as state_dir:
+        cluster = Cluster(state_dir, progress=lambda m: log(f"  {m}"))
+        log(f"cluster {'with' if extender else 'without'} the extender: up")
+        try:
+            cluster.up(UpOptions(inventory=inventory_file, extender=extender, timeout=300))
+            core = client.CoreV1Api(cluster.api_client())
+            results = [run_case(cluster, core, extender, kind, pods) for kind in ("vm", "plain")]
+            metrics = extender_metrics(cluster) if extender else ""
+        finally:
+            cluster.down()
+    return results, metrics
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--pods", type=int, default=400, help="pods per case")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="podvirt-bench-inv-") as tmp:
+        inv = Path(tmp) / "nodes.yaml"
+        inv.write_text(inventory(args.nodes))
+        started = time.monotonic()
+        with_ext, metrics = run_cluster(True, inv, args.pods)
+        without, _ = run_cluster(False, inv, args.pods)
+    base = {r.kind: r for r in without}
+    print(f"\nkube-scheduler throughput, {args.nodes} kwok nodes, {args.pods} pods per case "
+          f"(run took {time.monotonic() - started:.0f}s)")
+    print(f"{'pods':<7}{'extender':>10}{'pods/s':>9}{'seconds':>9}"
+          f"{'filters':>9}{'vs without':>12}{'target':>10}")
+    targets = {"vm": 0.5, "plain": 0.95}
+    for r in with_ext + without:
+        ratio = r.rate / base[r.kind].rate
+        mark = (f"{'ok' if ratio >= targets[r.kind] else 'MISS'} {targets[r.kind]}x"
+                if r.extender else "")
+        print(f"{r.kind:<7}{'yes' if r.extender else 'no':>10}{r.rate:>9.1f}{r.seconds:>9.1f}"
+              f"{r.filter_calls:>9.0f}{ratio:>11.2f}x{mark:>10}")
+    name = "podvirt_extender_filter_seconds"
+    count, total = metric_sum(metrics, f"{name}_count"), metric_sum(metrics, f"{name}_sum")
+    if count:
+        print(f"\nextender filter latency over {count:.0f} calls: mean "
+              f"{1000 * total / count:.2f} ms, p50 <= {1000 * quantile(metrics, name, .5):g} ms, "
+              f"p99 <= {1000 * quantile(metrics, name, .99):g} ms (histogram bucket bounds)")
+    for verb in ("prioritize", "bind"):
+        n = metric_sum(metrics, f"podvirt_extender_{verb}_seconds_count")
+        if n:
+            mean = 1000 * metric_sum(metrics, f"podvirt_extender_{verb}_seconds_sum") / n
+            print(f"extender {verb}: {n:.0f} calls, mean {mean:.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

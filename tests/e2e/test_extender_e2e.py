@@ -1,0 +1,160 @@
+"""The extender through the real kube-scheduler of the local control plane: VM pods go to
+the VM profile (no in-tree resource fit), so every rejected node carries the extender's
+reason; plain pods never reach it; concurrent binds never hand out a device twice."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from conftest import DATA
+from podvirt.vmspec import keys as k
+
+pytestmark = pytest.mark.e2e
+
+DISK = "root=containerdisk:quay.io/containerdisks/debian:12"
+
+
+def vm_pod(name: str, **annotations: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {k.OPT_IN_LABEL: k.OPT_IN_VALUE},
+                         "annotations": {k.VCPUS: "1", k.MEMORY: "1Gi", k.DISKS: DISK,
+                                         **annotations}},
+            "spec": {"containers": []}}
+
+
+def plain_pod(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "app", "image": "registry.example/app:1",
+                                     "resources": {"requests": {"cpu": "10m",
+                                                                "memory": "16Mi"}}}]}}
+
+
+def filter_calls(cluster) -> float:
+    """How many filter requests the extender has answered (its Prometheus histogram)."""
+    text = requests.get(f"https://127.0.0.1:{cluster.port('extender')}/metrics",
+                        verify=str(cluster.ca_file), timeout=10).text
+    m = re.search(r"^podvirt_extender_filter_seconds_count (\S+)$", text, re.M)
+    assert m, "no filter histogram in the extender's /metrics"
+    return float(m.group(1))
+
+
+def failed_scheduling(core, namespace: str, name: str, timeout: float = 20) -> str:
+    """The message of the pod's first FailedScheduling event."""
+    deadline = time.monotonic() + timeout
+    selector = f"involvedObject.name={name},reason=FailedScheduling"
+    while time.monotonic() < deadline:
+        events = core.list_namespaced_event(namespace, field_selector=selector).items
+        if events:
+            return events[0].message
+        time.sleep(0.2)
+    raise AssertionError(f"no FailedScheduling event for {namespace}/{name} in {timeout}s")
+
+
+def _running(pod) -> bool:
+    return pod.status.phase == "Running"
+
+
+def test_pinned_vm_with_sidecar_lands_on_its_node(namespace, apply, wait_pod):
+    pod = vm_pod("pinned", **{k.NODE_NAMES: "small"})
+    pod["spec"]["containers"] = [{"name": "agent", "image": "registry.example/agent:1",
+                                  "resources": {"requests": {"memory": "100Mi"}}}]
+    apply(pod, namespace, check=True)
+    placed = wait_pod(namespace, "pinned", _running)
+    assert placed.spec.node_name == "small"
+    assert placed.spec.scheduler_name == "podvirt-scheduler"
+
+
+def test_too_large_vm_pends_with_the_extenders_reason_per_node(namespace, apply, core):
+    apply(vm_pod("huge", **{k.MEMORY: "200Gi"}), namespace, check=True)
+    message = failed_scheduling(core, namespace, "huge")
+    # One memory reason per node that has KVM: each names the VM's demand and that
+    # node's free memory, instead of the in-tree "Insufficient memory".
+    free = re.findall(r"needs [\d.]+Gi \(200Gi guest \+ [\d.]+Mi overhead\), ([\d.]+[GM]i) free",
+                      message)
+    assert len(set(free)) >= 2, message
+    assert "Insufficient memory" not in message
+    assert "KVM is not usable" in message          # no-kvm: the root cause, not memory
+    assert core.read_namespaced_pod("huge", namespace).spec.node_name is None
+    # A pending VM is filtered again on every cluster change: gone, it cannot blur the
+    # filter count of the next test.
+    core.delete_namespaced_pod("huge", namespace, grace_period_seconds=0)
+
+
+def test_plain_pods_never_reach_the_extender(cluster, core, namespace, apply, wait_pod):
+    pending_vms = [p.metadata.name for p in core.list_pod_for_all_namespaces(
+        label_selector=f"{k.OPT_IN_LABEL}={k.OPT_IN_VALUE}", field_selector="spec.nodeName=").items]
+    assert pending_vms == [], "pending VM pods would be filtered again meanwhile"
+    before = filter_calls(cluster)
+    for i in range(3):
+        apply(plain_pod(f"plain-{i}"), namespace, check=True)
+    for i in range(3):
+        assert wait_pod(namespace, f"plain-{i}", _running).spec.scheduler_name == \
+            "default-scheduler"
+    assert filter_calls(cluster) == before
+    # The counter is live: a VM pod is filtered by the extender.
+    apply(vm_pod("vm", **{k.NODE_NAMES: "small", k.MEMORY: "256Mi"}), namespace, check=True)
+    wait_pod(namespace, "vm", _running)
+    assert filter_calls(cluster) > before
+
+
+# --- 20 VMs racing for 8 devices, on a cluster of its own ---------------------------------
+
+VMS, DEVICES = 20, 8
+
+
+@pytest.fixture(scope="module")
+def race_cluster(tmp_path_factory):
+    from podvirt.cluster.binaries import BinaryError, locate
+    from podvirt.cluster.cluster import Cluster, UpOptions
+    try:
+        locate()
+    except BinaryError as exc:
+        pytest.skip(f"control-plane binaries unavailable: {exc}")
+    c = Cluster(tmp_path_factory.mktemp("race-cluster"))
+    try:
+        c.up(UpOptions(inventory=DATA / "race-nodes.yaml", timeout=90))
+        yield c
+    finally:
+        c.down()
+
+
+def _settled(pods) -> bool:
+    """Every pod is bound or was found unschedulable at least once."""
+    return all(p.spec.node_name or any(c.type == "PodScheduled" and c.status == "False"
+                                       for c in p.status.conditions or ())
+               for p in pods)
+
+
+def test_vms_racing_for_devices_never_share_one(race_cluster):
+    from kubernetes import client
+    core = client.CoreV1Api(race_cluster.api_client())
+    ns = "race"
+    core.create_namespace({"metadata": {"name": ns}})
+    pods = [vm_pod(f"vm-{i:02d}", **{k.DEVICES: "example.com/nic=1"}) for i in range(VMS)]
+    with ThreadPoolExecutor(8) as pool:    # all at once: binds to one node overlap
+        list(pool.map(lambda p: core.create_namespaced_pod(ns, p), pods))
+
+    deadline = time.monotonic() + 30
+    while True:
+        listed = core.list_namespaced_pod(ns).items
+        bound = [p for p in listed if p.spec.node_name]
+        if len(bound) >= DEVICES and _settled(listed) or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    time.sleep(1)   # a late, wrong bind would show up now
+    listed = core.list_namespaced_pod(ns).items
+    bound = [p for p in listed if p.spec.node_name]
+
+    assert len(bound) == DEVICES
+    claims = [(p.spec.node_name, d["address"]) for p in bound
+              for d in json.loads(p.metadata.annotations[k.ASSIGNED_DEVICES])]
+    assert len(claims) == DEVICES and len(set(claims)) == DEVICES
+    pending = [p for p in listed if not p.spec.node_name]
+    reason = failed_scheduling(core, ns, pending[0].metadata.name)
+    assert "needs 1 example.com/nic, all 4 claimed" in reason, reason
