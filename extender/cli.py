@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cert", help="TLS certificate (PEM); TLS 1.2+ when given with --key")
     p.add_argument("--key", help="TLS private key (PEM)")
     p.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then ~/.kube/config)")
-    p.add_argument("--threads", type=int, default=8, help="gthread threads of the one worker")
+    p.add_argument("--threads", type=int, default=16,
+                   help="gthread threads of the one worker (concurrent binds wait on the API)")
     p.add_argument("--policy", choices=("spread", "pack"), default="spread",
                    help="spread VMs over nodes with the most free memory, or pack them")
     p.add_argument("--quarantine-failures", type=int, default=3, metavar="N",

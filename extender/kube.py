@@ -35,16 +35,23 @@ class KubeClient:
         self.core = client.CoreV1Api(api_client)
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None) -> "KubeClient":
-        """From a kubeconfig file, else in-cluster config, else the default kubeconfig."""
+    def connect(cls, kubeconfig: str | None = None, *, pool_size: int = 16) -> "KubeClient":
+        """From a kubeconfig file, else in-cluster config, else the default kubeconfig.
+
+        The connection pool is sized for every request thread plus the two watches: the
+        client's default (5 per CPU) would make concurrent binds open and throw away TLS
+        connections, paying a handshake each."""
         from kubernetes import client, config
+        cfg = client.Configuration()
         if kubeconfig:
-            return cls(config.new_client_from_config(config_file=kubeconfig))
-        try:
-            config.load_incluster_config()
-            return cls(client.ApiClient())
-        except config.ConfigException:
-            return cls(config.new_client_from_config())
+            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        else:
+            try:
+                config.load_incluster_config(client_configuration=cfg)
+            except config.ConfigException:
+                config.load_kube_config(client_configuration=cfg)
+        cfg.connection_pool_maxsize = pool_size + 2
+        return cls(client.ApiClient(cfg))
 
     def _lister(self, kind: Kind):
         return self.core.list_node if kind == "nodes" else self.core.list_pod_for_all_namespaces

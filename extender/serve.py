@@ -26,7 +26,7 @@ class ServeOptions:
     cert: str | None = None
     key: str | None = None
     kubeconfig: str | None = None
-    threads: int = 8
+    threads: int = 16
     watch_timeout: int = 300
 
 
@@ -63,7 +63,7 @@ class ExtenderApplication(BaseApplication):
 
     def load(self):
         from podvirt.extender.kube import KubeClient
-        self.client = KubeClient.connect(self.options.kubeconfig)
+        self.client = KubeClient.connect(self.options.kubeconfig, pool_size=self.options.threads)
         self.state = ClusterState(failure_retention=self.settings.policy.quarantine_window)
         return create_app(self.state, self.settings, api=self.client)
 
