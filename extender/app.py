@@ -26,6 +26,7 @@ from podvirt.extender.facts import node_facts
 from podvirt.extender.kube import ApiWriter
 from podvirt.extender.scheduling import VerdictMemo, filter_pod, prioritize_pod
 from podvirt.extender.state import ClusterState
+from podvirt.httpbody import BodyTooLarge, NotJSON, parse_json, read_body
 from podvirt.vmspec import DEFAULT_COSTS, CostSettings
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,6 @@ def create_app(state: ClusterState, settings: Settings = Settings(), *,
     # An explicit instance_path: Flask's lookup fails for podvirt.extender, whose folder
     # (extender/) lies outside podvirt/'s, when run from another directory.
     app = Flask(__name__, instance_path=os.path.dirname(os.path.abspath(__file__)))
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     registry = CollectorRegistry()
     metrics = _Metrics(registry)
     memo = VerdictMemo()
@@ -76,13 +76,12 @@ def create_app(state: ClusterState, settings: Settings = Settings(), *,
     app.extensions["podvirt.extender"] = {"state": state, "registry": registry}
 
     def body() -> Any:
-        if request.content_length is not None and request.content_length > settings.max_body_bytes:
-            raise _BadRequest(413, f"body exceeds {settings.max_body_bytes} bytes")
-        raw = request.get_data(cache=False)   # raises 413 past MAX_CONTENT_LENGTH
         try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _BadRequest(400, f"body is not JSON: {exc}") from None
+            return parse_json(read_body(request.environ, settings.max_body_bytes))
+        except BodyTooLarge as exc:
+            raise _BadRequest(413, str(exc)) from None
+        except NotJSON as exc:
+            raise _BadRequest(400, str(exc)) from None
 
     def reply(payload: Any, status: int = 200) -> Response:
         return Response(json.dumps(payload), status=status, mimetype="application/json")

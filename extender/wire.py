@@ -31,17 +31,63 @@ def _fields(body: Any, what: str) -> dict[str, Any]:
     return {str(key).lower(): value for key, value in body.items()}
 
 
+def _string_map(value: Any) -> bool:
+    return value is None or (isinstance(value, dict)
+                             and all(isinstance(v, str) for v in value.values()))
+
+
+def _check_metadata(meta: Any, where: str) -> None:
+    if not isinstance(meta, dict):
+        raise WireError(f"{where}.metadata must be an object")
+    for key in ("labels", "annotations"):
+        if not _string_map(meta.get(key)):
+            raise WireError(f"{where}.metadata.{key} must map strings to strings")
+
+
+def _check_pod_spec(spec: Any) -> None:
+    """The shape pod_requests reads: container lists, resources maps, overhead."""
+    where = "ExtenderArgs.Pod.spec"
+    if spec is None:
+        return
+    if not isinstance(spec, dict):
+        raise WireError(f"{where} must be an object")
+    if not isinstance(spec.get("overhead") or {}, dict):
+        raise WireError(f"{where}.overhead must be a map")
+    for key in ("containers", "initContainers"):
+        containers = spec.get(key) or []
+        if not isinstance(containers, list):
+            raise WireError(f"{where}.{key} must be a list of objects")
+        for i, c in enumerate(containers):
+            resources = (c.get("resources") or {}) if isinstance(c, dict) else None
+            if not isinstance(resources, dict) or not all(
+                    isinstance(resources.get(r) or {}, dict) for r in ("limits", "requests")):
+                raise WireError(f"{where}.{key}[{i}] must be an object whose resources hold "
+                                "limits and requests maps")
+
+
+def _check_node(item: Any, i: int) -> str:
+    """The shape node_facts reads: metadata (name, string maps) and status.allocatable."""
+    where = f"ExtenderArgs.Nodes.items[{i}]"
+    if not isinstance(item, dict):
+        raise WireError(f"{where} must be a Node object")
+    _check_metadata(item.get("metadata"), where)
+    name = item["metadata"].get("name")
+    if not isinstance(name, str) or not name:
+        raise WireError(f"{where}.metadata.name must be a non-empty string")
+    status = item.get("status")
+    if status is not None and not (isinstance(status, dict)
+                                   and isinstance(status.get("allocatable") or {}, dict)):
+        raise WireError(f"{where}.status must be an object with an allocatable map")
+    return name
+
+
 def decode_args(body: Any) -> ExtenderArgs:
     f = _fields(body, "ExtenderArgs")
     pod = f.get("pod")
-    if not isinstance(pod, dict) or not isinstance(pod.get("metadata"), dict):
+    if not isinstance(pod, dict):
         raise WireError("ExtenderArgs.Pod must be a Pod object with metadata")
-    meta = pod["metadata"]
-    for key in ("labels", "annotations"):
-        value = meta.get(key)
-        if value is not None and not (isinstance(value, dict)
-                                      and all(isinstance(v, str) for v in value.values())):
-            raise WireError(f"Pod metadata.{key} must map strings to strings")
+    _check_metadata(pod.get("metadata"), "ExtenderArgs.Pod")
+    _check_pod_spec(pod.get("spec"))
     names_raw, nodes_raw = f.get("nodenames"), f.get("nodes")
     if names_raw is not None:
         # set(map(type, ...)) checks thousands of names at C speed.
@@ -53,13 +99,7 @@ def decode_args(body: Any) -> ExtenderArgs:
     items = nodes_raw.get("items") if isinstance(nodes_raw, dict) else None
     if not isinstance(items, list):
         raise WireError("ExtenderArgs.Nodes must be a NodeList with items")
-    names = []
-    for item in items:
-        name = ((item.get("metadata") if isinstance(item, dict) else None) or {}).get("name")
-        if not isinstance(name, str) or not name:
-            raise WireError("every node in ExtenderArgs.Nodes needs metadata.name")
-        names.append(name)
-    return ExtenderArgs(pod, names, items)
+    return ExtenderArgs(pod, [_check_node(item, i) for i, item in enumerate(items)], items)
 
 
 def decode_binding(body: Any) -> BindRequest:

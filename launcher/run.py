@@ -119,6 +119,7 @@ class Launcher:
         self.hv: Hypervisor | None = None
         self.qemu_pid: int | None = None
         self.console: ConsoleTail | None = None
+        self.stop_signal = ""       # name of the first SIGTERM/SIGINT received, if any
 
     def _publish(self, **changes) -> None:
         new = self.status.with_(**changes)
@@ -135,23 +136,24 @@ class Launcher:
     def run(self) -> int:
         cfg = self.cfg
         name = os.environ.get("POD_NAME") or _read_text(cfg.spec_file.parent / "name") or "vm"
-        try:
-            spec, annotations = load_spec(cfg.spec_file, name)
-            assigned = parse_assigned_devices(annotations.get(k.ASSIGNED_DEVICES))
-            self._publish()
-            accel = self._choose_accel(spec)
-            self._publish(accel=accel)
-            ctx = self._prepare_host(spec, accel, assigned)
-            xml = domain_xml(spec, ctx)
-        except LaunchFailed as exc:
-            return self._fail(exc)
-        except AssignedDevicesInvalid as exc:
-            return self._fail(LaunchFailed(EXIT_CONFIG, "SpecInvalid", str(exc)))
-        except DomainXMLRejected as exc:
-            return self._fail(LaunchFailed(EXIT_CONFIG, "DomainXMLRejected", str(exc)))
+        # From the first moment: a SIGTERM while preparing must end in a report, not in
+        # the default action that would leave the pod's status at Starting forever.
         previous = {sig: signal.signal(sig, self._on_signal)
                     for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
+            try:
+                spec, annotations = load_spec(cfg.spec_file, name)
+                assigned = parse_assigned_devices(annotations.get(k.ASSIGNED_DEVICES))
+                self._publish()
+                accel = self._choose_accel(spec)
+                self._publish(accel=accel)
+                ctx = self._prepare_host(spec, accel, assigned)
+                xml = domain_xml(spec, ctx)
+            except AssignedDevicesInvalid as exc:
+                raise LaunchFailed(EXIT_CONFIG, "SpecInvalid", str(exc)) from None
+            except DomainXMLRejected as exc:
+                raise LaunchFailed(EXIT_CONFIG, "DomainXMLRejected", str(exc)) from None
+            self._unless_stopping()
             self._connect()
             self._start(spec, xml)
             return self._supervise(spec)
@@ -161,6 +163,15 @@ class Launcher:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self._teardown()
+
+    def _unless_stopping(self) -> None:
+        """Before the domain runs, a stop request ends the launch: nothing to shut down."""
+        if self.stop_signal:
+            # Exit 0: the stop was honoured, and restartPolicy OnFailure must not undo it;
+            # the phase still says the VM never ran.
+            raise LaunchFailed(EXIT_OK, "StoppedBeforeStart",
+                               f"{self.stop_signal} arrived before the VM started; it was "
+                               "not started")
 
     # --- preparation -----------------------------------------------------------------------
 
@@ -221,6 +232,7 @@ class Launcher:
         (self.cfg.work / "domain.xml").write_text(xml)
         attempts = 1 + spec.start_retries
         for attempt in range(1, attempts + 1):
+            self._unless_stopping()
             try:
                 t0 = time.monotonic()
                 self.hv.define_and_start(xml)
@@ -254,12 +266,14 @@ class Launcher:
     # --- supervision -----------------------------------------------------------------------
 
     def _on_signal(self, signum: int, _frame) -> None:
-        self.events.put(VMEvent("action", f"stop:signal-{signal.Signals(signum).name}"))
+        name = signal.Signals(signum).name
+        self.stop_signal = self.stop_signal or name
+        self.events.put(VMEvent("action", f"stop:signal-{name}"))
 
     def _supervise(self, spec: VMSpec) -> int:
         assert self.hv is not None
         deadline: float | None = None     # end of the ACPI shutdown grace period
-        forced = False
+        forced = ""                       # why the guest was destroyed, if it was
         while True:
             timeout = self.cfg.status_interval
             if deadline is not None:
@@ -270,7 +284,8 @@ class Launcher:
                 if deadline is not None and time.monotonic() >= deadline and not forced:
                     log.warning("guest did not shut down within %ds; destroying it",
                                 spec.shutdown_grace_seconds)
-                    forced = True
+                    forced = (f"guest did not shut down within {spec.shutdown_grace_seconds}s "
+                              "and was destroyed")
                     self._try(self.hv.destroy)
                     continue
                 self._health_check()
@@ -292,6 +307,13 @@ class Launcher:
                         self._publish(phase="ShuttingDown")
                         deadline = time.monotonic() + spec.shutdown_grace_seconds
                         ok = self._try(self.hv.shutdown)
+                    elif token.startswith("signal-") and not forced:
+                        # A second signal during the grace: whoever sent it will not wait.
+                        forced = (f"a second stop signal ({token.removeprefix('signal-')}) "
+                                  "arrived during the ACPI shutdown grace; the guest was "
+                                  "destroyed")
+                        log.warning("%s", forced)
+                        ok = self._try(self.hv.destroy)
                     else:
                         ok = True
                 else:
@@ -316,16 +338,23 @@ class Launcher:
         if rss != self.status.qemu_rss:
             self._publish(qemu_rss=rss)
 
-    def _stopped(self, spec: VMSpec, detail: str, forced: bool) -> int:
+    def _stopped(self, spec: VMSpec, detail: str, forced: str) -> int:
         if detail == "shutdown" and not forced:
             log.info("guest shut down")
             self._publish(phase="Succeeded", domain_state="shutoff")
             self.reporter.event("Stopped", f"VM {spec.name} shut down")
             return EXIT_OK
-        message = (f"guest did not shut down within {spec.shutdown_grace_seconds}s and was "
-                   "destroyed" if forced else f"domain stopped: {detail}")
+        reason = "VMStopped"
+        if forced:
+            message = forced
+        elif detail == "failed":    # libvirt: the host emulator failed, i.e. QEMU died
+            reason = "QEMUExited"
+            pid = f" (pid {self.qemu_pid})" if self.qemu_pid else ""
+            message = f"QEMU{pid} exited unexpectedly; the VM is gone (domain stopped: failed)"
+        else:
+            message = f"domain stopped: {detail}"
         log.error("%s", message)
-        self._publish(phase="Failed", domain_state="shutoff", failure_reason="VMStopped",
+        self._publish(phase="Failed", domain_state="shutoff", failure_reason=reason,
                       failure_message=message)
         self.reporter.event("Crashed" if detail in ("crashed", "failed") else "Stopped",
                             message, warning=True)

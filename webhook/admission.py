@@ -42,23 +42,24 @@ def _deny(rule: str, message: str, code: int = UNPROCESSABLE) -> Decision:
     return Decision(rule, False, code=code, message=message)
 
 
-def _shape_problem(pod: Any) -> str | None:
+def _shape_problem(pod: Any, field: str) -> str | None:
+    """What makes request.<field> unusable as a Pod, naming the path; None if usable."""
     if not isinstance(pod, dict):
-        return "the pod is missing"
+        return f"request.{field} (the pod) is missing"
     meta = pod.get("metadata")
     if meta is not None and not isinstance(meta, dict):
-        return "metadata must be an object"
+        return f"request.{field}.metadata must be an object"
     for key in ("labels", "annotations"):
         if (meta or {}).get(key) is not None and not isinstance(meta[key], dict):
-            return f"metadata.{key} must be a map"
+            return f"request.{field}.metadata.{key} must be a map"
     spec = pod.get("spec")
     if spec is not None and not isinstance(spec, dict):
-        return "spec must be an object"
+        return f"request.{field}.spec must be an object"
     for key in ("containers", "initContainers", "volumes"):
         items = (spec or {}).get(key)
         if items is not None and not (isinstance(items, list)
                                       and all(isinstance(i, dict) for i in items)):
-            return f"spec.{key} must be a list of objects"
+            return f"request.{field}.spec.{key} must be a list of objects"
     return None
 
 
@@ -74,8 +75,9 @@ def decide(request: AdmissionRequest, settings: RenderSettings = RenderSettings(
     op = request.get("operation")
     if op not in ("CREATE", "UPDATE"):
         return _pass("operation-ignored")
-    for obj in (pod, old) if op == "UPDATE" else (pod,):
-        if (problem := _shape_problem(obj)) is not None:
+    objects = [(pod, "object")] + ([(old, "oldObject")] if op == "UPDATE" else [])
+    for obj, where in objects:
+        if (problem := _shape_problem(obj, where)) is not None:
             return _deny("malformed-pod", problem, code=400)
     if not (is_vm_pod(_meta(pod).get("labels"))
             or (op == "UPDATE" and is_vm_pod(_meta(old).get("labels")))):

@@ -1,4 +1,5 @@
-"""Flask application: HTTP around admission.review. Decode (size-capped), decide, encode.
+"""Flask application: HTTP around admission.review. Decode (size-capped by
+podvirt.httpbody, not by Flask), decide, encode.
 
 A well-formed review always gets HTTP 200 (the API server reads the verdict from the
 body); only a body that is not a review gets 400/413.
@@ -14,10 +15,11 @@ from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
+from podvirt.httpbody import BodyTooLarge, read_body
 from podvirt.webhook.admission import decide
 from podvirt.webhook.metrics import AdmissionMetrics
 from podvirt.webhook.settings import RenderSettings
-from podvirt.webhook.wire import BadReview, build_response, parse_review, wrap
+from podvirt.webhook.wire import AdmissionReview, BadReview, build_response, parse_review, wrap
 
 MAX_BODY = 3 * 2**20    # the API server caps objects near 1.5 MiB; old+new object fit in 3 MiB
 log = logging.getLogger("podvirt.webhook")
@@ -31,16 +33,16 @@ def _json(payload: object, status: int = 200) -> Response:
 def create_app(settings: RenderSettings | None = None, *, noop_route: bool = False) -> Flask:
     settings = settings or RenderSettings()
     app = Flask("podvirt.webhook")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     metrics = AdmissionMetrics()
+
+    def review_body() -> AdmissionReview:
+        """The decoded review; the error handlers below answer BadReview and BodyTooLarge."""
+        return parse_review(read_body(request.environ, MAX_BODY))
 
     @app.post("/mutate")
     def mutate() -> Response:
         started = time.perf_counter()
-        try:
-            doc = parse_review(request.get_data())
-        except BadReview as exc:
-            return _json({"error": str(exc)}, 400)
+        doc = review_body()
         req = doc["request"]
         try:
             decision = decide(req, settings)
@@ -68,10 +70,7 @@ def create_app(settings: RenderSettings | None = None, *, noop_route: bool = Fal
         # Same stack minus the decision: the bench's ceiling for the HTTP/TLS/JSON path.
         @app.post("/noop")
         def noop() -> Response:
-            try:
-                doc = parse_review(request.get_data())
-            except BadReview as exc:
-                return _json({"error": str(exc)}, 400)
+            doc = review_body()
             return _json(wrap(build_response(uid=doc["request"]["uid"], allowed=True)))
 
     @app.get("/healthz")
@@ -85,6 +84,14 @@ def create_app(settings: RenderSettings | None = None, *, noop_route: bool = Fal
     @app.get("/metrics")
     def metrics_route() -> Response:
         return Response(metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.errorhandler(BadReview)
+    def bad_review(exc: BadReview) -> Response:
+        return _json({"error": str(exc)}, 400)
+
+    @app.errorhandler(BodyTooLarge)
+    def too_large(exc: BodyTooLarge) -> Response:
+        return _json({"error": str(exc)}, 413)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

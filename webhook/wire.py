@@ -9,6 +9,8 @@ import base64
 import json
 from typing import Any, Literal, NotRequired, TypedDict
 
+from podvirt.httpbody import NotJSON, parse_json
+
 Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
 
 
@@ -70,9 +72,9 @@ class BadReview(ValueError):
 def parse_review(body: bytes) -> AdmissionReview:
     """Check the envelope once, at the edge; admission.py may then trust its shape."""
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadReview(f"body is not JSON: {exc}") from None
+        doc = parse_json(body)
+    except NotJSON as exc:
+        raise BadReview(str(exc)) from None
     if not isinstance(doc, dict):
         raise BadReview("body must be a JSON object")
     if doc.get("kind") != "AdmissionReview":

@@ -4,43 +4,20 @@ may be handed out twice after the extender rebuilt its state from a fresh list."
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
-import signal
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes.client.rest import ApiException
 
 import fuzzlib
-from conftest import figure
-from podvirt.cluster import processes
+from conftest import figure, restart_component
 from podvirt.vmspec import keys as k
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def _restart(cluster: Any, name: str, down_seconds: float) -> None:
-    """SIGKILL a component's process group, keep it down a while, start the same argv."""
-    component = cluster.state.component(name)
-    argv = Path(f"/proc/{component.pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-    os.killpg(component.pid, signal.SIGKILL)
-    time.sleep(down_seconds)
-    spawned = processes.spawn([a.decode() for a in argv], Path(component.log))
-    pid, ticks = spawned if isinstance(spawned, tuple) else (spawned, None)
-    # Recorded like `up` does (appended), so `down` stops the new process too.
-    from podvirt.cluster import state
-    changes: dict[str, Any] = {"pid": pid}
-    if hasattr(component, "started"):
-        changes["started"] = ticks
-    state.save(cluster.layout.state_file,
-               cluster.state.with_component(dataclasses.replace(component, **changes)))
-    processes.wait_until(name, component.probe.ok, pid, Path(component.log), 60)
 
 
 def _create_while(core: Any, namespace: str, annotations: dict, stop: threading.Event,
@@ -72,7 +49,7 @@ def test_webhook_killed_while_pods_are_created(fresh_cluster) -> None:
     creator.start()
     try:
         time.sleep(2)
-        _restart(fresh_cluster, "webhook", down_seconds=3)
+        restart_component(fresh_cluster, "webhook", down_seconds=3)
         time.sleep(2)
     finally:
         stop.set()
@@ -96,7 +73,7 @@ def test_extender_killed_mid_run_rebuilds_state(fresh_cluster) -> None:
     creator.start()
     try:
         time.sleep(1.0)     # some pods bound (devices assigned) before the kill
-        _restart(fresh_cluster, "extender", down_seconds=2)
+        restart_component(fresh_cluster, "extender", down_seconds=2)
         time.sleep(2)
     finally:
         stop.set()

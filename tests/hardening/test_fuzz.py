@@ -7,6 +7,8 @@ CI runs a few hundred inputs per endpoint; bench/fuzz_bench.py runs 10,000+.
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import random
 from pathlib import Path
@@ -143,6 +145,8 @@ def _chunks(data: bytes, size: int = 2**16) -> Iterator[bytes]:
         yield data[i:i + size]
 
 
+# Sizes: just over the cap, and far enough over that the unread rest would not fit the
+# socket buffers (gunicorn alone drains 64 KiB, then resets); both within the drain bound.
 @pytest.mark.parametrize("endpoint, cap", [
     pytest.param("/mutate", 3 * 2**20, id="webhook"),
     pytest.param("/filter", EXTENDER_BODY_CAP, id="extender-filter"),
@@ -150,16 +154,98 @@ def _chunks(data: bytes, size: int = 2**16) -> Iterator[bytes]:
 ])
 @pytest.mark.parametrize("chunked", [pytest.param(False, id="content-length"),
                                      pytest.param(True, id="chunked")])
-def test_oversized_body_refused_with_413(endpoint: str, cap: int, chunked: bool,
+@pytest.mark.parametrize("factor", [pytest.param(1, id="cap+1"), pytest.param(3, id="3xcap")])
+def test_oversized_body_refused_with_413(endpoint: str, cap: int, chunked: bool, factor: int,
                                          request: pytest.FixtureRequest,
                                          session: requests.Session) -> None:
     svc = _target(endpoint, request)
-    padding = "x" * (cap + 1)
+    padding = "x" * (factor * cap + 1)
     body = fuzzlib.json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
                                "padding": padding}).encode()
     resp = session.post(svc.url + endpoint, data=_chunks(body) if chunked else body,
                         headers={"Content-Type": "application/json"}, verify=svc.verify,
                         timeout=30)
     assert resp.status_code == 413, resp.text[:300]
+    assert "limit" in resp.json()["error"]
     # ... and the service still answers afterwards.
     assert session.get(svc.url + "/healthz", verify=svc.verify, timeout=5).status_code == 200
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+_REVIEW = fuzzlib.review(fuzzlib.pod(fuzzlib.SEED_ANNOTATIONS[0]))
+_PENDING = fuzzlib.rendered_pod(fuzzlib.SEED_ANNOTATIONS[0])
+
+
+def _json_body(doc: object) -> bytes:
+    return json.dumps(doc).encode()
+
+
+def _with(doc: dict, path: tuple, value: object) -> dict:
+    doc = copy.deepcopy(doc)
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return doc
+
+
+# Each finding of the first hardening run, pinned: the body, the answer, what it must say.
+# `code` is the HTTP status, or for /mutate's 200s the review's status code.
+@pytest.mark.parametrize("endpoint, body, code, says", [
+    pytest.param("/mutate", _nested(5000), 400, "nested deeper", id="mutate-deep-json"),
+    pytest.param("/mutate", _nested(150), 400, "nested deeper", id="mutate-deep-under-decoder"),
+    pytest.param("/filter", b"[" * 200000 + b"]" * 200000, 400, "nested deeper",
+                 id="filter-deep-json"),
+    pytest.param("/bind", _nested(20000), 400, "nested deeper", id="bind-deep-json"),
+    pytest.param("/mutate", _json_body(_with(_REVIEW, ("request", "object"), None)), 400,
+                 "request.object (the pod) is missing", id="mutate-no-object"),
+    pytest.param("/mutate", _json_body(_with(_with(_REVIEW, ("request", "operation"), "UPDATE"),
+                                             ("request", "oldObject"), None)), 400,
+                 "request.oldObject (the pod) is missing", id="mutate-update-no-old-object"),
+    pytest.param("/mutate", _json_body(_with(_REVIEW, ("request", "object", "spec"), [])), 400,
+                 "request.object.spec must be an object", id="mutate-spec-list"),
+    pytest.param("/mutate", _json_body(_with(_REVIEW, ("request", "object", "metadata",
+                                                       "labels"), "x")), 400,
+                 "request.object.metadata.labels must be a map", id="mutate-labels-string"),
+    pytest.param("/filter", _json_body({"Pod": _PENDING, "Nodes": {"items": [
+        {"metadata": ["hw-0"]}]}}), 400, "ExtenderArgs.Nodes.items[0].metadata must be an object",
+                 id="filter-node-metadata-list"),
+    pytest.param("/prioritize", _json_body({"Pod": _PENDING, "Nodes": {"items": [
+        {"metadata": {"name": "hw-0"}}, {"metadata": "hw-1"}]}}), 400,
+                 "ExtenderArgs.Nodes.items[1].metadata must be an object",
+                 id="prioritize-node-metadata-string"),
+    pytest.param("/filter", _json_body({"Pod": _PENDING, "Nodes": {"items": [
+        {"metadata": {"name": "hw-0"}, "status": ["Ready"]}]}}), 400,
+                 "ExtenderArgs.Nodes.items[0].status", id="filter-node-status-list"),
+    pytest.param("/filter", _json_body({"Pod": _PENDING, "Nodes": {"items": [
+        {"metadata": {"name": "hw-0", "labels": ["a"]}}]}}), 400,
+                 "items[0].metadata.labels must map strings to strings",
+                 id="filter-node-labels-list"),
+    pytest.param("/filter", _json_body({"Pod": _with(_PENDING, ("spec", "initContainers"), ["c"]),
+                                        "NodeNames": ["hw-0"]}), 400,
+                 "ExtenderArgs.Pod.spec.initContainers[0] must be an object",
+                 id="filter-init-container-string"),
+    pytest.param("/prioritize", _json_body({"Pod": _with(_PENDING, ("spec", "containers", 0,
+                                                                    "resources"), ["x"]),
+                                            "NodeNames": ["hw-0"]}), 400,
+                 "ExtenderArgs.Pod.spec.containers[0] must be an object whose resources",
+                 id="prioritize-resources-list"),
+])
+def test_findings_answered_with_named_errors(endpoint: str, body: bytes, code: int, says: str,
+                                             request: pytest.FixtureRequest,
+                                             session: requests.Session) -> None:
+    svc = _target(endpoint, request)
+    before = len(svc.tracebacks())
+    resp = fuzzlib.post(session, svc.url + endpoint, body, svc.verify)
+    if endpoint == "/mutate" and resp.status_code == 200:
+        status = resp.json()["response"]["status"]
+        assert (status["code"], resp.json()["response"]["allowed"]) == (code, False)
+        message = status["message"]
+    else:
+        assert resp.status_code == code, resp.text[:300]
+        message = resp.json()["error"]
+    assert says in message, message
+    assert len(svc.tracebacks()) == before, svc.tracebacks()[-1]
