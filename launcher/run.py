@@ -169,7 +169,7 @@ class Launcher:
         if self.stop_signal:
             # Exit 0: the stop was honoured, and restartPolicy OnFailure must not undo it;
             # the phase still says the VM never ran.
-            raise LaunchFailed(EXIT_OK, "StoppedBeforeStart",
+            raise LaunchFailed(EXIT_OK, k.REASON_STOPPED_BEFORE_START,
                                f"{self.stop_signal} arrived before the VM started; it was "
                                "not started")
 
@@ -344,11 +344,11 @@ class Launcher:
             self._publish(phase="Succeeded", domain_state="shutoff")
             self.reporter.event("Stopped", f"VM {spec.name} shut down")
             return EXIT_OK
-        reason = "VMStopped"
+        reason = k.REASON_VM_STOPPED
         if forced:
             message = forced
         elif detail == "failed":    # libvirt: the host emulator failed, i.e. QEMU died
-            reason = "QEMUExited"
+            reason = k.REASON_QEMU_EXITED
             pid = f" (pid {self.qemu_pid})" if self.qemu_pid else ""
             message = f"QEMU{pid} exited unexpectedly; the VM is gone (domain stopped: failed)"
         else:
@@ -370,7 +370,7 @@ class Launcher:
             except ProcessLookupError:
                 pass
         log.error("%s", message)
-        self._publish(phase="Failed", failure_reason="LibvirtdLost", failure_message=message)
+        self._publish(phase="Failed", failure_reason=k.REASON_LIBVIRTD_LOST, failure_message=message)
         self.reporter.event("LibvirtdLost", message, warning=True)
         return EXIT_LIBVIRTD
 

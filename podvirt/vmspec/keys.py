@@ -103,4 +103,8 @@ VM_MARKER_RESOURCE = "podvirt.io/vm"
 VM_READY_CONDITION = "podvirt.io/VMReady"
 
 # Launcher failure reasons (FAILURE_REASON values).
-REASON_START_FAILED = "VMStartFailed"
+REASON_START_FAILED = "VMStartFailed"      # counted by the extender's quarantine
+REASON_QEMU_EXITED = "QEMUExited"          # QEMU died under a running guest
+REASON_STOPPED_BEFORE_START = "StoppedBeforeStart"  # SIGTERM before the domain ran
+REASON_VM_STOPPED = "VMStopped"            # destroyed: grace ran out or a second SIGTERM
+REASON_LIBVIRTD_LOST = "LibvirtdLost"      # the launcher's libvirtd went away
