@@ -124,7 +124,8 @@ def test_libvirtd_killed_exits_nonzero_naming_libvirtd(pod):
     launcher.wait_for_output("PODVIRT-GUEST-UP")
     run_dir = path / "launcher/libvirt/run"
     libvirtd_pid = int((run_dir / "libvirtd.pid").read_text())
-    qemu_pid = int(next((run_dir / "qemu").glob("*.pid")).read_text())
+    # The domain's own pid file (named after POD_NAME); run/qemu/driver.pid is libvirtd's.
+    qemu_pid = int(next((run_dir / "qemu").glob("vm-*.pid")).read_text())
     os.kill(libvirtd_pid, signal.SIGKILL)
     code = launcher.wait(timeout=30)
     assert code == 4
