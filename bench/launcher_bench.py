@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
+
 import statistics
 import subprocess
 import sys

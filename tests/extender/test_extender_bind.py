@@ -91,9 +91,9 @@ def test_concurrent_binds_never_share_a_device(eager_thread_switches):
         t.join(timeout=30)
     assert sum(1 for e in results.values() if e == "") == 8
     assigned = {}
-    for _ns, name, annotations in api.patches:
+    for _ns, name, patched in api.patches:
         bound_node = next(node for _, n, node in api.bindings if n == name)
-        for d in json.loads(annotations[k.ASSIGNED_DEVICES]):
+        for d in json.loads(patched[k.ASSIGNED_DEVICES]):
             key = (bound_node, d["address"])
             assert key not in assigned, f"{key} assigned to {assigned.get(key)} and {name}"
             assigned[key] = name

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.launcher.test_real_libvirt import LauncherProcess, _alive, pod  # noqa: F401 (fixture)
+from tests.launcher.realguest import LauncherProcess, _alive
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(60)]
 

@@ -5,21 +5,14 @@ and a shared QEMU capabilities cache, and reads the guest's console from its std
 and the status from its JSON-lines report.
 """
 
-import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
-import threading
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 
-from podvirt.launcher.devguest import ensure_guest
-from podvirt.vmspec.downward import render_annotations_file
+from tests.launcher.realguest import LauncherProcess, _alive
 
 pytestmark = [
     pytest.mark.libvirt,
@@ -27,60 +20,6 @@ pytestmark = [
                        or not shutil.which("qemu-system-x86_64"),
                        reason="needs root, libvirtd and qemu-system-x86_64"),
 ]
-CACHE = Path("/tmp/podvirt/libvirt-cache")
-
-
-class LauncherProcess:
-    def __init__(self, pod: Path, kernel_args: str, grace: str = "20s", accel: str = "tcg"):
-        guest = ensure_guest().install(pod / "guest")
-        (pod / "annotations").write_text(render_annotations_file({
-            "podvirt.io/memory": "128Mi", "podvirt.io/allow-emulation": "true",
-            "podvirt.io/kernel": str(guest.kernel), "podvirt.io/initrd": str(guest.initrd),
-            "podvirt.io/kernel-args": f"console=ttyS0 quiet {kernel_args}",
-            "podvirt.io/shutdown-grace": grace, "podvirt.io/start-retries": "0"}))
-        self.pod, self.report = pod, pod / "report.jsonl"
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "podvirt.cli", "launcher", "run",
-             "--spec", str(pod / "annotations"), "--pod-root", str(pod), "--accel", accel,
-             "--libvirt-cache", str(CACHE), "--report-json", str(self.report)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "POD_NAME": "vm-" + pod.name[-6:]})
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        for stream, sink in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr)):
-            threading.Thread(target=lambda s=stream, o=sink: o.extend(iter(s.readline, "")),
-                             daemon=True).start()
-
-    def wait_for_output(self, marker: str, timeout: float = 60) -> float:
-        deadline = time.monotonic() + timeout
-        while not any(marker in line for line in self.stdout):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"no {marker!r} on stdout; stderr:\n{''.join(self.stderr)}")
-            time.sleep(0.05)
-        return time.monotonic() - self.started
-
-    def wait(self, timeout: float = 60) -> int:
-        code = self.proc.wait(timeout=timeout)
-        time.sleep(0.2)   # let the reader threads drain
-        return code
-
-    def statuses(self) -> list[dict]:
-        return [r["annotations"] for r in map(json.loads, self.report.read_text().splitlines())
-                if r["kind"] == "status"]
-
-
-@pytest.fixture
-def pod():
-    path = Path("/tmp/podvirt") / f"t-{uuid.uuid4().hex[:8]}"
-    path.mkdir(parents=True)
-    procs: list[LauncherProcess] = []
-    yield path, procs
-    for p in procs:
-        if p.proc.poll() is None:
-            p.proc.kill()
-            p.proc.wait()
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_boot_to_poweroff_reports_running_then_succeeded(pod):
@@ -136,12 +75,3 @@ def test_libvirtd_killed_exits_nonzero_naming_libvirtd(pod):
     while _alive(qemu_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(qemu_pid), "QEMU outlived its launcher"
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting for a reaper (its parent libvirtd is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from podvirt.vmspec import keys as k
-from podvirt.webhook import admission, app as app_module
+from podvirt.webhook import app as app_module
 from podvirt.webhook.app import MAX_BODY, create_app
 
 
