@@ -1,18 +1,21 @@
 """Load the real `podvirt webhook` (gunicorn + TLS, loopback) and print latency/throughput.
 
-For each worker count it starts `podvirt webhook --noop-route`, then drives it from
-separate client processes, each running keep-alive `http.client.HTTPSConnection`s in
-threads:
-  - peak: closed loop at several concurrencies (as fast as answers come back);
-  - paced: a fixed request rate (default 1000/s), latency measured from each request's
-    *scheduled* send time, so a stalled server cannot hide its queueing delay.
+The load comes from bench/loadgen, a small Go client (built once into
+~/.cache/podvirt/bench/loadgen) running with GOMAXPROCS=1: a Python client on the same
+2 cores ate the CPU it was meant to measure. For each worker (x thread) count it starts
+`podvirt webhook --noop-route` and runs, over keep-alive TLS connections:
+  - peak: closed loop at several concurrencies (each connection sends when answered);
+  - paced: open loop at a fixed rate (default 1000/s), latency counted from each request's
+    *due* time, so a stalled server cannot hide its queueing delay.
 Every scenario also runs against POST /noop, the same stack (TLS, gunicorn, Flask, JSON
 envelope check) without the admission decision: its peak is the ceiling /mutate is
-compared with.
+compared with. Server and client CPU per scenario come from /proc and getrusage, and the
+split of connections over workers from /proc/net/tcp (keep-alive pins each connection to
+the worker that accepted it).
 
 Targets (2 cores): p99 <= 3 ms at 1000 reviews/s; mutate peak >= 0.6 x noop peak.
 
-    python bench/webhook_bench.py [--duration 3] [--workers 1,2] [--concurrency 1,4,16]
+    python bench/webhook_bench.py [--duration 3] [--paced-duration 6] [--workers 1,2]
 """
 
 from __future__ import annotations
@@ -20,19 +23,25 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import multiprocessing as mp
 import os
+import resource
+import shutil
 import socket
 import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+LOADGEN_SRC = REPO / "bench" / "loadgen"
+LOADGEN_BIN = Path.home() / ".cache" / "podvirt" / "bench" / "loadgen" / "loadgen"
+P99_TARGET_MS, RATIO_TARGET = 3.0, 0.6
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def realistic_review(i: int) -> bytes:
@@ -64,94 +73,137 @@ def realistic_review(i: int) -> bytes:
     return json.dumps(review).encode()
 
 
-def _connection(port: int, cafile: str) -> http.client.HTTPSConnection:
-    ctx = ssl.create_default_context(cafile=cafile)
-    return http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
+def build_loadgen() -> Path:
+    """`go build` the client unless the cached binary is newer than its sources."""
+    sources = [LOADGEN_SRC / "main.go", LOADGEN_SRC / "go.mod"]
+    if LOADGEN_BIN.exists() and all(LOADGEN_BIN.stat().st_mtime > s.stat().st_mtime
+                                    for s in sources):
+        print(f"loadgen: cached {LOADGEN_BIN}", flush=True)
+        return LOADGEN_BIN
+    go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
+    if go is None:
+        raise SystemExit("webhook_bench: the Go toolchain (`go`) is needed to build bench/loadgen")
+    print(f"loadgen: go build -> {LOADGEN_BIN} ...", end=" ", flush=True)
+    started = time.monotonic()
+    LOADGEN_BIN.parent.mkdir(parents=True, exist_ok=True)
+    # Standard library only, so nothing is downloaded; GOTOOLCHAIN=local keeps it that way.
+    done = subprocess.run([go, "build", "-o", str(LOADGEN_BIN), "."], cwd=LOADGEN_SRC,
+                          capture_output=True, text=True,
+                          env={**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-buildvcs=false"})
+    if done.returncode:
+        raise SystemExit(f"webhook_bench: go build failed:\n{done.stderr}")
+    print(f"{time.monotonic() - started:.1f}s", flush=True)
+    return LOADGEN_BIN
 
 
-def _client_thread(port, cafile, path, bodies, stop_at, interval, start_at, out, errors):
-    conn = _connection(port, cafile)
-    headers = {"Content-Type": "application/json"}
-    n = 0
-    while True:
-        now = time.perf_counter()
-        if interval:                       # paced: send at start + n * interval
-            scheduled = start_at + n * interval
-            if scheduled >= stop_at:
-                break
-            if scheduled > now:
-                time.sleep(scheduled - now)
-        else:
-            scheduled = now
-            if now >= stop_at:
-                break
+def _process_tree(pid: int) -> list[int]:
+    """pid and its descendants (gunicorn master + workers), from /proc."""
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                todo += [int(c) for c in task.read_text().split()]
+            except OSError:
+                pass
+    return pids
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for p in pids:
         try:
-            conn.request("POST", path, body=bodies[n % len(bodies)], headers=headers)
-            resp = conn.getresponse()
-            resp.read()
-            ok = resp.status == 200
-        except (OSError, http.client.HTTPException):
-            ok = False
-            conn.close()
-            conn = _connection(port, cafile)
-        if ok:
-            out.append(time.perf_counter() - scheduled)
-        else:
-            errors.append(1)
-        n += 1
-    conn.close()
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])      # utime + stime, in clock ticks
+    return total / TICK
 
 
-def _client_process(port, cafile, path, threads, duration, interval, start_wall, queue):
-    """One load process: `threads` keep-alive connections, results back through the queue."""
-    bodies = [realistic_review(i) for i in range(16)]
-    # Start together: every process waits for the same wall-clock instant.
-    time.sleep(max(0.0, start_wall - time.time()))
-    start = time.perf_counter()
-    out: list[float] = []
-    errors: list[int] = []
-    ts = []
-    for t in range(threads):
-        # Stagger paced threads so requests are spread evenly over each interval.
-        offset = (t / threads) * interval if interval else 0.0
-        th = threading.Thread(target=_client_thread, args=(
-            port, cafile, path, bodies, start + duration, interval, start + offset, out, errors))
-        th.start()
-        ts.append(th)
-    for th in ts:
-        th.join()
-    queue.put((out, len(errors)))
+def _connections_per_worker(master: int, port: int) -> str:
+    """Established client connections each worker holds, e.g. "6+2": keep-alive pins a
+    connection to the worker that accepted it, so an uneven split idles a worker."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            if int(f[1].rsplit(":", 1)[1], 16) == port and f[3] == "01":   # ESTABLISHED
+                inodes.add(f[9])
+    counts = []
+    for pid in _process_tree(master)[1:]:
+        held = 0
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            try:
+                held += os.readlink(fd)[8:-1] in inodes     # "socket:[12345]"
+            except OSError:
+                pass
+        counts.append(held)
+    return "+".join(str(c) for c in sorted(counts, reverse=True))
 
 
-def run_load(port, cafile, path, concurrency, duration, rate=None, processes=2):
-    processes = min(processes, concurrency)
-    interval = concurrency / rate if rate else 0.0    # each connection's share of the rate
-    per_proc = [concurrency // processes + (1 if i < concurrency % processes else 0)
-                for i in range(processes)]
-    queue = mp.get_context("fork").Queue()
-    start_wall = time.time() + 0.5
-    procs = [mp.get_context("fork").Process(target=_client_process, args=(
-        port, cafile, path, n, duration, interval, start_wall, queue)) for n in per_proc]
-    for p in procs:
-        p.start()
-    lat: list[float] = []
-    errors = 0
-    for _ in procs:
-        got, errs = queue.get()
-        lat += got
-        errors += errs
-    for p in procs:
-        p.join()
-    lat.sort()
-    pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000) if lat else (lambda q: 0.0)
-    return {"rps": len(lat) / duration, "p50": pct(0.50), "p99": pct(0.99), "errors": errors,
-            "n": len(lat)}
+@dataclass(frozen=True)
+class Row:
+    workers: int
+    threads: int
+    path: str
+    mode: str
+    conns: int
+    result: dict
+    server_cpu: float       # server CPU seconds / wall seconds (2.0 = both cores)
+    client_cpu: float
+    split: str              # connections per worker, mid-run
+
+    @property
+    def server_us_per_req(self) -> float:
+        ok = self.result["ok"] or 1
+        return self.server_cpu * self.result["duration_s"] * 1e6 / ok
+
+
+class Bench:
+    def __init__(self, loadgen: Path, cafile: str, bodies: list[Path]):
+        self.loadgen, self.cafile, self.bodies = loadgen, cafile, bodies
+
+    def load(self, server_pid: int, port: int, path: str, conns: int, duration: float,
+             rate: float = 0.0, warmup: float = 0.5) -> tuple[dict, float, float, str]:
+        """One loadgen run: its JSON result, server/client CPU as fractions of a core, and
+        how the connections were split over the workers."""
+        cmd = [str(self.loadgen), "-url", f"https://127.0.0.1:{port}{path}", "-ca", self.cafile,
+               "-conns", str(conns), "-rate", str(rate), "-duration", f"{duration}s",
+               "-warmup", f"{warmup}s", *(a for b in self.bodies for a in ("-body", str(b)))]
+        pids = _process_tree(server_pid)
+        cpu0, kids0 = _cpu_seconds(pids), resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall0 = time.monotonic()
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) as child:
+            time.sleep(warmup + duration / 2)
+            split = _connections_per_worker(server_pid, port)
+            out, err = child.communicate()
+        wall = time.monotonic() - wall0
+        kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if child.returncode:
+            raise SystemExit(f"webhook_bench: loadgen failed: {err.strip()}")
+        server = (_cpu_seconds(pids) - cpu0) / wall
+        client = (kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime) / wall
+        return json.loads(out.strip().splitlines()[-1]), server, client, split
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _post(port: int, cafile: str, path: str, body: bytes | None) -> tuple[int, bytes]:
+    ctx = ssl.create_default_context(cafile=cafile)
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
+    try:
+        conn.request(*(("GET", path) if body is None else ("POST", path, body)),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
 
 
 def start_webhook(certs: Path, workers: int, threads: int) -> tuple[subprocess.Popen, int]:
@@ -161,73 +213,164 @@ def start_webhook(certs: Path, workers: int, threads: int) -> tuple[subprocess.P
          str(workers), "--threads", str(threads), "--cert", str(certs / "tls.crt"),
          "--key", str(certs / "tls.key"), "--noop-route"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
-    ctx = ssl.create_default_context(cafile=str(certs / "ca.crt"))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=1)
-            conn.request("GET", "/readyz")
-            if conn.getresponse().status == 200:
-                return proc, port
+            if _post(port, str(certs / "ca.crt"), "/readyz", None)[0] == 200:
+                # Every worker must be up, or the first scenario measures their boot.
+                if len(_process_tree(proc.pid)) > workers:
+                    return proc, port
         except OSError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     proc.kill()
-    raise SystemExit("webhook did not become ready")
+    raise SystemExit("webhook_bench: webhook did not become ready")
+
+
+def check_answers(port: int, cafile: str, body: bytes) -> None:
+    """The load must exercise the real decision: /mutate answers with a patch."""
+    status, raw = _post(port, cafile, "/mutate", body)
+    response = json.loads(raw).get("response", {}) if status == 200 else {}
+    if not (response.get("allowed") and response.get("patch")):
+        raise SystemExit(f"webhook_bench: /mutate did not patch the review: {status} {raw[:300]!r}")
+    if _post(port, cafile, "/noop", body)[0] != 200:
+        raise SystemExit("webhook_bench: /noop is missing (is --noop-route still supported?)")
+
+
+# (header, width, cell) per column of the summary table.
+_COLUMNS: tuple[tuple[str, int, Callable[[Row], str]], ...] = (
+    ("workers", 7, lambda r: str(r.workers)),
+    ("threads", 7, lambda r: str(r.threads)),
+    ("path", 7, lambda r: r.path),
+    ("mode", 5, lambda r: r.mode),
+    ("conns", 5, lambda r: str(r.conns)),
+    ("split", 5, lambda r: r.split),
+    ("rps", 6, lambda r: f"{r.result['rps']:.0f}"),
+    ("p50 ms", 6, lambda r: f"{r.result['p50_ms']:.2f}"),
+    ("p90 ms", 7, lambda r: f"{r.result['p90_ms']:.2f}"),
+    ("p99 ms", 7, lambda r: f"{r.result['p99_ms']:.2f}"),
+    ("max ms", 7, lambda r: f"{r.result['max_ms']:.2f}"),
+    ("errors", 6, lambda r: str(r.result["errors"])),
+    ("srv cpu", 7, lambda r: f"{r.server_cpu:.2f}"),
+    ("srv us/req", 10, lambda r: f"{r.server_us_per_req:.0f}"),
+    ("cli cpu", 7, lambda r: f"{r.client_cpu:.2f}"),
+    ("late99", 6, lambda r: f"{r.result['client_late_p99_ms']:.2f}"),
+    ("queued", 6, lambda r: f"{r.result['queued_pct']:.1f}%"),
+)
+
+
+def print_table(rows: list[Row]) -> None:
+    print(" ".join(f"{name:>{width}}" for name, width, _ in _COLUMNS))
+    for r in rows:
+        print(" ".join(f"{cell(r):>{width}}" for _, width, cell in _COLUMNS))
+
+
+def print_targets(rows: list[Row], servers: list[tuple[int, int]], rate: float) -> None:
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "MISS"
+
+    def pick(server: tuple[int, int], path: str, mode: str) -> list[Row]:
+        return [r for r in rows if ((r.workers, r.threads), r.path, r.mode) == (server, path, mode)]
+
+    p99, ratios = [], []
+    for server in servers:
+        label = f"workers={server[0]} threads={server[1]}"
+        r = pick(server, "/mutate", "paced")[0].result
+        clean = r["errors"] == 0
+        p99.append(f"{label} {r['p99_ms']:.2f} ms{'' if clean else ' with errors'} "
+                   f"{verdict(clean and r['p99_ms'] <= P99_TARGET_MS)}")
+        mutate, noop = (max(pick(server, path, "peak"), key=lambda x: x.result["rps"])
+                        for path in ("/mutate", "/noop"))
+        ratio = mutate.result["rps"] / noop.result["rps"] if noop.result["rps"] else 0.0
+        # CPU per request at those peaks: less at the mercy of what else the machine runs.
+        cpu_ratio = noop.server_us_per_req / mutate.server_us_per_req
+        ratios.append(f"{label} {mutate.result['rps']:.0f}/{noop.result['rps']:.0f} = "
+                      f"{ratio:.2f} {verdict(ratio >= RATIO_TARGET)} (server CPU per review "
+                      f"{mutate.server_us_per_req:.0f} vs {noop.server_us_per_req:.0f} us: "
+                      f"{cpu_ratio:.2f})")
+    print(f"target p99 <= {P99_TARGET_MS} ms at {rate:.0f} reviews/s: " + "; ".join(p99))
+    print(f"target mutate/noop peak >= {RATIO_TARGET}: " + "; ".join(ratios))
+
+
+def _positive_ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want comma-separated integers, got {text!r}") from None
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"want integers >= 1, got {text!r}")
+    return values
+
+
+def bench_server(bench: Bench, certs: Path, workers: int, threads: int,
+                 args: argparse.Namespace) -> list[Row]:
+    """Every scenario against one `podvirt webhook`. /noop and /mutate alternate, so that
+    each pair compared meets the same background load on a shared machine."""
+    proc, port = start_webhook(certs, workers, threads)
+    rows = []
+    try:
+        check_answers(port, bench.cafile, realistic_review(0))
+        runs = [("peak", c, 0.0, args.duration) for c in args.concurrency]
+        runs.append(("paced", args.paced_connections, args.rate, args.paced_duration))
+        for mode, conns, rate, duration in runs:
+            for path in ("/noop", "/mutate"):
+                result, srv, cli, split = bench.load(proc.pid, port, path, conns, duration, rate)
+                rows.append(Row(workers, threads, path, mode, conns, result, srv, cli, split))
+                print(f"  workers={workers} threads={threads} {path} {mode} conns={conns}: "
+                      f"{result['rps']:.0f}/s p99 {result['p99_ms']:.2f} ms "
+                      f"errors={result['errors']} load={os.getloadavg()[0]:.2f}", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    return rows
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--duration", type=float, default=3.0, help="seconds per scenario")
-    ap.add_argument("--workers", default="1,2", help="comma-separated gunicorn worker counts")
-    ap.add_argument("--threads", type=int, default=4, help="threads per worker")
-    ap.add_argument("--concurrency", default="1,4,16", help="closed-loop connection counts")
+    ap.add_argument("--duration", type=float, default=3.0, help="seconds per peak scenario")
+    ap.add_argument("--paced-duration", type=float, default=6.0,
+                    help="seconds per paced scenario (longer: p99 needs samples)")
+    ap.add_argument("--workers", type=_positive_ints, default=[1, 2],
+                    help="comma-separated gunicorn worker counts")
+    ap.add_argument("--threads", type=_positive_ints, default=[4],
+                    help="comma-separated threads per worker")
+    ap.add_argument("--concurrency", type=_positive_ints, default=[1, 4, 16],
+                    help="closed-loop connection counts")
     ap.add_argument("--rate", type=float, default=1000.0, help="paced scenario, requests/s")
     ap.add_argument("--paced-connections", type=int, default=8)
     args = ap.parse_args()
+    if not (args.duration > 0 and args.paced_duration > 0 and args.rate > 0
+            and args.paced_connections > 0):
+        ap.error("durations, --rate and --paced-connections must be positive")
+    servers = [(w, t) for w in args.workers for t in args.threads]
 
+    loadgen = build_loadgen()
     from podvirt.certs import generate_ca, issue_cert, serving_sans, write_pem_files
-    certs = Path(tempfile.mkdtemp(prefix="podvirt-bench-"))
-    ca = generate_ca("bench-ca")
-    crt, key = issue_cert(*ca, "bench", serving_sans("bench", "bench"))
-    write_pem_files(certs, {"ca.crt": ca[0], "tls.crt": crt, "tls.key": key})
-    cafile = str(certs / "ca.crt")
-    print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f} duration={args.duration}s "
-          f"body={len(realistic_review(0))}B", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="podvirt-bench-"))
+    try:
+        ca = generate_ca("bench-ca")
+        crt, key = issue_cert(*ca, "bench", serving_sans("bench", "bench"))
+        write_pem_files(work, {"ca.crt": ca[0], "tls.crt": crt, "tls.key": key})
+        bodies = []
+        for i in range(16):
+            bodies.append(work / f"review-{i:02}.json")
+            bodies[-1].write_bytes(realistic_review(i))
+        bench = Bench(loadgen, str(work / "ca.crt"), bodies)
+        print(f"cpus={os.cpu_count()} load={'/'.join(f'{x:.2f}' for x in os.getloadavg())} "
+              f"body={len(realistic_review(0))}B client=loadgen with GOMAXPROCS=1 "
+              "(about one core left to the server)", flush=True)
 
-    rows = []
-    header = (f"{'workers':>7} {'path':>7} {'mode':>12} {'conns':>5} {'rps':>8} "
-              f"{'p50 ms':>7} {'p99 ms':>7} {'errors':>6}")
-    for workers in (int(w) for w in args.workers.split(",")):
-        proc, port = start_webhook(certs, workers, args.threads)
-        try:
-            peaks = {}
-            for path in ("/noop", "/mutate"):
-                run_load(port, cafile, path, 2, 1.0)     # warm up connections and caches
-                for conc in (int(c) for c in args.concurrency.split(",")):
-                    r = run_load(port, cafile, path, conc, args.duration)
-                    peaks[path] = max(peaks.get(path, 0.0), r["rps"])
-                    rows.append((workers, path, "peak", conc, r))
-                    print(f"  {workers}w {path} peak c={conc}: {r['rps']:.0f}/s "
-                          f"p99 {r['p99']:.2f}ms", flush=True)
-                r = run_load(port, cafile, path, args.paced_connections, args.duration,
-                             rate=args.rate)
-                rows.append((workers, path, f"paced {args.rate:.0f}/s", args.paced_connections,
-                             r))
-                print(f"  {workers}w {path} paced: {r['rps']:.0f}/s p99 {r['p99']:.2f}ms",
-                      flush=True)
-            rows.append((workers, "ratio", f"{peaks['/mutate'] / peaks['/noop']:.2f}x", 0, None))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=15)
+        rows = [row for workers, threads in servers
+                for row in bench_server(bench, work, workers, threads, args)]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
-    print()
-    print(header)
-    for workers, path, mode, conc, r in rows:
-        if r is None:
-            print(f"{workers:>7} {'mutate/noop peak':>22} {mode:>8}")
-            continue
-        print(f"{workers:>7} {path:>7} {mode:>12} {conc:>5} {r['rps']:>8.0f} {r['p50']:>7.2f} "
-              f"{r['p99']:>7.2f} {r['errors']:>6}")
+    print(f"\nload average at the end: {'/'.join(f'{x:.2f}' for x in os.getloadavg())}\n"
+          "split = connections per worker (mid-run); srv/cli cpu = cores used by server/client "
+          "(2.00 = the whole machine);\npaced only: late99 = p99 ms the client itself sent "
+          "late, queued = requests that fell due with every connection busy")
+    print_table(sorted(rows, key=lambda r: (r.workers, r.threads, r.path != "/noop")))
+    print_targets(rows, servers, args.rate)
     return 0
 
 

@@ -1,0 +1,3 @@
+module podvirt.io/bench/loadgen
+
+go 1.22

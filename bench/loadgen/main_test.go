@@ -1,0 +1,112 @@
+package main
+
+import (
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestPct(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		d := make([]time.Duration, len(v))
+		for i, x := range v {
+			d[i] = time.Duration(x) * time.Millisecond
+		}
+		return d
+	}
+	for _, tc := range []struct {
+		name string
+		d    []time.Duration
+		q    float64
+		want float64
+	}{
+		{"empty", nil, 0.99, 0},
+		{"one", ms(7), 0.5, 7},
+		{"median of four is the second", ms(4, 1, 3, 2), 0.5, 2},
+		{"p99 of 100 is the 99th", ms(func() []int {
+			v := make([]int, 100)
+			for i := range v {
+				v[i] = 100 - i
+			}
+			return v
+		}()...), 0.99, 99},
+		{"max", ms(3, 9, 1), 1, 9},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := pct(tc.d, tc.q); got != tc.want {
+				t.Fatalf("pct(%v) = %v, want %v", tc.q, got, tc.want)
+			}
+		})
+	}
+}
+
+// server serves TLS; answer(i) gives request i (from 1) its delay and status.
+func server(t *testing.T, answer func(i int64) (time.Duration, int)) config {
+	t.Helper()
+	var n atomic.Int64
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		delay, status := answer(n.Add(1))
+		time.Sleep(delay)
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(ca, cert, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return config{url: srv.URL, caFile: ca, bodies: [][]byte{[]byte("{}")}, conns: 1,
+		duration: time.Second, timeout: 5 * time.Second, drain: 2 * time.Second,
+		gomaxprocs: 1}
+}
+
+// A 300 ms stall on the only connection at 100/s delays the ~30 requests that fall due
+// meanwhile: the open loop must count that wait; a closed loop reports one slow request.
+func TestStallIsMeasured(t *testing.T) {
+	stall := func(i int64) (time.Duration, int) {
+		if i == 20 {
+			return 300 * time.Millisecond, http.StatusOK
+		}
+		return 0, http.StatusOK
+	}
+	for _, tc := range []struct {
+		name string
+		rate float64
+		ok   func(r Result) bool
+	}{
+		{"open loop counts the queue behind the stall", 100, func(r Result) bool {
+			return r.Sent == 100 && r.P90 >= 100 && r.QueuedPct >= 10 && r.QueuedPct <= 60
+		}},
+		{"closed loop sees one slow request", 0, func(r Result) bool {
+			return r.P90 < 100 && r.Max >= 250
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := server(t, stall)
+			cfg.rate = tc.rate
+			res, err := run(cfg)
+			if err != nil || res.Errors != 0 || !tc.ok(res) {
+				t.Fatalf("got %+v, %v", res, err)
+			}
+		})
+	}
+}
+
+func TestStatusOtherThan200IsAnError(t *testing.T) {
+	cfg := server(t, func(i int64) (time.Duration, int) {
+		if i%2 == 0 {
+			return 0, http.StatusInternalServerError
+		}
+		return 0, http.StatusOK
+	})
+	cfg.rate = 50
+	res, err := run(cfg)
+	if err != nil || res.Errors == 0 || res.OK == 0 || res.FirstError != "HTTP 500" {
+		t.Fatalf("want some HTTP 500 errors, got %+v, %v", res, err)
+	}
+}
