@@ -30,13 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     sub.required = True
     for _name, module in _SUBCOMMANDS:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:      # component not built yet
-                continue
-            raise
-        mod.register(sub)
+        importlib.import_module(module).register(sub)
     return parser
 
 
