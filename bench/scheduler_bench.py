@@ -92,16 +92,33 @@ class BindWatch:
         self._thread.start()
 
     def _run(self, core, namespace: str, version: str) -> None:
-        for event in self._watch.stream(core.list_namespaced_pod, namespace,
-                                        resource_version=version, timeout_seconds=300):
-            pod = event["object"]
-            if pod.spec.node_name and pod.metadata.name not in self.bound:
-                self.bound.add(pod.metadata.name)
-                self.last = time.monotonic()
-                if len(self.bound) >= self.expected:
-                    self.done.set()
-                    self._watch.stop()
-                    return
+        # A watch that breaks (timeout, dropped connection, 410) is resumed from a fresh
+        # list, so a lost stream cannot leave the benchmark waiting for binds it missed.
+        while not self.done.is_set():
+            try:
+                for event in self._watch.stream(core.list_namespaced_pod, namespace,
+                                                resource_version=version, timeout_seconds=60):
+                    pod = event["object"]
+                    version = pod.metadata.resource_version
+                    if pod.spec.node_name:
+                        self._saw(pod.metadata.name)
+                    if self.done.is_set():
+                        return
+            except Exception as exc:  # noqa: BLE001 - any break is handled by re-listing
+                log(f"  watch broke ({type(exc).__name__}: {exc}); re-listing")
+            listed = core.list_namespaced_pod(namespace)
+            for pod in listed.items:
+                if pod.spec.node_name:
+                    self._saw(pod.metadata.name)
+            version = listed.metadata.resource_version
+
+    def _saw(self, name: str) -> None:
+        if name not in self.bound:
+            self.bound.add(name)
+            self.last = time.monotonic()
+            if len(self.bound) >= self.expected:
+                self.done.set()
+                self._watch.stop()
 
     def wait(self, timeout: float) -> bool:
         return self.done.wait(timeout)
