@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -69,6 +70,15 @@ def _scheduling_reason(cluster, name: str) -> str | None:
     return events[-1]["message"] if events else None
 
 
+def _reason_lines(message: str) -> list[str]:
+    """'0/4 nodes are available: 1 why, 2 why. preemption: ...' -> one line per reason."""
+    m = re.match(r"(\d+/\d+ nodes are available): (.*?)\.(?: (.*))?$", message, re.S)
+    if not m:
+        return [message]
+    reasons = re.split(r", (?=\d+ )", m.group(2))
+    return [m.group(1) + ":"] + [f"  {r}" for r in reasons] + ([m.group(3)] if m.group(3) else [])
+
+
 def _wait_placed(cluster, names: list[str], timeout: float = 30) -> dict[str, dict]:
     deadline = time.monotonic() + timeout
     while True:
@@ -108,8 +118,8 @@ def _show_placements(story: Story, cluster, names: list[str]) -> None:
         pod = pods.get(name)
         if reason and pod is not None and not pod["spec"].get("nodeName"):
             story.say(f"\n{name} stays Pending. The scheduler's FailedScheduling event says:")
-            for part in reason.replace("; ", ";\n").splitlines():
-                story.say(part.strip(), indent=6)
+            for line in _reason_lines(reason):
+                story.say(line, indent=6)
 
 
 def _boot(story: Story, cluster, work: Path) -> int:
