@@ -13,13 +13,14 @@ by marker); the pure tests here (inventory, component configs) run in the unit t
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 from typing import Callable
 
 import pytest
 import yaml
+
+from tests.support import core_api, make_namespace
 
 DATA = Path(__file__).parent / "data"
 
@@ -40,21 +41,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def core(cluster):
-    from kubernetes import client
-    return client.CoreV1Api(cluster.api_client())
-
-
-_ns_counter = itertools.count()
+    return core_api(cluster)
 
 
 @pytest.fixture
 def namespace(cluster, request: pytest.FixtureRequest) -> str:
-    # Namespaces are never deleted: without kube-controller-manager they would stay
-    # Terminating, and the whole cluster is thrown away at the end of the session anyway.
-    base = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
-    name = f"{base}-{next(_ns_counter)}"
-    cluster.kubectl("create", "namespace", name)
-    return name
+    return make_namespace(cluster, request)
 
 
 @pytest.fixture

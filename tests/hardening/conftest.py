@@ -9,7 +9,6 @@ as a `FIGURE name=value` line (run with -s to see them) for the README's reliabi
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import os
 import signal
 import sys
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+
+from tests.support import core_api, make_namespace
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -119,17 +120,9 @@ def fresh_cluster(tmp_path: Path):
 
 @pytest.fixture(scope="session")
 def hcore(hcluster):
-    from kubernetes import client
-    return client.CoreV1Api(hcluster.api_client())
-
-
-_ns = itertools.count()
+    return core_api(hcluster)
 
 
 @pytest.fixture
 def hnamespace(hcluster, request: pytest.FixtureRequest) -> str:
-    """A fresh namespace (never deleted: there is no namespace controller)."""
-    base = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
-    name = f"{base}-{next(_ns)}"
-    hcluster.kubectl("create", "namespace", name)
-    return name
+    return make_namespace(hcluster, request)

@@ -1,0 +1,20 @@
+"""Helpers shared by the tiers that run against a local control plane (e2e, hardening)."""
+
+import itertools
+
+_counter = itertools.count()
+
+
+def make_namespace(cluster, request) -> str:
+    """A fresh namespace named after the test. Never deleted: without
+    kube-controller-manager it would stay Terminating, and the whole cluster is thrown
+    away at the end of the session anyway."""
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
+    name = f"{base}-{next(_counter)}"
+    cluster.kubectl("create", "namespace", name)
+    return name
+
+
+def core_api(cluster):
+    from kubernetes import client
+    return client.CoreV1Api(cluster.api_client())
