@@ -42,6 +42,9 @@ def register(subparsers) -> None:
     probe.add_argument("--kvm-check-guest", metavar="DIR", help=KVM_GUEST_HELP)
     probe.add_argument("--once", action="store_true", help="probe once instead of looping")
     probe.add_argument("--interval", type=float, default=300.0, help="seconds between probes")
+    probe.add_argument("--vm-slots", type=int, default=110, metavar="N",
+                       help="podvirt.io/vm capacity to advertise on the node (default 110, "
+                            "kubelet's default pod limit; 0 advertises none)")
     probe.set_defaults(func=_probe)
 
 
@@ -88,7 +91,7 @@ def _probe(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
     from podvirt.launcher.kvm import check_kvm
-    from podvirt.launcher.probe import gather_facts, node_patch
+    from podvirt.launcher.probe import capacity_patch, gather_facts, node_patch
     _setup_logging()
     api = None
     if args.node:
@@ -105,6 +108,8 @@ def _probe(args: argparse.Namespace) -> int:
             from kubernetes.client.exceptions import ApiException
             try:
                 api.patch_node(args.node, node_patch(facts))
+                if args.vm_slots > 0:
+                    api.patch_node_status(args.node, capacity_patch(args.vm_slots))
             except ApiException as exc:
                 logging.getLogger("podvirt.launcher").error(
                     "cannot patch node %s: %s %s", args.node, exc.status, exc.reason)

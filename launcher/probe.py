@@ -85,6 +85,17 @@ def gather_facts(*, sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc
                      hugepages=hugepages(sys_root), pci_devices=pci_devices(sys_root))
 
 
+def capacity_patch(vm_slots: int) -> dict:
+    """Node status patch advertising the marker resource every launcher pod requests.
+
+    Nothing else advertises podvirt.io/vm; without it kubelet refuses launcher pods and the
+    extender filters the node out. One slot per VM the node may run (its pod limit is the
+    natural bound)."""
+    quantity = str(vm_slots)
+    return {"status": {"capacity": {k.VM_MARKER_RESOURCE: quantity},
+                       "allocatable": {k.VM_MARKER_RESOURCE: quantity}}}
+
+
 def node_patch(facts: NodeFacts) -> dict:
     return {"metadata": {
         "labels": {k.NODE_KVM_LABEL: "true" if facts.kvm.usable else "false",

@@ -172,3 +172,10 @@ def test_status_annotations_delete_empty_values():
     ann = VMStatus("Running", accel="tcg", qemu_rss=123).annotations()
     assert ann["podvirt.io/phase"] == "Running" and ann["podvirt.io/qemu-rss"] == "123"
     assert ann["podvirt.io/failure-reason"] is None
+
+
+def test_capacity_patch_advertises_the_vm_marker():
+    from podvirt.launcher.probe import capacity_patch
+    from podvirt.vmspec import keys as k
+    assert capacity_patch(8) == {"status": {"capacity": {k.VM_MARKER_RESOURCE: "8"},
+                                            "allocatable": {k.VM_MARKER_RESOURCE: "8"}}}
