@@ -55,6 +55,8 @@ def _handshake(port: int, version: ssl.TLSVersion, ca: str) -> ssl.TLSVersion:
     pytest.param(ssl.TLSVersion.TLSv1_2, True, id="tls1.2"),
     pytest.param(ssl.TLSVersion.TLSv1_3, True, id="tls1.3"),
 ])
+# The old versions are offered on purpose, to see the servers refuse them.
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
 def test_protocol_versions(tls_service: services.Service, version: ssl.TLSVersion,
                            accepted: bool) -> None:
     if accepted:
