@@ -2,8 +2,8 @@
 
 A VM pod goes through the webhook and the scheduler (kwok plays its node); the launcher
 then runs here as kubelet would run it there, reading the stored pod's annotations as its
-downward-API file and reporting through the API: annotations, the VMReady condition,
-Events, and the acknowledgement of a requested stop.
+downward-API file and reporting through the API: annotations, Events, and the requested
+pause, resume, reboot and stop, each acknowledged.
 """
 
 import os
@@ -37,7 +37,7 @@ def _until(check, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def test_launcher_reports_to_its_pod_and_obeys_stop(cluster, core, namespace, apply, wait_pod,
+def test_launcher_reports_to_its_pod_and_obeys_actions(cluster, core, namespace, apply, wait_pod,
                                                     tmp_path):
     from podvirt.launcher.devguest import ensure_guest
 
@@ -70,13 +70,30 @@ def test_launcher_reports_to_its_pod_and_obeys_stop(cluster, core, namespace, ap
         assert running[k.ACCEL] == "tcg" and running[k.NODE] == stored.spec.node_name
         assert running[k.DOMAIN_STATE] == "running" and running[k.STARTED_AT]
         assert int(running[k.QEMU_RSS]) > 10 * 2**20
+        conditions = core.read_namespaced_pod_status("vm-real", namespace).status.conditions
+        ready = [c for c in conditions or () if c.type == k.VM_READY_CONDITION]
+        assert ready and ready[0].status == "True", conditions
         _until(lambda: "PODVIRT-GUEST-UP" in (tmp_path / "launcher.log").read_text(), 30,
                "the guest's marker on the launcher's stdout")
 
-        core.patch_namespaced_pod("vm-real", namespace,
-                                  {"metadata": {"annotations": {k.ACTION: "stop"}}})
-        ack = _until(lambda: annotations().get(k.ACTION_ACK), 30, "the stop acknowledgement")
-        assert ack.startswith("stop:") and ack.endswith(":ok")
+        def request(action: str) -> dict:
+            core.patch_namespaced_pod("vm-real", namespace,
+                                      {"metadata": {"annotations": {k.ACTION: action}}})
+            return _until(lambda: (a := annotations()).get(k.ACTION_ACK, "").startswith(
+                action + ":") and a, 30, f"the {action} acknowledgement")
+
+        paused = request("pause")
+        assert paused[k.ACTION_ACK].endswith(":ok")
+        _until(lambda: annotations().get(k.DOMAIN_STATE) == "paused", 15, "domain paused")
+        assert annotations()[k.PHASE] == "Paused"
+        request("resume")
+        _until(lambda: annotations().get(k.DOMAIN_STATE) == "running", 15, "domain running")
+        request("reboot")
+        _until(lambda: (tmp_path / "launcher.log").read_text().count("PODVIRT-GUEST-UP") >= 2,
+               60, "the guest's marker again after the reboot")
+
+        ack = request("stop")[k.ACTION_ACK]
+        assert ack.endswith(":ok")
         assert proc.wait(timeout=40) == 0
         final = annotations()
         assert final[k.PHASE] == "Succeeded" and final[k.DOMAIN_STATE] == "shutoff"
