@@ -71,7 +71,7 @@ def create_app(state: ClusterState, settings: Settings = Settings(), *,
     app = Flask(__name__, instance_path=os.path.dirname(os.path.abspath(__file__)))
     registry = CollectorRegistry()
     metrics = _Metrics(registry)
-    memo = VerdictMemo()
+    memo, score_memo = VerdictMemo(), VerdictMemo()
     metrics.ready.set_function(lambda: 1.0 if state.ready else 0.0)
     app.extensions["podvirt.extender"] = {"state": state, "registry": registry}
 
@@ -121,7 +121,8 @@ def create_app(state: ClusterState, settings: Settings = Settings(), *,
                 return reply(wire.priority_list([(n, 0) for n in args.names]))
             try:
                 scores = prioritize_pod(state, args.pod, args.names, policy=settings.policy,
-                                        costs=settings.costs, facts=node_overrides(args))
+                                        costs=settings.costs, facts=node_overrides(args),
+                                        memo=score_memo)
             except Exception:
                 log.exception("prioritize failed")
                 scores = [(n, 0) for n in args.names]

@@ -64,15 +64,23 @@ class KubeClient:
 
     def watch(self, kind: Kind, resource_version: str,
               timeout_seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
-        from kubernetes import watch
-        # With timeout_seconds the client does not retry on its own: an expired
-        # resourceVersion surfaces as ApiException(410) and the caller re-lists.
-        stream = watch.Watch().stream(
-            self._lister(kind), resource_version=resource_version,
-            timeout_seconds=timeout_seconds, allow_watch_bookmarks=True,
+        # Raw event lines parsed as plain JSON: kubernetes.watch.Watch also builds a V1Pod
+        # model per event that nobody reads, the bulk of this process's CPU while the
+        # scheduler binds a burst of pods (every bind is several pod events). A non-2xx
+        # answer raises ApiException; an expired resourceVersion comes as an ERROR event,
+        # which sync_once raises as 410.
+        from kubernetes.watch.watch import iter_resp_lines
+        resp = self._lister(kind)(
+            watch=True, resource_version=resource_version, timeout_seconds=timeout_seconds,
+            allow_watch_bookmarks=True, _preload_content=False,
             _request_timeout=(10, timeout_seconds + 30))
-        for event in stream:
-            yield event["type"], event["raw_object"]
+        try:
+            for line in iter_resp_lines(resp):
+                event = json.loads(line)
+                yield event["type"], event["object"]
+        finally:   # a stream left mid-way must not go back to the pool half-read
+            resp.close()
+            resp.release_conn()
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         from kubernetes.client.exceptions import ApiException
@@ -89,13 +97,22 @@ class KubeClient:
         meta: dict[str, Any] = {"annotations": annotations}
         if uid:
             meta["uid"] = uid     # precondition: never annotate a recreated namesake
-        self.core.patch_namespaced_pod(name, namespace, {"metadata": meta})
+        # Raw: the patched pod that comes back is not needed as a model (pydantic-built).
+        resp = self.core.patch_namespaced_pod(name, namespace, {"metadata": meta},
+                                              _preload_content=False)
+        resp.read()
+        resp.release_conn()
 
     def create_binding(self, namespace: str, name: str, uid: str, node: str) -> None:
-        from kubernetes import client
-        body = client.V1Binding(
-            metadata=client.V1ObjectMeta(name=name, namespace=namespace, uid=uid or None),
-            target=client.V1ObjectReference(api_version="v1", kind="Node", name=node))
-        # The client cannot deserialize the Binding it gets back (kubernetes-client/python
-        # issue #825, "Invalid value for `target`"), so the response is left raw.
-        self.core.create_namespaced_binding(namespace, body, _preload_content=False)
+        meta: dict[str, Any] = {"name": name, "namespace": namespace}
+        if uid:
+            meta["uid"] = uid
+        body = {"apiVersion": "v1", "kind": "Binding", "metadata": meta,
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        # The response stays raw: the client cannot deserialize the Binding it gets back
+        # (kubernetes-client/python issue #825). It is read to the end, though: an unread
+        # raw response keeps its connection out of the pool, and every bind then paid a
+        # new TLS handshake to the API server.
+        resp = self.core.create_namespaced_binding(namespace, body, _preload_content=False)
+        resp.read()
+        resp.release_conn()

@@ -5,6 +5,8 @@ bind assumptions live in that worker's memory. The watches start in the worker
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,8 @@ class ServeOptions:
     kubeconfig: str | None = None
     threads: int = 16
     watch_timeout: int = 300
+    keepalive: int = 120    # seconds an idle client connection stays open
+    switch_interval: float = 0.0005   # seconds a thread may hold the GIL while others wait
 
 
 class ExtenderApplication(BaseApplication):
@@ -48,6 +52,11 @@ class ExtenderApplication(BaseApplication):
             "threads": o.threads,
             "preload_app": False,   # load() runs in the worker, next to the watches
             "accesslog": None,
+            # kube-scheduler's extender client keeps idle connections for 90 s; gunicorn's
+            # default 2 s closed them after any pause, and the next filter paid a new TLS
+            # handshake. Longer than the client's, so that the client, never the server
+            # racing a new request, closes an idle connection.
+            "keepalive": o.keepalive,
             "post_worker_init": self._post_worker_init,
             "worker_exit": lambda server, worker: self.stop.set(),
             "proc_name": "podvirt-extender",
@@ -56,6 +65,10 @@ class ExtenderApplication(BaseApplication):
         # servers on a machine would fight over; nothing here uses it.
         if "control_socket_disable" in self.cfg.settings:
             cfg["control_socket_disable"] = True
+        # The gthread loop touches its heartbeat file on every wake-up (a request, a
+        # returned connection); on tmpfs that is not a filesystem metadata write.
+        if os.path.isdir("/dev/shm"):
+            cfg["worker_tmp_dir"] = "/dev/shm"
         if o.cert and o.key:
             cfg.update(certfile=o.cert, keyfile=o.key, ssl_context=gunicorn_ssl_context)
         for name, value in cfg.items():
@@ -69,6 +82,11 @@ class ExtenderApplication(BaseApplication):
 
     def _post_worker_init(self, worker: Any) -> None:
         from podvirt.extender.sync import start_watches
+        # While the watch threads parse a burst of pod events, a request thread waits up
+        # to the switch interval (default 5 ms) for the GIL at each hand-off, and every
+        # request crosses several (poll loop, request thread, back). Measured at 1000
+        # nodes: kube-scheduler's mean cycle 23 -> 15 ms with 0.5 ms.
+        sys.setswitchinterval(self.options.switch_interval)
         assert self.state is not None
         start_watches(self.client, self.state, self.stop,
                       watch_timeout=self.options.watch_timeout)

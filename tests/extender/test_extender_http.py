@@ -153,3 +153,19 @@ def test_memoized_verdicts_follow_state_changes(client, state):
     assert out["NodeNames"] == [] and out["FailedNodes"]["big"].endswith("2Gi free")
     state.apply_pod("DELETED", plain_pod("hog", node="big", memory="62Gi"))
     assert client.post("/filter", json=body).get_json()["NodeNames"] == ["big"]
+
+
+def test_memoized_scores_follow_state_changes(client, state):
+    """Scores are reused per VM shape only while a node's usage is unchanged."""
+    body = {"Pod": vm_pod("a"), "NodeNames": ["big", "small", "ghost"]}
+
+    def scores() -> dict[str, int]:
+        return {h["Host"]: h["Score"] for h in client.post("/prioritize", json=body).get_json()}
+
+    first = scores()
+    assert first["big"] > 0 and first["ghost"] == 0
+    state.apply_pod("ADDED", plain_pod("hog", node="big", memory="32Gi"))
+    busy = scores()
+    assert busy["big"] < first["big"] and busy["small"] == first["small"]
+    state.apply_pod("DELETED", plain_pod("hog", node="big", memory="32Gi"))
+    assert scores() == first
