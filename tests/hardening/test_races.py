@@ -21,10 +21,24 @@ SETTLE_TIMEOUT = 150.0
 
 
 def _create_all(core: Any, namespace: str, annotations: dict[str, str]) -> None:
+    from kubernetes.client.exceptions import ApiException
+
     def create(i: int) -> None:
         body = fuzzlib.pod(annotations, name=f"vm-{i:03d}", namespace=namespace)
         del body["metadata"]["uid"]
-        core.create_namespaced_pod(namespace, body)
+        # 24 creators on 2 cores can push one admission call past its timeout; the API
+        # server then stores nothing (failurePolicy Fail), so a client retries, as here.
+        for attempt in range(4):
+            try:
+                core.create_namespaced_pod(namespace, body)
+                return
+            except ApiException as exc:
+                if exc.status == 409 and attempt:
+                    return          # an earlier attempt did land
+                if exc.status != 500 or "failed calling webhook" not in (exc.body or "") \
+                        or attempt == 3:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
     with ThreadPoolExecutor(24) as pool:
         list(pool.map(create, range(PODS)))
 
