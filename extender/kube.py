@@ -67,8 +67,9 @@ class KubeClient:
         # Raw event lines parsed as plain JSON: kubernetes.watch.Watch also builds a V1Pod
         # model per event that nobody reads, the bulk of this process's CPU while the
         # scheduler binds a burst of pods (every bind is several pod events). A non-2xx
-        # answer raises ApiException; an expired resourceVersion comes as an ERROR event,
-        # which sync_once raises as 410.
+        # answer raises ApiException, and so does an ERROR event (an expired
+        # resourceVersion arrives as one with code 410), as kubernetes.watch.Watch does.
+        from kubernetes.client.exceptions import ApiException
         from kubernetes.watch.watch import iter_resp_lines
         resp = self._lister(kind)(
             watch=True, resource_version=resource_version, timeout_seconds=timeout_seconds,
@@ -77,6 +78,10 @@ class KubeClient:
         try:
             for line in iter_resp_lines(resp):
                 event = json.loads(line)
+                if event["type"] == "ERROR":
+                    status = event.get("object") or {}
+                    raise ApiException(status=status.get("code", 500),
+                                       reason=str(status.get("message", "watch error")))
                 yield event["type"], event["object"]
         finally:   # a stream left mid-way must not go back to the pool half-read
             resp.close()
