@@ -332,7 +332,7 @@ def main() -> int:
                     help="seconds per paced scenario (longer: p99 needs samples)")
     ap.add_argument("--workers", type=_positive_ints, default=[1, 2],
                     help="comma-separated gunicorn worker counts")
-    ap.add_argument("--threads", type=_positive_ints, default=[2],
+    ap.add_argument("--threads", type=_positive_ints, default=[4],
                     help="comma-separated threads per worker")
     ap.add_argument("--concurrency", type=_positive_ints, default=[1, 4, 16],
                     help="closed-loop connection counts")

@@ -16,8 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--key", required=True, help="PEM private key")
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
     p.add_argument("--workers", type=int, default=2, help="worker processes")
-    # 2 threads: more only add GIL hand-offs (p99 at 1000 reviews/s: 5 ms with 2, 13 ms with 8).
-    p.add_argument("--threads", type=int, default=2, help="threads per worker")
+    # 4, not 2: with 2 threads gthread left some concurrent admission calls unanswered
+    # for 10 s in e2e runs (API server timeouts); 2 had measured a lower p99 in the bench.
+    p.add_argument("--threads", type=int, default=4, help="threads per worker")
     p.add_argument("--launcher-image", default=DEFAULT_LAUNCHER_IMAGE)
     p.add_argument("--scheduler-name", default="default-scheduler")
     p.add_argument("--launcher-service-account", default=None, metavar="NAME",

@@ -3,19 +3,11 @@ and prometheus multiprocess bookkeeping."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Callable
 
 from gunicorn.app.base import BaseApplication
 
 from podvirt.tls import gunicorn_ssl_context
-
-
-def _post_fork(server: Any, worker: Any) -> None:
-    # gthread runs the poller and the request threads under one GIL; Python's default 5 ms
-    # switch interval lets one request's CPU-bound rendering hold the poller back for that
-    # long, which shows up directly in p99. 0.5 ms keeps hand-offs prompt.
-    sys.setswitchinterval(0.0005)
 
 
 def _child_exit(server: Any, worker: Any) -> None:
@@ -59,14 +51,9 @@ def gunicorn_options(*, bind: str, port: int, cert: str, key: str, workers: int,
         "accesslog": None,          # one JSON line per review comes from the app instead
         "errorlog": "-",
         "child_exit": _child_exit,
-        "post_fork": _post_fork,
         "on_exit": on_exit,
         "proc_name": "podvirt-webhook",
         # gunicorn >= 25.1 opens a management socket at one fixed per-user path, which
         # a second gunicorn (the extender) would fight over; nothing here uses it.
         "control_socket_disable": True,
-        # One SO_REUSEPORT listener per worker: the kernel spreads keep-alive connections
-        # across workers, where one shared socket let a single worker take them all
-        # (8+0 splits measured by bench/webhook_bench.py).
-        "reuse_port": True,
     }
