@@ -6,7 +6,6 @@ the bottom; the decision layer (decide.py) only ever sees these values.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING
 from types import MappingProxyType
@@ -15,6 +14,7 @@ from typing import Any, Mapping
 from podvirt.quantity import QuantityError, parse_decimal, parse_millis
 from podvirt.vmspec import PassthroughDevice
 from podvirt.vmspec import keys as k
+from podvirt.vmspec.model import parse_devices
 
 HUGEPAGES_PREFIX = "hugepages-"
 EPHEMERAL_STORAGE = "ephemeral-storage"
@@ -95,27 +95,6 @@ def resource_list(raw: Any) -> dict[str, int]:
     return out
 
 
-def device_from_json(raw: Any) -> PassthroughDevice:
-    """One entry of podvirt.io/pci-devices or podvirt.io/assigned-devices."""
-    return PassthroughDevice.from_json(raw)
-
-
-def devices_from_annotation(text: str | None) -> tuple[PassthroughDevice, ...]:
-    """Parse a JSON list of devices; ValueError says what is wrong with it."""
-    if not text:
-        return ()
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc.msg}") from None
-    if not isinstance(raw, list):
-        raise ValueError("must be a JSON list")
-    devices = tuple(device_from_json(item) for item in raw)
-    if len({d.address for d in devices}) != len(devices):
-        raise ValueError("lists a PCI address twice")
-    return devices
-
-
 def node_facts(node: Mapping[str, Any]) -> NodeFacts:
     """NodeFacts from a Node object; a malformed annotation is recorded, not raised."""
     meta = node.get("metadata") or {}
@@ -125,7 +104,7 @@ def node_facts(node: Mapping[str, Any]) -> NodeFacts:
     devices: tuple[PassthroughDevice, ...] = ()
     error = ""
     try:
-        devices = devices_from_annotation(annotations.get(k.NODE_PCI_DEVICES))
+        devices = parse_devices(annotations.get(k.NODE_PCI_DEVICES))
     except ValueError as exc:
         error = f"{k.NODE_PCI_DEVICES} annotation is unusable: {exc}"
     return NodeFacts(
@@ -182,6 +161,6 @@ def assigned_addresses(pod: Mapping[str, Any]) -> frozenset[str]:
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     try:
         return frozenset(d.address for d in
-                         devices_from_annotation(annotations.get(k.ASSIGNED_DEVICES)))
+                         parse_devices(annotations.get(k.ASSIGNED_DEVICES)))
     except ValueError:
         return frozenset()

@@ -7,11 +7,10 @@ pod's CPU set) happens first and lands here as plain values.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Literal
 
-from podvirt.vmspec.model import PassthroughDevice
+from podvirt.vmspec.model import PassthroughDevice, parse_devices
 from podvirt.vmspec.overhead import OverheadConstants
 
 DiskFormat = Literal["qcow2", "raw"]
@@ -50,17 +49,8 @@ class AssignedDevicesInvalid(ValueError):
 
 def parse_assigned_devices(text: str | None) -> tuple[PassthroughDevice, ...]:
     """The extender's podvirt.io/assigned-devices annotation (JSON list) as values."""
-    if not text:
-        return ()
     try:
-        items = json.loads(text)
-        if not isinstance(items, list):
-            raise TypeError("not a list")
-        return tuple(PassthroughDevice(
-            address=str(d["address"]), vendor=str(d.get("vendor", "")),
-            device=str(d.get("device", "")), resource=str(d.get("resource", "")),
-            numa_node=int(d.get("numaNode", -1)), iommu_group=int(d.get("iommuGroup", -1)),
-            driver=str(d.get("driver", ""))) for d in items)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        return parse_devices(text)
+    except ValueError as exc:
         raise AssignedDevicesInvalid(f"podvirt.io/assigned-devices is not a JSON list of "
                                      f"devices with an address: {exc}") from None

@@ -96,6 +96,24 @@ class PassthroughDevice:
                 "iommuGroup": self.iommu_group, "driver": self.driver}
 
 
+def parse_devices(text: str | None) -> tuple[PassthroughDevice, ...]:
+    """A JSON list of devices (podvirt.io/pci-devices, podvirt.io/assigned-devices);
+    ValueError says what is wrong with it."""
+    import json
+    if not text:
+        return ()
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc.msg}") from None
+    if not isinstance(raw, list):
+        raise ValueError("must be a JSON list")
+    devices = tuple(PassthroughDevice.from_json(item) for item in raw)
+    if len({d.address for d in devices}) != len(devices):
+        raise ValueError("lists a PCI address twice")
+    return devices
+
+
 @dataclass(frozen=True)
 class Pinning:
     node_names: tuple[str, ...] = ()
