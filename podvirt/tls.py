@@ -8,6 +8,7 @@ handshake, so rotation works even where a server keeps one context for its lifet
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import ssl
@@ -17,10 +18,27 @@ log = logging.getLogger("podvirt.tls")
 
 
 def server_context(certfile: str, keyfile: str) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx = _deferred_handshake_context(ssl.SSLContext)(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(certfile, keyfile)
     return ctx
+
+
+@functools.cache
+def _deferred_handshake_context(base: type[ssl.SSLContext]) -> type[ssl.SSLContext]:
+    """`base` whose wrap_socket leaves the handshake to the caller unless told otherwise.
+
+    gevent's server wraps each accepted socket itself, with the handshake on connect, so
+    a client speaking TLS 1.0 or plain HTTP would end as a greenlet traceback in the log;
+    deferred, gunicorn's connection handler does the handshake where its error handling
+    sees the failure. gthread passes the flag explicitly and is unaffected. `base` is
+    looked up per call: in a gevent worker `ssl.SSLContext` is gevent's cooperative one.
+    """
+    class DeferredHandshakeContext(base):   # type: ignore[valid-type, misc]
+        def wrap_socket(self, sock, *args, do_handshake_on_connect=False, **kwargs):
+            return super().wrap_socket(sock, *args, do_handshake_on_connect=do_handshake_on_connect,
+                                       **kwargs)
+    return DeferredHandshakeContext
 
 
 # Per worker process: created on first use after the fork, so each worker watches the files.

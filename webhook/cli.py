@@ -7,7 +7,7 @@ import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from podvirt.webhook.settings import DEFAULT_LAUNCHER_IMAGE
+    from podvirt.webhook.settings import DEFAULT_LAUNCHER_IMAGE, WORKER_CLASSES
     p = subparsers.add_parser("webhook", help="serve the mutating admission webhook",
                               description="Rewrite VM-annotated pods into launcher pods "
                                           "(POST /mutate, /healthz, /readyz, /metrics).")
@@ -16,9 +16,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--key", required=True, help="PEM private key")
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
     p.add_argument("--workers", type=int, default=2, help="worker processes")
+    p.add_argument("--worker-class", choices=WORKER_CLASSES, default="gevent",
+                   help="gunicorn worker model: gevent (one greenlet per connection) "
+                        "or gthread (a thread pool per worker)")
     # 4, not 2: with 2 threads gthread left some concurrent admission calls unanswered
-    # for 10 s in e2e runs (API server timeouts); 2 had measured a lower p99 in the bench.
-    p.add_argument("--threads", type=int, default=4, help="threads per worker")
+    # for 10 s in e2e runs (API server timeouts).
+    p.add_argument("--threads", type=int, default=4,
+                   help="threads per worker (gthread only)")
     p.add_argument("--launcher-image", default=DEFAULT_LAUNCHER_IMAGE)
     p.add_argument("--scheduler-name", default="default-scheduler")
     p.add_argument("--launcher-service-account", default=None, metavar="NAME",
@@ -67,9 +71,12 @@ def run(args: argparse.Namespace) -> int:
                               launcher_service_account=args.launcher_service_account,
                               grace_margin_seconds=args.grace_margin)
     options = gunicorn_options(bind=args.bind, port=args.port, cert=args.cert, key=args.key,
-                               workers=args.workers, threads=args.threads,
+                               workers=args.workers, worker_class=args.worker_class,
+                               threads=args.threads,
                                on_exit=lambda _server: shutil.rmtree(metrics_dir, True))
-    print(f"podvirt webhook: https://{args.bind}:{args.port} workers={args.workers} "
-          f"threads={args.threads} metrics={metrics_dir}", file=sys.stderr, flush=True)
+    model = args.worker_class + (f" x {args.threads} threads" if args.worker_class == "gthread"
+                                 else "")
+    print(f"podvirt webhook: https://{args.bind}:{args.port} workers={args.workers} ({model}) "
+          f"metrics={metrics_dir}", file=sys.stderr, flush=True)
     WebhookServer(lambda: create_app(settings, noop_route=args.noop_route), options).run()
     return 0

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from podvirt.vmspec import DEFAULT_COSTS, DEFAULT_LIMITS, CostSettings, Limits
 
 DEFAULT_LAUNCHER_IMAGE = "podvirt/launcher:0.1.0"
+# gunicorn worker models `podvirt webhook --worker-class` takes (server.py says why gevent).
+WORKER_CLASSES = ("gevent", "gthread")
 
 
 @dataclass(frozen=True)

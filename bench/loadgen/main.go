@@ -198,7 +198,12 @@ func run(cfg config) (Result, error) {
 	measureFrom, end := start.Add(cfg.warmup), start.Add(cfg.warmup+cfg.duration)
 	for _, c := range clients {
 		wg.Add(1)
-		go func(c *http.Client) {
+		timer, err := newSleeper()
+		if err != nil {
+			return Result{}, err
+		}
+		defer timer.close()
+		go func(c *http.Client, timer *sleeper) {
 			defer wg.Done()
 			mine := make([]sample, 0, 1024)
 			for {
@@ -210,7 +215,9 @@ func run(cfg config) (Result, error) {
 						break
 					}
 					if wait := time.Until(due); wait > 0 {
-						time.Sleep(wait)
+						if err := timer.sleep(wait); err != nil {
+							panic(err) // a timerfd that stops working is a broken host
+						}
 					} else {
 						queued = true
 					}
@@ -234,7 +241,7 @@ func run(cfg config) (Result, error) {
 			mu.Lock()
 			samples = append(samples, mine...)
 			mu.Unlock()
-		}(c)
+		}(c, timer)
 	}
 	wg.Wait()
 	res := summarize(cfg, samples)

@@ -106,12 +106,11 @@ class Service:
         return found
 
 
-def webhook(certs: Certs, log: Path, *, workers: int = 2, threads: int = 4,
+def webhook(certs: Certs, log: Path, *, workers: int = 2,
             port: int | None = None) -> Service:
     port = port or free_port()
     argv = [PYTHON, "-m", "podvirt.cli", "webhook", f"--port={port}", "--bind=127.0.0.1",
-            f"--cert={certs.cert}", f"--key={certs.key}", f"--workers={workers}",
-            f"--threads={threads}"]
+            f"--cert={certs.cert}", f"--key={certs.key}", f"--workers={workers}"]
     return Service("webhook", argv, port, log, "https", str(certs.ca))
 
 

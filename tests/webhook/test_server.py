@@ -1,4 +1,4 @@
-"""A real `podvirt webhook` (gunicorn, 2 gthread workers, TLS) on a loopback port."""
+"""A real `podvirt webhook` (gunicorn, 2 gevent workers, TLS) on a loopback port."""
 
 from __future__ import annotations
 
