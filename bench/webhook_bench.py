@@ -2,8 +2,10 @@
 
 The load comes from bench/loadgen, a small Go client (built once into
 ~/.cache/podvirt/bench/loadgen) running with GOMAXPROCS=1: a Python client on the same
-2 cores ate the CPU it was meant to measure. For each worker (x thread) count it starts
-`podvirt webhook --noop-route` and runs, over keep-alive TLS connections:
+2 cores ate the CPU it was meant to measure. It paces with a timerfd, since Go's
+time.Sleep wakes up to 1 ms late here. For each server model (worker class x workers
+[x threads]) it starts `podvirt webhook --noop-route` and runs, over keep-alive TLS
+connections:
   - peak: closed loop at several concurrencies (each connection sends when answered);
   - paced: open loop at a fixed rate (default 1000/s), latency counted from each request's
     *due* time, so a stalled server cannot hide its queueing delay.
@@ -16,6 +18,7 @@ the worker that accepted it).
 Targets (2 cores): p99 <= 3 ms at 1000 reviews/s; mutate peak >= 0.6 x noop peak.
 
     python bench/webhook_bench.py [--duration 3] [--paced-duration 6] [--workers 1,2]
+        [--worker-class gevent,gthread] [--threads 4] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -143,9 +146,20 @@ def _connections_per_worker(master: int, port: int) -> str:
 
 
 @dataclass(frozen=True)
-class Row:
+class Server:
+    worker_class: str
     workers: int
-    threads: int
+    threads: int            # gthread only
+
+    @property
+    def label(self) -> str:
+        threads = f" x {self.threads} threads" if self.worker_class == "gthread" else ""
+        return f"{self.workers} {self.worker_class}{threads}"
+
+
+@dataclass(frozen=True)
+class Row:
+    server: Server
     path: str
     mode: str
     conns: int
@@ -206,11 +220,13 @@ def _post(port: int, cafile: str, path: str, body: bytes | None) -> tuple[int, b
         conn.close()
 
 
-def start_webhook(certs: Path, workers: int, threads: int) -> tuple[subprocess.Popen, int]:
+def start_webhook(certs: Path, server: Server) -> tuple[subprocess.Popen, int]:
     port = free_port()
+    workers = server.workers
     proc = subprocess.Popen(
         [sys.executable, "-m", "podvirt.cli", "webhook", "--port", str(port), "--workers",
-         str(workers), "--threads", str(threads), "--cert", str(certs / "tls.crt"),
+         str(workers), "--worker-class", server.worker_class, "--threads", str(server.threads),
+         "--cert", str(certs / "tls.crt"),
          "--key", str(certs / "tls.key"), "--noop-route"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
     deadline = time.monotonic() + 30
@@ -239,8 +255,7 @@ def check_answers(port: int, cafile: str, body: bytes) -> None:
 
 # (header, width, cell) per column of the summary table.
 _COLUMNS: tuple[tuple[str, int, Callable[[Row], str]], ...] = (
-    ("workers", 7, lambda r: str(r.workers)),
-    ("threads", 7, lambda r: str(r.threads)),
+    ("server", 22, lambda r: r.server.label),
     ("path", 7, lambda r: r.path),
     ("mode", 5, lambda r: r.mode),
     ("conns", 5, lambda r: str(r.conns)),
@@ -265,31 +280,34 @@ def print_table(rows: list[Row]) -> None:
         print(" ".join(f"{cell(r):>{width}}" for _, width, cell in _COLUMNS))
 
 
-def print_targets(rows: list[Row], servers: list[tuple[int, int]], rate: float) -> None:
+def print_targets(rows: list[Row], servers: list[Server], rate: float) -> None:
     def verdict(ok: bool) -> str:
         return "PASS" if ok else "MISS"
 
-    def pick(server: tuple[int, int], path: str, mode: str) -> list[Row]:
-        return [r for r in rows if ((r.workers, r.threads), r.path, r.mode) == (server, path, mode)]
+    def pick(server: Server, path: str, mode: str) -> list[Row]:
+        return [r for r in rows if (r.server, r.path, r.mode) == (server, path, mode)]
 
     p99, ratios = [], []
     for server in servers:
-        label = f"workers={server[0]} threads={server[1]}"
-        r = pick(server, "/mutate", "paced")[0].result
-        clean = r["errors"] == 0
-        p99.append(f"{label} {r['p99_ms']:.2f} ms{'' if clean else ' with errors'} "
-                   f"{verdict(clean and r['p99_ms'] <= P99_TARGET_MS)}")
+        # Every paced run counts: a target met in one run of three is not met.
+        paced = [r.result for r in pick(server, "/mutate", "paced")]
+        worst = max(r["p99_ms"] for r in paced)
+        clean = all(r["errors"] == 0 for r in paced)
+        runs = ", ".join(f"{r['p99_ms']:.2f}" for r in paced)
+        p99.append(f"{server.label}: {runs} ms{'' if clean else ' with errors'} "
+                   f"{verdict(clean and worst <= P99_TARGET_MS)}")
         mutate, noop = (max(pick(server, path, "peak"), key=lambda x: x.result["rps"])
                         for path in ("/mutate", "/noop"))
         ratio = mutate.result["rps"] / noop.result["rps"] if noop.result["rps"] else 0.0
         # CPU per request at those peaks: less at the mercy of what else the machine runs.
         cpu_ratio = noop.server_us_per_req / mutate.server_us_per_req
-        ratios.append(f"{label} {mutate.result['rps']:.0f}/{noop.result['rps']:.0f} = "
+        ratios.append(f"{server.label}: {mutate.result['rps']:.0f}/{noop.result['rps']:.0f} = "
                       f"{ratio:.2f} {verdict(ratio >= RATIO_TARGET)} (server CPU per review "
                       f"{mutate.server_us_per_req:.0f} vs {noop.server_us_per_req:.0f} us: "
                       f"{cpu_ratio:.2f})")
-    print(f"target p99 <= {P99_TARGET_MS} ms at {rate:.0f} reviews/s: " + "; ".join(p99))
-    print(f"target mutate/noop peak >= {RATIO_TARGET}: " + "; ".join(ratios))
+    print(f"target p99 <= {P99_TARGET_MS} ms at {rate:.0f} reviews/s, every run:\n  "
+          + "\n  ".join(p99))
+    print(f"target mutate/noop peak >= {RATIO_TARGET}:\n  " + "\n  ".join(ratios))
 
 
 def _positive_ints(text: str) -> list[int]:
@@ -302,21 +320,29 @@ def _positive_ints(text: str) -> list[int]:
     return values
 
 
-def bench_server(bench: Bench, certs: Path, workers: int, threads: int,
+def _worker_classes(text: str) -> list[str]:
+    from podvirt.webhook.settings import WORKER_CLASSES
+    values = text.split(",")
+    if not set(values) <= set(WORKER_CLASSES):
+        raise argparse.ArgumentTypeError(f"want some of {','.join(WORKER_CLASSES)}, got {text!r}")
+    return values
+
+
+def bench_server(bench: Bench, certs: Path, server: Server,
                  args: argparse.Namespace) -> list[Row]:
     """Every scenario against one `podvirt webhook`. /noop and /mutate alternate, so that
     each pair compared meets the same background load on a shared machine."""
-    proc, port = start_webhook(certs, workers, threads)
+    proc, port = start_webhook(certs, server)
     rows = []
     try:
         check_answers(port, bench.cafile, realistic_review(0))
         runs = [("peak", c, 0.0, args.duration) for c in args.concurrency]
-        runs.append(("paced", args.paced_connections, args.rate, args.paced_duration))
+        runs += [("paced", args.paced_connections, args.rate, args.paced_duration)] * args.repeat
         for mode, conns, rate, duration in runs:
             for path in ("/noop", "/mutate"):
                 result, srv, cli, split = bench.load(proc.pid, port, path, conns, duration, rate)
-                rows.append(Row(workers, threads, path, mode, conns, result, srv, cli, split))
-                print(f"  workers={workers} threads={threads} {path} {mode} conns={conns}: "
+                rows.append(Row(server, path, mode, conns, result, srv, cli, split))
+                print(f"  {server.label} {path} {mode} conns={conns}: "
                       f"{result['rps']:.0f}/s p99 {result['p99_ms']:.2f} ms "
                       f"errors={result['errors']} load={os.getloadavg()[0]:.2f}", flush=True)
     finally:
@@ -330,19 +356,23 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per peak scenario")
     ap.add_argument("--paced-duration", type=float, default=6.0,
                     help="seconds per paced scenario (longer: p99 needs samples)")
-    ap.add_argument("--workers", type=_positive_ints, default=[1, 2],
+    ap.add_argument("--workers", type=_positive_ints, default=[2],
                     help="comma-separated gunicorn worker counts")
+    ap.add_argument("--worker-class", type=_worker_classes, default=["gevent"],
+                    help="comma-separated gunicorn worker classes (gevent, gthread)")
     ap.add_argument("--threads", type=_positive_ints, default=[4],
-                    help="comma-separated threads per worker")
+                    help="comma-separated threads per worker (gthread only)")
+    ap.add_argument("--repeat", type=int, default=3, help="paced runs per server")
     ap.add_argument("--concurrency", type=_positive_ints, default=[1, 4, 16],
                     help="closed-loop connection counts")
     ap.add_argument("--rate", type=float, default=1000.0, help="paced scenario, requests/s")
     ap.add_argument("--paced-connections", type=int, default=8)
     args = ap.parse_args()
     if not (args.duration > 0 and args.paced_duration > 0 and args.rate > 0
-            and args.paced_connections > 0):
-        ap.error("durations, --rate and --paced-connections must be positive")
-    servers = [(w, t) for w in args.workers for t in args.threads]
+            and args.paced_connections > 0 and args.repeat > 0):
+        ap.error("durations, --rate, --paced-connections and --repeat must be positive")
+    servers = [Server(wc, w, t) for wc in args.worker_class for w in args.workers
+               for t in (args.threads if wc == "gthread" else [1])]
 
     loadgen = build_loadgen()
     from podvirt.certs import generate_ca, issue_cert, serving_sans, write_pem_files
@@ -360,8 +390,7 @@ def main() -> int:
               f"body={len(realistic_review(0))}B client=loadgen with GOMAXPROCS=1 "
               "(about one core left to the server)", flush=True)
 
-        rows = [row for workers, threads in servers
-                for row in bench_server(bench, work, workers, threads, args)]
+        rows = [row for server in servers for row in bench_server(bench, work, server, args)]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -369,7 +398,7 @@ def main() -> int:
           "split = connections per worker (mid-run); srv/cli cpu = cores used by server/client "
           "(2.00 = the whole machine);\npaced only: late99 = p99 ms the client itself sent "
           "late, queued = requests that fell due with every connection busy")
-    print_table(sorted(rows, key=lambda r: (r.workers, r.threads, r.path != "/noop")))
+    print_table(sorted(rows, key=lambda r: (servers.index(r.server), r.path != "/noop")))
     print_targets(rows, servers, args.rate)
     return 0
 

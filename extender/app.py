@@ -7,7 +7,6 @@ with Error set, as the protocol expects; malformed bodies get 400, oversized 413
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -26,6 +25,7 @@ from podvirt.extender.facts import node_facts
 from podvirt.extender.kube import ApiWriter
 from podvirt.extender.scheduling import VerdictMemo, filter_pod, prioritize_pod
 from podvirt.extender.state import ClusterState
+from podvirt import wirejson
 from podvirt.httpbody import BodyTooLarge, NotJSON, parse_json, read_body
 from podvirt.vmspec import DEFAULT_COSTS, CostSettings
 
@@ -84,7 +84,7 @@ def create_app(state: ClusterState, settings: Settings = Settings(), *,
             raise _BadRequest(400, str(exc)) from None
 
     def reply(payload: Any, status: int = 200) -> Response:
-        return Response(json.dumps(payload), status=status, mimetype="application/json")
+        return Response(wirejson.dumps(payload), status=status, mimetype="application/json")
 
     def decoded(decode: Callable[[Any], Any]) -> Any:
         try:

@@ -3,8 +3,9 @@ pod, create a Binding. Objects cross this boundary as plain JSON dicts."""
 
 from __future__ import annotations
 
-import json
 from typing import Any, Iterator, Literal, Protocol
+
+from podvirt import wirejson
 
 Kind = Literal["nodes", "pods"]
 
@@ -59,7 +60,7 @@ class KubeClient:
     def list(self, kind: Kind) -> tuple[list[dict[str, Any]], str]:
         # Raw JSON: skips model deserialization, which dominates for thousands of objects.
         resp = self._lister(kind)(_preload_content=False)
-        data = json.loads(resp.data)
+        data = wirejson.loads(resp.data)
         return data.get("items") or [], str((data.get("metadata") or {}).get("resourceVersion", ""))
 
     def watch(self, kind: Kind, resource_version: str,
@@ -77,7 +78,7 @@ class KubeClient:
             _request_timeout=(10, timeout_seconds + 30))
         try:
             for line in iter_resp_lines(resp):
-                event = json.loads(line)
+                event = wirejson.loads(line)
                 if event["type"] == "ERROR":
                     status = event.get("object") or {}
                     raise ApiException(status=status.get("code", 500),
@@ -95,7 +96,7 @@ class KubeClient:
             if exc.status == 404:
                 return None
             raise
-        return json.loads(resp.data)
+        return wirejson.loads(resp.data)
 
     def patch_pod_annotations(self, namespace: str, name: str, uid: str,
                               annotations: dict[str, str]) -> None:

@@ -10,10 +10,11 @@ body cannot keep a thread busy) before the 413 goes out on a connection still in
 
 from __future__ import annotations
 
-import json
 from typing import IO, Any, Mapping
 
 from werkzeug.wsgi import get_input_stream
+
+from podvirt import wirejson
 
 DRAIN_FACTOR = 4                # oversized bodies up to 4 x cap still get a clean 413
 MAX_DEPTH = 100                 # Kubernetes objects nest ~20 deep; deeper is an attack
@@ -69,7 +70,7 @@ def parse_json(raw: bytes) -> Any:
     decoder just manages would still exhaust the stack later (deepcopy, patch diffing).
     """
     try:
-        doc = json.loads(raw)
+        doc = wirejson.loads(raw)
     except RecursionError:
         raise NotJSON(f"body is not usable JSON: nested deeper than {MAX_DEPTH} levels") \
             from None

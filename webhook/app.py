@@ -7,7 +7,6 @@ body); only a body that is not a review gets 400/413.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -15,6 +14,7 @@ from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
+from podvirt import wirejson
 from podvirt.httpbody import BodyTooLarge, read_body
 from podvirt.webhook.admission import decide
 from podvirt.webhook.metrics import AdmissionMetrics
@@ -26,7 +26,7 @@ log = logging.getLogger("podvirt.webhook")
 
 
 def _json(payload: object, status: int = 200) -> Response:
-    return Response(json.dumps(payload, separators=(",", ":")), status=status,
+    return Response(wirejson.dumps(payload), status=status,
                     mimetype="application/json")
 
 
@@ -59,11 +59,11 @@ def create_app(settings: RenderSettings | None = None, *, noop_route: bool = Fal
         metrics.observe(outcome, seconds)
         meta = (req.get("object") or req.get("oldObject") or {}).get("metadata")
         meta = meta if isinstance(meta, dict) else {}
-        log.info(json.dumps({
+        log.info(wirejson.dumps({
             "uid": req["uid"], "operation": req.get("operation"), "outcome": outcome,
             "namespace": req.get("namespace") or meta.get("namespace"),
             "name": req.get("name") or meta.get("name") or meta.get("generateName"),
-            "duration_ms": round(seconds * 1000, 3)}))
+            "duration_ms": round(seconds * 1000, 3)}).decode())
         return _json(wrap(response, doc["apiVersion"]))
 
     if noop_route:

@@ -228,10 +228,16 @@ def _copy_json(value: Any) -> Any:
 
 def render_launcher_pod(pod: Mapping[str, Any], spec: VMSpec,
                         settings: RenderSettings = RenderSettings()) -> Pod:
-    """The launcher pod for a user's VM pod; the input is not modified."""
-    out: Pod = _copy_json(pod)
-    out.setdefault("metadata", {})
-    out["spec"] = out.get("spec") or {}
+    """The launcher pod for a user's VM pod; the input is not modified.
+
+    Only what the rules write is copied (spec, labels, annotations); the rest (status,
+    managedFields, ...) is shared with the input, which diff_patch then skips by identity.
+    """
+    meta = dict(pod.get("metadata") or {})
+    for key in ("labels", "annotations"):
+        if isinstance(meta.get(key), dict):
+            meta[key] = dict(meta[key])         # string values: a flat copy is a full one
+    out: Pod = {**pod, "metadata": meta, "spec": _copy_json(pod.get("spec") or {})}
     ctx = RenderContext(spec, demand(spec, settings.costs), settings)
     for applies, option in RULES:
         if applies(spec):
@@ -254,6 +260,8 @@ def diff_patch(before: Mapping[str, Any], after: Mapping[str, Any]) -> JsonPatch
 
 
 def _diff(old: Any, new: Any, path: tuple[str, ...], depth: Mapping[str, Any]) -> JsonPatch:
+    if old is new:
+        return []
     if not isinstance(old, dict) or not isinstance(new, dict):
         return [] if old == new else [{"op": "add", "path": _pointer(*path), "value": new}]
     ops: JsonPatch = [{"op": "remove", "path": _pointer(*path, key)}
@@ -261,7 +269,7 @@ def _diff(old: Any, new: Any, path: tuple[str, ...], depth: Mapping[str, Any]) -
     for key, value in new.items():
         if key in depth:
             ops += _diff(old.get(key, {}) if key in old else None, value, (*path, key), depth[key])
-        elif old.get(key, _MISSING) != value:
+        elif (before := old.get(key, _MISSING)) is not value and before != value:
             ops.append({"op": "add", "path": _pointer(*path, key), "value": value})
     return ops
 

@@ -10,12 +10,20 @@ without a thread switch.
 
 from __future__ import annotations
 
+import gc
 from typing import Any, Callable
 
 from gunicorn.app.base import BaseApplication
 
 from podvirt.tls import gunicorn_ssl_context
 from podvirt.webhook.settings import WORKER_CLASSES
+
+
+def _post_fork(server: Any, worker: Any) -> None:
+    # What the master preloaded (modules, the app) lives as long as the worker. Frozen, a
+    # full collection no longer walks it: unfrozen, each one stopped the worker for
+    # 20-30 ms here (~48k objects), the tail of the latency at 1000 reviews/s.
+    gc.freeze()
 
 
 def _child_exit(server: Any, worker: Any) -> None:
@@ -61,6 +69,7 @@ def gunicorn_options(*, bind: str, port: int, cert: str, key: str, workers: int,
         "preload_app": True,        # settings errors fail once, in the master
         "accesslog": None,          # one JSON line per review comes from the app instead
         "errorlog": "-",
+        "post_fork": _post_fork,
         "child_exit": _child_exit,
         "on_exit": on_exit,
         "proc_name": "podvirt-webhook",

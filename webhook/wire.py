@@ -6,9 +6,9 @@ Only this module knows the JSON layout; admission.py decides, app.py does HTTP.
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any, Literal, NotRequired, TypedDict
 
+from podvirt import wirejson
 from podvirt.httpbody import NotJSON, parse_json
 
 Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
@@ -103,8 +103,7 @@ def build_response(*, uid: str, allowed: bool, patch: list[dict] | None = None,
     response: AdmissionResponse = {"uid": uid, "allowed": allowed}
     if patch:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(
-            json.dumps(patch, separators=(",", ":")).encode()).decode()
+        response["patch"] = base64.b64encode(wirejson.dumps(patch)).decode()
     if not allowed or message:
         response["status"] = {"code": code or (200 if allowed else 403), "message": message or ""}
         if not allowed:
