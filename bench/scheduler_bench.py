@@ -74,6 +74,7 @@ class Result:
     seconds: float          # scheduler resumed -> last bound
     filter_calls: float
     cycle_ms: float         # mean filter+score time per pod (extenders included), serial
+    cpu: dict[str, float]   # CPU seconds per component, resume -> last bound
 
     @property
     def rate(self) -> float:
@@ -158,6 +159,40 @@ def scheduler_metrics(cluster) -> str:
 
 
 ALGORITHM = "scheduler_scheduling_algorithm_duration_seconds"
+COMPONENTS = ("kube-apiserver", "kube-scheduler", "extender", "kwok", "etcd", "webhook")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """pid and its descendants (a gunicorn master and its workers), from /proc."""
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                todo += [int(c) for c in task.read_text().split()]
+            except OSError:
+                pass
+    return pids
+
+
+def cpu_seconds(cluster) -> dict[str, float]:
+    """utime + stime of each running component (all threads and child processes)."""
+    seconds = {}
+    for name in COMPONENTS:
+        component = cluster.state.component(name)
+        if component is None:
+            continue
+        total = 0
+        for pid in _tree(component.pid):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        seconds[name] = total / TICK
+    return seconds
 
 
 @contextmanager
@@ -188,18 +223,26 @@ def run_case(cluster, core, extender: bool, kind: str, count: int) -> Result:
         log(f"  {count} {kind} pods created in {time.monotonic() - started:.1f}s "
             f"(scheduler paused)")
         t0 = time.monotonic()
+        cpu0 = cpu_seconds(cluster)
     if not watch.wait(240):
         raise SystemExit(f"only {len(watch.bound)}/{count} {kind} pods bound after 240s")
+    cpu1 = cpu_seconds(cluster)
     calls = (metric_sum(extender_metrics(cluster), "podvirt_extender_filter_seconds_count")
              - calls_before) if extender else 0.0
     algo = scheduler_metrics(cluster)
     algo_n = metric_sum(algo, f"{ALGORITHM}_count") - metric_sum(algo_before, f"{ALGORITHM}_count")
     algo_s = metric_sum(algo, f"{ALGORITHM}_sum") - metric_sum(algo_before, f"{ALGORITHM}_sum")
     result = Result(extender, kind, count, watch.last - t0, calls,
-                    1000 * algo_s / algo_n if algo_n else float("nan"))
+                    1000 * algo_s / algo_n if algo_n else float("nan"),
+                    {name: cpu1[name] - cpu0[name] for name in cpu1 if name in cpu0})
     log(f"  {kind}: {result.rate:.1f} pods/s ({result.seconds:.1f}s; "
-        f"{calls:.0f} extender filter calls; {result.cycle_ms:.1f} ms per scheduling cycle)")
+        f"{calls:.0f} extender filter calls; {result.cycle_ms:.1f} ms per scheduling cycle; "
+        f"CPU s: {cpu_line(result)})")
     return result
+
+
+def cpu_line(r: Result) -> str:
+    return " ".join(f"{name}={seconds:.2f}" for name, seconds in r.cpu.items())
 
 
 def run_cluster(extender: bool, inventory_file: Path, pods: int) -> tuple[list[Result], str]:
@@ -243,6 +286,11 @@ def main() -> int:
               f"{r.filter_calls:>9.0f}{r.cycle_ms:>10.2f}{ratio:>11.2f}x{mark:>10}")
     print("cycle ms: kube-scheduler's mean scheduling_algorithm_duration (filter + score, "
           "extender calls included); one pod at a time, so it bounds pods/s")
+    print("\nCPU seconds per component from resume to the last bind (2 cores: at most "
+          "2 x seconds):")
+    for r in with_ext + without:
+        print(f"  {r.kind:<6}{'extender' if r.extender else 'none':<10}"
+              f"{sum(r.cpu.values()):6.2f} total: {cpu_line(r)}")
     name = "podvirt_extender_filter_seconds"
     count, total = metric_sum(metrics, f"{name}_count"), metric_sum(metrics, f"{name}_sum")
     if count:

@@ -15,8 +15,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cert", help="TLS certificate (PEM); TLS 1.2+ when given with --key")
     p.add_argument("--key", help="TLS private key (PEM)")
     p.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then ~/.kube/config)")
+    p.add_argument("--worker-class", choices=("gevent", "gthread"), default="gevent",
+                   help="gunicorn worker model of the one worker (default gevent)")
     p.add_argument("--threads", type=int, default=16,
-                   help="gthread threads of the one worker (concurrent binds wait on the API)")
+                   help="gthread only: threads of the one worker (concurrent binds wait on "
+                        "the API)")
     p.add_argument("--policy", choices=("spread", "pack"), default="spread",
                    help="spread VMs over nodes with the most free memory, or pack them")
     p.add_argument("--quarantine-failures", type=int, default=3, metavar="N",
@@ -50,5 +53,6 @@ def run(args: argparse.Namespace) -> int:
                                       args.quarantine_window),
                         max_body_bytes=args.max_body_bytes)
     options = ServeOptions(bind=args.bind, port=args.port, cert=args.cert, key=args.key,
-                           kubeconfig=args.kubeconfig, threads=args.threads)
+                           kubeconfig=args.kubeconfig, worker_class=args.worker_class,
+                           threads=args.threads)
     return serve(options, settings)

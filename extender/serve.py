@@ -1,6 +1,12 @@
-"""Run the extender under gunicorn: ONE gthread worker, because the cluster state and the
-bind assumptions live in that worker's memory. The watches start in the worker
-(post_worker_init), never in the master, so they run where the state is."""
+"""Run the extender under gunicorn: ONE worker, because the cluster state and the bind
+assumptions live in that worker's memory. The watches start in the worker
+(post_worker_init), never in the master, so they run where the state is.
+
+The worker is gevent by default: filter and prioritize are short CPU bursts, and with
+threads each one crossed several GIL hand-offs (poll loop, pool thread, watch threads
+parsing a burst of bind events), which showed as milliseconds of kube-scheduler's
+serial scheduling cycle. gthread stays available (--worker-class gthread).
+"""
 
 from __future__ import annotations
 
@@ -28,7 +34,8 @@ class ServeOptions:
     cert: str | None = None
     key: str | None = None
     kubeconfig: str | None = None
-    threads: int = 16
+    worker_class: str = "gevent"
+    threads: int = 16       # gthread only
     watch_timeout: int = 300
     keepalive: int = 120    # seconds an idle client connection stays open
     switch_interval: float = 0.0005   # seconds a thread may hold the GIL while others wait
@@ -40,7 +47,7 @@ class ExtenderApplication(BaseApplication):
         self.settings = settings
         self.state: ClusterState | None = None
         self.client: Any = None
-        self.stop = threading.Event()
+        self.stop: threading.Event | None = None    # made in the worker, after gevent patched
         super().__init__()
 
     def load_config(self) -> None:
@@ -48,8 +55,8 @@ class ExtenderApplication(BaseApplication):
         cfg = {
             "bind": f"{o.bind}:{o.port}" if ":" not in o.bind else f"[{o.bind}]:{o.port}",
             "workers": 1,
-            "worker_class": "gthread",
-            "threads": o.threads,
+            "worker_class": o.worker_class,
+            "threads": o.threads if o.worker_class == "gthread" else 1,
             "preload_app": False,   # load() runs in the worker, next to the watches
             "accesslog": None,
             # kube-scheduler's extender client keeps idle connections for 90 s; gunicorn's
@@ -58,7 +65,7 @@ class ExtenderApplication(BaseApplication):
             # racing a new request, closes an idle connection.
             "keepalive": o.keepalive,
             "post_worker_init": self._post_worker_init,
-            "worker_exit": lambda server, worker: self.stop.set(),
+            "worker_exit": lambda server, worker: self.stop and self.stop.set(),
             "proc_name": "podvirt-extender",
         }
         # gunicorn >= 25.1 opens a management socket at one fixed per-user path that two
@@ -78,6 +85,7 @@ class ExtenderApplication(BaseApplication):
         from podvirt.extender.kube import KubeClient
         self.client = KubeClient.connect(self.options.kubeconfig, pool_size=self.options.threads)
         self.state = ClusterState(failure_retention=self.settings.policy.quarantine_window)
+        self.stop = threading.Event()
         return create_app(self.state, self.settings, api=self.client)
 
     def _post_worker_init(self, worker: Any) -> None:
@@ -87,7 +95,7 @@ class ExtenderApplication(BaseApplication):
         # request crosses several (poll loop, request thread, back). Measured at 1000
         # nodes: kube-scheduler's mean cycle 23 -> 15 ms with 0.5 ms.
         sys.setswitchinterval(self.options.switch_interval)
-        assert self.state is not None
+        assert self.state is not None and self.stop is not None
         start_watches(self.client, self.state, self.stop,
                       watch_timeout=self.options.watch_timeout)
         log.info("watching nodes and pods")

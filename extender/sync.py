@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -59,6 +60,10 @@ def sync_once(client: ApiReader, state: ClusterState, kind: Kind, stop: threadin
             resource_version = str(version)
         if stop.is_set():
             break
+        # A burst of events (every bind is several) can sit in the socket buffer; without
+        # a yield this loop would parse them all while filter calls wait (gevent: until
+        # the buffer is empty; threads: a GIL switch interval per hand-off).
+        time.sleep(0)
     return resource_version
 
 

@@ -106,16 +106,16 @@ def test_scheduler_name_is_the_same_in_webhook_and_profile(render, values, sched
 
 NO_FIT = {"preFilter": {"disabled": [{"name": "NodeResourcesFit"}]},
           "filter": {"disabled": [{"name": "NodeResourcesFit"}]}}
+VM_PROFILE = {"schedulerName": "podvirt-scheduler", "percentageOfNodesToScore": 100,
+              "plugins": NO_FIT}
 
 
 @pytest.mark.parametrize("values, profiles", [
     # The cluster's own scheduler gets both: plain pods keep the stock plugins.
-    pytest.param({}, [{"schedulerName": "default-scheduler"},
-                      {"schedulerName": "podvirt-scheduler", "plugins": NO_FIT}],
+    pytest.param({}, [{"schedulerName": "default-scheduler"}, VM_PROFILE],
                  id="cluster-scheduler"),
     # A second scheduler must not compete with the cluster's for plain pods.
-    pytest.param(SECOND_SCHEDULER, [{"schedulerName": "podvirt-scheduler", "plugins": NO_FIT}],
-                 id="second-scheduler"),
+    pytest.param(SECOND_SCHEDULER, [VM_PROFILE], id="second-scheduler"),
 ])
 def test_vm_profile_leaves_the_resource_fit_to_the_extender(render, values, profiles):
     config = scheduler_config(render(values))

@@ -44,16 +44,19 @@ def test_scheduler_config_matches_the_contract(ca_file):
 
 NO_FIT = {"preFilter": {"disabled": [{"name": "NodeResourcesFit"}]},
           "filter": {"disabled": [{"name": "NodeResourcesFit"}]}}
+# The extender must see every node: kube-scheduler samples before it asks extenders.
+ALL_NODES = {"percentageOfNodesToScore": 100}
 
 
 @pytest.mark.parametrize("kwargs, profiles", [
     pytest.param({}, [{"schedulerName": "default-scheduler"},
-                      {"schedulerName": "podvirt-scheduler", "plugins": NO_FIT}], id="defaults"),
+                      {"schedulerName": "podvirt-scheduler", **ALL_NODES, "plugins": NO_FIT}],
+                 id="defaults"),
     pytest.param({"scheduler_name": "vms", "plain_scheduler_name": "plain"},
-                 [{"schedulerName": "plain"}, {"schedulerName": "vms", "plugins": NO_FIT}],
+                 [{"schedulerName": "plain"}, {"schedulerName": "vms", **ALL_NODES, "plugins": NO_FIT}],
                  id="renamed"),
     pytest.param({"plain_scheduler_name": None},
-                 [{"schedulerName": "podvirt-scheduler", "plugins": NO_FIT}],
+                 [{"schedulerName": "podvirt-scheduler", **ALL_NODES, "plugins": NO_FIT}],
                  id="second-scheduler-vm-profile-only"),
 ])
 def test_vm_profile_leaves_the_resource_fit_to_the_extender(kwargs, profiles):
