@@ -73,6 +73,7 @@ class UpOptions:
     extender: bool = True
     webhook_workers: int = 2
     timeout: float = 60.0          # per readiness wait
+    vm_nodes_percentage: int = 100  # the VM profile's percentageOfNodesToScore
 
 
 class Cluster:
@@ -240,7 +241,8 @@ class Cluster:
         # the scheduler has only the stock profile.
         vm_scheduler = vm_scheduler_name() if use_extender else "default-scheduler"
         current = self._start_api(current, b, keys, ports, options, use_webhook, vm_scheduler)
-        current = self._start_addons(current, b, keys, ports, use_extender)
+        current = self._start_addons(current, b, keys, ports, use_extender,
+                                     options.vm_nodes_percentage)
         self._populate(current, keys, ports, nodes, options, use_webhook)
         return current
 
@@ -265,7 +267,8 @@ class Cluster:
         return current
 
     def _start_addons(self, current: state.ClusterState, b: Binaries, keys: pki.Pki,
-                      ports: components.Ports, use_extender: bool) -> state.ClusterState:
+                      ports: components.Ports, use_extender: bool,
+                      vm_nodes_percentage: int = 100) -> state.ClusterState:
         """Extender, kube-scheduler (configured for the extender) and kwok, all at once."""
         layout = self.layout
         extender_yaml = None
@@ -273,7 +276,8 @@ class Cluster:
             from podvirt.extender.schedconfig import render_scheduler_config
             extender_url = f"https://127.0.0.1:{ports.extender}"
             extender_yaml = render_scheduler_config(extender_url, ca_file=str(keys.ca),
-                                                    kubeconfig=str(layout.kubeconfig))
+                                                    kubeconfig=str(layout.kubeconfig),
+                                                    vm_nodes_percentage=vm_nodes_percentage)
             current = self._start(current, "extender", components.extender(layout, ports),
                                   ports.extender, Probe(f"{extender_url}/healthz", str(keys.ca)))
         sched_file = layout.config / "kube-scheduler.yaml"

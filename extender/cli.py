@@ -30,6 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="print a KubeSchedulerConfiguration for this extender (the scheduler "
                         "uses this kubeconfig and trusts --ca) and exit")
     p.add_argument("--ca", help="CA certificate that signed --cert (for --print-scheduler-config)")
+    p.add_argument("--vm-nodes-percentage", type=int, default=100, metavar="PERCENT",
+                   help="percentageOfNodesToScore of the VM profile (for "
+                        "--print-scheduler-config; default 100: every node reaches the "
+                        "extender)")
     p.set_defaults(func=run)
 
 
@@ -44,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         from podvirt.extender.schedconfig import render_scheduler_config
         scheme = "https" if args.cert else "http"
         print(render_scheduler_config(f"{scheme}://{args.bind}:{args.port}", ca_file=args.ca,
-                                      kubeconfig=args.print_scheduler_config), end="")
+                                      kubeconfig=args.print_scheduler_config,
+                                      vm_nodes_percentage=args.vm_nodes_percentage), end="")
         return 0
     from podvirt.extender.app import Settings
     from podvirt.extender.decide import Policy

@@ -128,15 +128,19 @@ def prioritize_pod(state: ClusterState, pod: Mapping[str, Any], names: Sequence[
     table = (memo.table(spec, dem, policy, pod_requests(pod))
              if memo is not None and facts is None else {})
     views = _views(state, facts)
-    scores: dict[str, int] = {}
-    stale: list[NodeView] = []
+    get_view, get_hit = views.get, table.get
+    out: list[tuple[str, int]] = []
+    stale: list[tuple[int, NodeView]] = []      # (position in out, view) to score now
     for name in names:
-        view, hit = views.get(name), table.get(name)
+        view, hit = get_view(name), get_hit(name)
         if hit is not None and hit[0] is view:
-            scores[name] = hit[1]
-        elif view is not None:
-            stale.append(view)
-    for view, (name, score) in zip(stale, score_nodes(stale, spec, dem, policy)):
-        scores[name] = score
+            out.append((name, hit[1]))
+            continue
+        if view is not None:
+            stale.append((len(out), view))
+        out.append((name, 0))
+    scored = score_nodes([view for _, view in stale], spec, dem, policy)
+    for (i, view), (name, score) in zip(stale, scored):
+        out[i] = (name, score)
         table[name] = (view, score)
-    return [(n, scores.get(n, 0)) for n in names]
+    return out

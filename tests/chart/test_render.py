@@ -104,8 +104,11 @@ def test_scheduler_name_is_the_same_in_webhook_and_profile(render, values, sched
     assert scheduler_config(objects)["profiles"][-1]["schedulerName"] == scheduler_name
 
 
+_RESOURCE_SCORING = {"disabled": [{"name": "NodeResourcesFit"},
+                                   {"name": "NodeResourcesBalancedAllocation"}]}
 NO_FIT = {"preFilter": {"disabled": [{"name": "NodeResourcesFit"}]},
-          "filter": {"disabled": [{"name": "NodeResourcesFit"}]}}
+          "filter": {"disabled": [{"name": "NodeResourcesFit"}]},
+          "preScore": _RESOURCE_SCORING, "score": _RESOURCE_SCORING}
 VM_PROFILE = {"schedulerName": "podvirt-scheduler", "percentageOfNodesToScore": 100,
               "plugins": NO_FIT}
 

@@ -42,8 +42,11 @@ def test_scheduler_config_matches_the_contract(ca_file):
     assert ext["tlsConfig"]["insecure"] is False
 
 
+_RESOURCE_SCORING = {"disabled": [{"name": "NodeResourcesFit"},
+                                   {"name": "NodeResourcesBalancedAllocation"}]}
 NO_FIT = {"preFilter": {"disabled": [{"name": "NodeResourcesFit"}]},
-          "filter": {"disabled": [{"name": "NodeResourcesFit"}]}}
+          "filter": {"disabled": [{"name": "NodeResourcesFit"}]},
+          "preScore": _RESOURCE_SCORING, "score": _RESOURCE_SCORING}
 # The extender must see every node: kube-scheduler samples before it asks extenders.
 ALL_NODES = {"percentageOfNodesToScore": 100}
 
@@ -66,6 +69,14 @@ def test_vm_profile_leaves_the_resource_fit_to_the_extender(kwargs, profiles):
     assert len(cfg["extenders"]) == 1 and "extenders" not in cfg["profiles"][0]
 
 
+@pytest.mark.parametrize("percentage", [0, 42, 100])
+def test_vm_profile_node_sample_is_configurable(percentage):
+    cfg = yaml.safe_load(render_scheduler_config("https://127.0.0.1:9443",
+                                                 vm_nodes_percentage=percentage))
+    assert cfg["profiles"][-1]["percentageOfNodesToScore"] == percentage
+    assert "percentageOfNodesToScore" not in cfg["profiles"][0]
+
+
 def test_plain_http_config_has_no_tls():
     ext = yaml.safe_load(render_scheduler_config("http://127.0.0.1:8888"))["extenders"][0]
     assert ext["enableHTTPS"] is False and "tlsConfig" not in ext
@@ -77,6 +88,7 @@ def test_plain_http_config_has_no_tls():
     pytest.param({"url": "https://x", "weight": 0}, id="bad-weight"),
     pytest.param({"url": "https://x", "scheduler_name": "default-scheduler"}, id="same-names"),
     pytest.param({"url": "https://x", "scheduler_name": "VM Scheduler"}, id="bad-name"),
+    pytest.param({"url": "https://x", "vm_nodes_percentage": 101}, id="bad-percentage"),
 ])
 def test_bad_config_arguments(kwargs):
     with pytest.raises(ValueError):
