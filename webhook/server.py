@@ -26,6 +26,13 @@ def _post_fork(server: Any, worker: Any) -> None:
     gc.freeze()
 
 
+def _worker_exit(server: Any, worker: Any) -> None:
+    # Back to normal collection before the interpreter tears down: frozen logging handlers
+    # were otherwise collected after gevent's modules were gone, and their weakref callback
+    # printed a traceback on every worker exit.
+    gc.unfreeze()
+
+
 def _child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
     multiprocess.mark_process_dead(worker.pid)
@@ -70,6 +77,7 @@ def gunicorn_options(*, bind: str, port: int, cert: str, key: str, workers: int,
         "accesslog": None,          # one JSON line per review comes from the app instead
         "errorlog": "-",
         "post_fork": _post_fork,
+        "worker_exit": _worker_exit,
         "child_exit": _child_exit,
         "on_exit": on_exit,
         "proc_name": "podvirt-webhook",
