@@ -39,12 +39,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from proctree import cpu_seconds, process_tree
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 LOADGEN_SRC = REPO / "bench" / "loadgen"
 LOADGEN_BIN = Path.home() / ".cache" / "podvirt" / "bench" / "loadgen" / "loadgen"
 P99_TARGET_MS, RATIO_TARGET = 3.0, 0.6
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def realistic_review(i: int) -> bytes:
@@ -99,31 +100,6 @@ def build_loadgen() -> Path:
     return LOADGEN_BIN
 
 
-def _process_tree(pid: int) -> list[int]:
-    """pid and its descendants (gunicorn master + workers), from /proc."""
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        for task in Path(f"/proc/{p}/task").glob("*/children"):
-            try:
-                todo += [int(c) for c in task.read_text().split()]
-            except OSError:
-                pass
-    return pids
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])      # utime + stime, in clock ticks
-    return total / TICK
-
-
 def _connections_per_worker(master: int, port: int) -> str:
     """Established client connections each worker holds, e.g. "6+2": keep-alive pins a
     connection to the worker that accepted it, so an uneven split idles a worker."""
@@ -134,7 +110,7 @@ def _connections_per_worker(master: int, port: int) -> str:
             if int(f[1].rsplit(":", 1)[1], 16) == port and f[3] == "01":   # ESTABLISHED
                 inodes.add(f[9])
     counts = []
-    for pid in _process_tree(master)[1:]:
+    for pid in process_tree(master)[1:]:
         held = 0
         for fd in Path(f"/proc/{pid}/fd").glob("*"):
             try:
@@ -185,8 +161,8 @@ class Bench:
         cmd = [str(self.loadgen), "-url", f"https://127.0.0.1:{port}{path}", "-ca", self.cafile,
                "-conns", str(conns), "-rate", str(rate), "-duration", f"{duration}s",
                "-warmup", f"{warmup}s", *(a for b in self.bodies for a in ("-body", str(b)))]
-        pids = _process_tree(server_pid)
-        cpu0, kids0 = _cpu_seconds(pids), resource.getrusage(resource.RUSAGE_CHILDREN)
+        pids = process_tree(server_pid)
+        cpu0, kids0 = cpu_seconds(pids), resource.getrusage(resource.RUSAGE_CHILDREN)
         wall0 = time.monotonic()
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) as child:
@@ -197,7 +173,7 @@ class Bench:
         kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         if child.returncode:
             raise SystemExit(f"webhook_bench: loadgen failed: {err.strip()}")
-        server = (_cpu_seconds(pids) - cpu0) / wall
+        server = (cpu_seconds(pids) - cpu0) / wall
         client = (kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime) / wall
         return json.loads(out.strip().splitlines()[-1]), server, client, split
 
@@ -234,7 +210,7 @@ def start_webhook(certs: Path, server: Server) -> tuple[subprocess.Popen, int]:
         try:
             if _post(port, str(certs / "ca.crt"), "/readyz", None)[0] == 200:
                 # Every worker must be up, or the first scenario measures their boot.
-                if len(_process_tree(proc.pid)) > workers:
+                if len(process_tree(proc.pid)) > workers:
                     return proc, port
         except OSError:
             pass
