@@ -4,9 +4,10 @@ for VM pods and for plain pods; plus the extender's filter latency from its /met
 Three local clusters (podvirt.cluster), one after the other, each with a generated
 1000-node inventory: the extender as shipped (its VM profile scores every node), the
 extender with the VM profile sampling nodes as kube-scheduler does by default (VM pods
-only: what that accuracy costs), and no extender. Per case the pods are created while kube-scheduler is paused
-(SIGSTOP), so neither creation nor the webhook is timed and the whole queue is there at
-once; the time runs from resuming it (SIGCONT) to the last pod seen bound by a watch.
+only: what that accuracy costs), and no extender. Per case, after 20 untimed warm-up pods,
+the pods are created while kube-scheduler is paused (SIGSTOP), so neither creation nor the
+webhook is timed and the whole queue is there at once; the time runs from resuming it
+(SIGCONT) to the last pod seen bound by a watch.
 kube-scheduler's own /metrics give the mean scheduling-cycle time (filter + score,
 extender calls included), which runs one pod at a time and so bounds the throughput.
 
