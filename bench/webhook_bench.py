@@ -332,7 +332,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per peak scenario")
     ap.add_argument("--paced-duration", type=float, default=6.0,
                     help="seconds per paced scenario (longer: p99 needs samples)")
-    ap.add_argument("--workers", type=_positive_ints, default=[2],
+    ap.add_argument("--workers", type=_positive_ints, default=[1, 2],
                     help="comma-separated gunicorn worker counts")
     ap.add_argument("--worker-class", type=_worker_classes, default=["gevent"],
                     help="comma-separated gunicorn worker classes (gevent, gthread)")
