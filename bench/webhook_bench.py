@@ -79,7 +79,7 @@ def realistic_review(i: int) -> bytes:
 
 def build_loadgen() -> Path:
     """`go build` the client unless the cached binary is newer than its sources."""
-    sources = [LOADGEN_SRC / "main.go", LOADGEN_SRC / "go.mod"]
+    sources = [*LOADGEN_SRC.glob("*.go"), LOADGEN_SRC / "go.mod"]
     if LOADGEN_BIN.exists() and all(LOADGEN_BIN.stat().st_mtime > s.stat().st_mtime
                                     for s in sources):
         print(f"loadgen: cached {LOADGEN_BIN}", flush=True)
@@ -327,6 +327,27 @@ def bench_server(bench: Bench, certs: Path, server: Server,
     return rows
 
 
+def machine_floor(bench: Bench, certs: Path, args: argparse.Namespace) -> list[dict]:
+    """The paced scenario against `loadgen floor`, a Go no-op answer on one core over the
+    same TLS loop: what this machine itself allows in the same minutes."""
+    proc = subprocess.Popen([str(bench.loadgen), "floor", "-cert", str(certs / "tls.crt"),
+                             "-key", str(certs / "tls.key")],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        port = int(proc.stdout.readline().strip().rsplit(":", 1)[1])
+        results = []
+        for _ in range(args.repeat):
+            result = bench.load(proc.pid, port, "/noop", args.paced_connections,
+                                args.paced_duration, args.rate)[0]
+            results.append(result)
+            print(f"  machine floor (Go) /noop paced: {result['rps']:.0f}/s p99 "
+                  f"{result['p99_ms']:.2f} ms errors={result['errors']}", flush=True)
+        return results
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per peak scenario")
@@ -367,6 +388,7 @@ def main() -> int:
               "(about one core left to the server)", flush=True)
 
         rows = [row for server in servers for row in bench_server(bench, work, server, args)]
+        floor = machine_floor(bench, work, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -376,6 +398,8 @@ def main() -> int:
           "late, queued = requests that fell due with every connection busy")
     print_table(sorted(rows, key=lambda r: (servers.index(r.server), r.path != "/noop")))
     print_targets(rows, servers, args.rate)
+    print(f"machine floor, a Go no-op TLS server on one core, p99 at {args.rate:.0f}/s: "
+          + ", ".join(f"{r['p99_ms']:.2f}" for r in floor) + " ms")
     return 0
 
 

@@ -77,6 +77,13 @@ type sample struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "floor" {
+		if err := serveFloor(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen floor:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	cfg, err := parseFlags(os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
