@@ -18,8 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--worker-class", choices=("gevent", "gthread"), default="gevent",
                    help="gunicorn worker model of the one worker (default gevent)")
     p.add_argument("--threads", type=int, default=16,
-                   help="gthread only: threads of the one worker (concurrent binds wait on "
-                        "the API)")
+                   help="gthread threads of the one worker (concurrent binds wait on the "
+                        "API); with either worker class, the size of its API connection pool")
     p.add_argument("--policy", choices=("spread", "pack"), default="spread",
                    help="spread VMs over nodes with the most free memory, or pack them")
     p.add_argument("--quarantine-failures", type=int, default=3, metavar="N",
