@@ -1,10 +1,12 @@
 """kube-scheduler throughput (pods/s) at 1000 kwok nodes, with and without the extender,
 for VM pods and for plain pods; plus the extender's filter latency from its /metrics.
 
-Three local clusters (podvirt.cluster), one after the other, each with a generated
+Four local clusters (podvirt.cluster), one after the other, each with a generated
 1000-node inventory: the extender as shipped (its VM profile scores every node), the
 extender with the VM profile sampling nodes as kube-scheduler does by default (VM pods
-only: what that accuracy costs), and no extender. Per case, after 20 untimed warm-up pods,
+only: what that accuracy costs), the protocol floor (VM pods only: `loadgen
+extender-floor`, a Go extender that decides nothing, in the extender's place), and no
+extender. Per case, after 20 untimed warm-up pods,
 the pods are created while kube-scheduler is paused (SIGSTOP), so neither creation nor the
 webhook is timed and the whole queue is there at once; the time runs from resuming it
 (SIGCONT) to the last pod seen bound by a watch.
@@ -25,18 +27,20 @@ import os
 import re
 import resource
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 import yaml
 
+from loadgen_bin import build_loadgen
 from podvirt.vmspec import keys as k
 from proctree import cpu_seconds, process_tree
 
@@ -73,7 +77,7 @@ def plain_pod(name: str) -> dict:
 
 @dataclass(frozen=True)
 class Result:
-    setup: str              # "extender", "extender, sampled" or "none"
+    setup: str              # a key of SETUPS
     kind: str
     pods: int
     seconds: float          # scheduler resumed -> last bound
@@ -170,10 +174,45 @@ ALGORITHM = "scheduler_scheduling_algorithm_duration_seconds"
 COMPONENTS = ("kube-apiserver", "kube-scheduler", "extender", "kwok", "etcd", "webhook")
 
 
-def component_cpu(cluster) -> dict[str, float]:
-    """CPU seconds of each running component (all threads and child processes)."""
-    return {name: cpu_seconds(process_tree(component.pid)) for name in COMPONENTS
+def component_cpu(cluster, replaced: dict[str, int]) -> dict[str, float]:
+    """CPU seconds of each running component (all threads and child processes);
+    `replaced` names components whose process the bench swapped (name -> pid)."""
+    pids = {name: component.pid for name in COMPONENTS
             if (component := cluster.state.component(name)) is not None}
+    return {name: cpu_seconds(process_tree(pid)) for name, pid in {**pids, **replaced}.items()}
+
+
+@contextmanager
+def extender_floor(cluster):
+    """podvirt's extender process swapped for `loadgen extender-floor` (Go: watches pods and
+    nodes, passes and scores every node alike, binds), on the same port and certificate,
+    so kube-scheduler's configuration is untouched. Yields the floor's pid."""
+    extender = cluster.state.component("extender")
+    os.killpg(extender.pid, signal.SIGTERM)   # gunicorn master and workers
+    deadline = time.monotonic() + 15
+    while _alive(extender.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pki = cluster.layout.pki
+    proc = subprocess.Popen(
+        [str(build_loadgen()), "extender-floor", "-listen", f"127.0.0.1:{extender.port}",
+         "-cert", str(pki / "extender.crt"), "-key", str(pki / "extender.key"),
+         "-apiserver", cluster.server, "-api-ca", str(pki / "ca.crt"),
+         "-api-cert", str(pki / "admin.crt"), "-api-key", str(pki / "admin.key")],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        proc.stdout.readline()   # "listening ...": the port is bound
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @contextmanager
@@ -209,8 +248,9 @@ def _own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_case(cluster, core, setup: str, kind: str, count: int) -> Result:
-    extender = setup != "none"
+def run_case(cluster, core, setup: str, kind: str, count: int,
+             replaced: dict[str, int]) -> Result:
+    extender = SETUPS[setup].extender and not replaced   # podvirt's, with its /metrics
     namespace = f"bench-{kind}"
     core.create_namespace({"metadata": {"name": namespace}})
     make = vm_pod if kind == "vm" else plain_pod
@@ -229,10 +269,10 @@ def run_case(cluster, core, setup: str, kind: str, count: int) -> Result:
         log(f"  {count} {kind} pods created in {time.monotonic() - started:.1f}s "
             f"(scheduler paused)")
         t0 = time.monotonic()
-        cpu0 = {**component_cpu(cluster), "bench": _own_cpu()}
+        cpu0 = {**component_cpu(cluster, replaced), "bench": _own_cpu()}
     if not watch.wait(240):
         raise SystemExit(f"only {len(watch.bound)}/{count} {kind} pods bound after 240s")
-    cpu1 = {**component_cpu(cluster), "bench": _own_cpu()}
+    cpu1 = {**component_cpu(cluster, replaced), "bench": _own_cpu()}
     calls = (metric_sum(extender_metrics(cluster), "podvirt_extender_filter_seconds_count")
              - calls_before) if extender else 0.0
     algo = scheduler_metrics(cluster)
@@ -251,23 +291,35 @@ def cpu_line(r: Result) -> str:
     return " ".join(f"{name}={seconds:.2f}" for name, seconds in r.cpu.items())
 
 
-SETUPS = {"extender": (True, 100), "extender, sampled": (True, 0), "none": (False, 100)}
+@dataclass(frozen=True)
+class Setup:
+    extender: bool
+    vm_nodes_percentage: int = 100
+    floor: bool = False      # loadgen extender-floor instead of podvirt's extender
+
+
+SETUPS = {"extender": Setup(True), "extender sampled": Setup(True, 0),
+          "floor (Go)": Setup(True, floor=True), "none": Setup(False)}
 
 
 def run_cluster(setup: str, inventory_file: Path, pods: dict[str, int],
                 kinds: tuple[str, ...] = ("vm", "plain")) -> tuple[list[Result], str]:
     from kubernetes import client
     from podvirt.cluster.cluster import Cluster, UpOptions
-    extender, percentage = SETUPS[setup]
+    chosen = SETUPS[setup]
     with tempfile.TemporaryDirectory(prefix="podvirt-bench-") as state_dir:
         cluster = Cluster(state_dir, progress=lambda m: log(f"  {m}"))
         log(f"cluster, {setup}: up")
         try:
-            cluster.up(UpOptions(inventory=inventory_file, extender=extender, timeout=300,
-                                 vm_nodes_percentage=percentage))
+            cluster.up(UpOptions(inventory=inventory_file, extender=chosen.extender, timeout=300,
+                                 vm_nodes_percentage=chosen.vm_nodes_percentage))
             core = client.CoreV1Api(cluster.api_client())
-            results = [run_case(cluster, core, setup, kind, pods[kind]) for kind in kinds]
-            metrics = extender_metrics(cluster) if extender else ""
+            with ExitStack() as stack:
+                replaced = ({"extender": stack.enter_context(extender_floor(cluster))}
+                            if chosen.floor else {})
+                results = [run_case(cluster, core, setup, kind, pods[kind], replaced)
+                           for kind in kinds]
+            metrics = extender_metrics(cluster) if chosen.extender and not chosen.floor else ""
         finally:
             cluster.down()
     return results, metrics
@@ -279,17 +331,26 @@ def main() -> int:
     parser.add_argument("--pods", type=int, default=400, help="VM pods per case")
     # Plain pods schedule 5x faster: 400 of them were a 1 s case, mostly start-up noise.
     parser.add_argument("--plain-pods", type=int, default=1200, help="plain pods per case")
+    parser.add_argument("--setups", default=",".join(SETUPS),
+                        help=f"comma-separated subset of: {', '.join(SETUPS)} "
+                             "(ratios need 'none')")
     args = parser.parse_args()
+    chosen = args.setups.split(",")
+    if not set(chosen) <= set(SETUPS) or "none" not in chosen:
+        parser.error(f"--setups: choose from {', '.join(SETUPS)}, including none")
     with tempfile.TemporaryDirectory(prefix="podvirt-bench-inv-") as tmp:
         inv = Path(tmp) / "nodes.yaml"
         inv.write_text(inventory(args.nodes))
         started = time.monotonic()
         pods = {"vm": args.pods, "plain": args.plain_pods}
-        with_ext, metrics = run_cluster("extender", inv, pods)
-        sampled, _ = run_cluster("extender, sampled", inv, pods, kinds=("vm",))
-        without, _ = run_cluster("none", inv, pods)
-    base = {r.kind: r for r in without}
-    results = with_ext + sampled + without
+        results, metrics = [], ""
+        for setup in SETUPS:   # in this order, so the table reads the same every run
+            if setup in chosen:
+                kinds = ("vm", "plain") if setup in ("extender", "none") else ("vm",)
+                got, text = run_cluster(setup, inv, pods, kinds)
+                results += got
+                metrics = metrics or text
+    base = {r.kind: r for r in results if r.setup == "none"}
     print(f"\nkube-scheduler throughput, {args.nodes} kwok nodes, {args.pods} VM and "
           f"{args.plain_pods} plain pods per case "
           f"(run took {time.monotonic() - started:.0f}s)")
@@ -309,7 +370,9 @@ def main() -> int:
     for r in results:
         print(f"  {r.kind:<6}{r.setup:<19}{sum(r.cpu.values()):6.2f} total: {cpu_line(r)}")
     print("target: the shipped setup (extender, every node scored); 'sampled' shows what "
-          "scoring every node costs")
+          "scoring every node costs; 'floor (Go)' is loadgen extender-floor in the "
+          "extender's place\n(watches, passes and scores every node, binds, decides "
+          "nothing): what the extender protocol alone costs on this machine")
     name = "podvirt_extender_filter_seconds"
     count, total = metric_sum(metrics, f"{name}_count"), metric_sum(metrics, f"{name}_sum")
     if count:

@@ -39,12 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from loadgen_bin import build_loadgen
 from proctree import cpu_seconds, process_tree
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-LOADGEN_SRC = REPO / "bench" / "loadgen"
-LOADGEN_BIN = Path.home() / ".cache" / "podvirt" / "bench" / "loadgen" / "loadgen"
 P99_TARGET_MS, RATIO_TARGET = 3.0, 0.6
 
 
@@ -75,29 +74,6 @@ def realistic_review(i: int) -> bytes:
                           "oldObject": None, "dryRun": False,
                           "userInfo": {"username": "alice", "groups": ["system:authenticated"]}}}
     return json.dumps(review).encode()
-
-
-def build_loadgen() -> Path:
-    """`go build` the client unless the cached binary is newer than its sources."""
-    sources = [*LOADGEN_SRC.glob("*.go"), LOADGEN_SRC / "go.mod"]
-    if LOADGEN_BIN.exists() and all(LOADGEN_BIN.stat().st_mtime > s.stat().st_mtime
-                                    for s in sources):
-        print(f"loadgen: cached {LOADGEN_BIN}", flush=True)
-        return LOADGEN_BIN
-    go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
-    if go is None:
-        raise SystemExit("webhook_bench: the Go toolchain (`go`) is needed to build bench/loadgen")
-    print(f"loadgen: go build -> {LOADGEN_BIN} ...", end=" ", flush=True)
-    started = time.monotonic()
-    LOADGEN_BIN.parent.mkdir(parents=True, exist_ok=True)
-    # Standard library only, so nothing is downloaded; GOTOOLCHAIN=local keeps it that way.
-    done = subprocess.run([go, "build", "-o", str(LOADGEN_BIN), "."], cwd=LOADGEN_SRC,
-                          capture_output=True, text=True,
-                          env={**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-buildvcs=false"})
-    if done.returncode:
-        raise SystemExit(f"webhook_bench: go build failed:\n{done.stderr}")
-    print(f"{time.monotonic() - started:.1f}s", flush=True)
-    return LOADGEN_BIN
 
 
 def _connections_per_worker(master: int, port: int) -> str:

@@ -2,10 +2,13 @@ package main
 
 import (
 	"encoding/pem"
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -108,5 +111,54 @@ func TestStatusOtherThan200IsAnError(t *testing.T) {
 	res, err := run(cfg)
 	if err != nil || res.Errors == 0 || res.OK == 0 || res.FirstError != "HTTP 500" {
 		t.Fatalf("want some HTTP 500 errors, got %+v, %v", res, err)
+	}
+}
+
+type fakeBinder struct {
+	got []bindingArgs
+	err error
+}
+
+func (f *fakeBinder) bind(b bindingArgs) error { f.got = append(f.got, b); return f.err }
+func (f *fakeBinder) eventsSeen() int64        { return 7 }
+
+func TestExtenderFloor(t *testing.T) {
+	api := &fakeBinder{}
+	srv := httptest.NewServer(extenderFloorHandler(api))
+	defer srv.Close()
+	post := func(path, body string) (int, string) {
+		t.Helper()
+		resp, err := http.Post(srv.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(out))
+	}
+	args := `{"Pod":{"metadata":{"name":"vm","namespace":"ns"}},"NodeNames":["a","b"]}`
+	if code, out := post("/filter", args); code != 200 ||
+		out != `{"NodeNames":["a","b"],"FailedNodes":{},"FailedAndUnresolvableNodes":{},"Error":""}` {
+		t.Errorf("filter: %d %s", code, out)
+	}
+	if code, out := post("/prioritize", args); code != 200 ||
+		out != `[{"Host":"a","Score":10},{"Host":"b","Score":10}]` {
+		t.Errorf("prioritize: %d %s", code, out)
+	}
+	bind := `{"PodName":"vm","PodNamespace":"ns","PodUID":"u1","Node":"a"}`
+	if code, out := post("/bind", bind); code != 200 || out != `{"Error":""}` {
+		t.Errorf("bind: %d %s", code, out)
+	}
+	if len(api.got) != 1 || api.got[0] != (bindingArgs{"vm", "ns", "u1", "a"}) {
+		t.Errorf("bind called with %+v", api.got)
+	}
+	api.err = errors.New("conflict")
+	if code, out := post("/bind", bind); code != 200 || out != `{"Error":"conflict"}` {
+		t.Errorf("failed bind: %d %s", code, out)
+	}
+	for _, path := range []string{"/filter", "/prioritize", "/bind"} {
+		if code, _ := post(path, "{not json"); code != 400 {
+			t.Errorf("%s with a malformed body: %d, want 400", path, code)
+		}
 	}
 }
