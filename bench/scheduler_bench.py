@@ -187,32 +187,29 @@ def extender_floor(cluster):
     """podvirt's extender process swapped for `loadgen extender-floor` (Go: watches pods and
     nodes, passes and scores every node alike, binds), on the same port and certificate,
     so kube-scheduler's configuration is untouched. Yields the floor's pid."""
+    from podvirt.cluster.processes import alive   # reaps the zombie our child leaves
     extender = cluster.state.component("extender")
     os.killpg(extender.pid, signal.SIGTERM)   # gunicorn master and workers
     deadline = time.monotonic() + 15
-    while _alive(extender.pid) and time.monotonic() < deadline:
+    while alive(extender.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    pki = cluster.layout.pki
-    proc = subprocess.Popen(
-        [str(build_loadgen()), "extender-floor", "-listen", f"127.0.0.1:{extender.port}",
-         "-cert", str(pki / "extender.crt"), "-key", str(pki / "extender.key"),
-         "-apiserver", cluster.server, "-api-ca", str(pki / "ca.crt"),
-         "-api-cert", str(pki / "admin.crt"), "-api-key", str(pki / "admin.key")],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    if alive(extender.pid):
+        raise SystemExit(f"the extender (pid {extender.pid}) did not stop; cannot swap in the floor")
+    pki, log_path = cluster.layout.pki, cluster.layout.logs / "extender-floor.log"
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen(
+            [str(build_loadgen()), "extender-floor", "-listen", f"127.0.0.1:{extender.port}",
+             "-cert", str(pki / "extender.crt"), "-key", str(pki / "extender.key"),
+             "-apiserver", cluster.server, "-api-ca", str(pki / "ca.crt"),
+             "-api-cert", str(pki / "admin.crt"), "-api-key", str(pki / "admin.key")],
+            stdout=subprocess.PIPE, stderr=log_file, text=True)
     try:
-        proc.stdout.readline()   # "listening ...": the port is bound
+        if not proc.stdout.readline().startswith("listening"):   # the port is bound
+            raise SystemExit(f"loadgen extender-floor did not start: {log_path.read_text()}")
         yield proc.pid
     finally:
         proc.kill()
         proc.wait()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @contextmanager

@@ -17,7 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -195,12 +194,7 @@ func serveExtenderFloor(args []string) error {
 	}
 	go api.watch("/api/v1/pods")
 	go api.watch("/api/v1/nodes")
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("listening https://%s\n", ln.Addr())
-	return http.ServeTLS(ln, extenderFloorHandler(api), *cert, *key)
+	return serveTLS(*listen, *cert, *key, extenderFloorHandler(api))
 }
 
 // binder is what the handlers need from the API client; tests substitute a fake.

@@ -27,11 +27,6 @@ func serveFloor(args []string) error {
 		return fmt.Errorf("-cert and -key are required")
 	}
 	runtime.GOMAXPROCS(*procs)
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("listening https://%s\n", ln.Addr())
 	mux := http.NewServeMux()
 	// What POST /noop of podvirt webhook does: read the review, answer allowed with its uid.
 	mux.HandleFunc("/noop", func(w http.ResponseWriter, r *http.Request) {
@@ -52,5 +47,16 @@ func serveFloor(args []string) error {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(out)
 	})
-	return http.ServeTLS(ln, mux, *cert, *key)
+	return serveTLS(*listen, *cert, *key, mux)
+}
+
+// serveTLS serves h over TLS on listen; the first line on stdout names the bound address
+// (the benches start these servers on port 0 or reuse a port and read it back).
+func serveTLS(listen, cert, key string, h http.Handler) error {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("listening https://%s\n", ln.Addr())
+	return http.ServeTLS(ln, h, cert, key)
 }
