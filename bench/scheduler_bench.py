@@ -81,7 +81,7 @@ class Result:
     kind: str
     pods: int
     seconds: float          # scheduler resumed -> last bound
-    filter_calls: float
+    filter_calls: float | None   # from podvirt extender's /metrics (None: not measured)
     cycle_ms: float         # mean filter+score time per pod (extenders included), serial
     cpu: dict[str, float]   # CPU seconds per component, resume -> last bound
 
@@ -271,7 +271,7 @@ def run_case(cluster, core, setup: str, kind: str, count: int,
         raise SystemExit(f"only {len(watch.bound)}/{count} {kind} pods bound after 240s")
     cpu1 = {**component_cpu(cluster, replaced), "bench": _own_cpu()}
     calls = (metric_sum(extender_metrics(cluster), "podvirt_extender_filter_seconds_count")
-             - calls_before) if extender else 0.0
+             - calls_before) if extender else None
     algo = scheduler_metrics(cluster)
     algo_n = metric_sum(algo, f"{ALGORITHM}_count") - metric_sum(algo_before, f"{ALGORITHM}_count")
     algo_s = metric_sum(algo, f"{ALGORITHM}_sum") - metric_sum(algo_before, f"{ALGORITHM}_sum")
@@ -279,7 +279,8 @@ def run_case(cluster, core, setup: str, kind: str, count: int,
                     1000 * algo_s / algo_n if algo_n else float("nan"),
                     {name: cpu1[name] - cpu0[name] for name in cpu1 if name in cpu0})
     log(f"  {kind}: {result.rate:.1f} pods/s ({result.seconds:.1f}s; "
-        f"{calls:.0f} extender filter calls; {result.cycle_ms:.1f} ms per scheduling cycle; "
+        f"{'-' if calls is None else f'{calls:.0f}'} extender filter calls; "
+        f"{result.cycle_ms:.1f} ms per scheduling cycle; "
         f"CPU s: {cpu_line(result)})")
     return result
 
@@ -359,7 +360,8 @@ def main() -> int:
         mark = (f"{'ok' if ratio >= targets[r.kind] else 'MISS'} {targets[r.kind]}x"
                 if r.setup == "extender" else "")
         print(f"{r.kind:<7}{r.setup:<19}{r.rate:>9.1f}{r.seconds:>9.1f}"
-              f"{r.filter_calls:>9.0f}{r.cycle_ms:>10.2f}{ratio:>9.2f}x{mark:>11}")
+              f"{'-' if r.filter_calls is None else f'{r.filter_calls:.0f}':>9}"
+              f"{r.cycle_ms:>10.2f}{ratio:>9.2f}x{mark:>11}")
     print("cycle ms: kube-scheduler's mean scheduling_algorithm_duration (filter + score, "
           "extender calls included); one pod at a time, so it bounds pods/s")
     print("\nCPU seconds per component from resume to the last bind (2 cores: at most "
