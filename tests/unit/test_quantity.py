@@ -1,7 +1,8 @@
 import pytest
+from hypothesis import given, strategies as st
 
 from podvirt.quantity import (QuantityError, format_bytes, format_millis, human_bytes,
-                              parse_bytes, parse_millis)
+                              parse_bytes, parse_decimal, parse_millis)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -13,6 +14,12 @@ from podvirt.quantity import (QuantityError, format_bytes, format_millis, human_
     pytest.param("129e6", 129 * 10**6, id="exponent"),
     pytest.param("1k", 1000, id="kilo"),
     pytest.param("0.5", 1, id="rounds-up-to-a-byte"),
+    pytest.param("1E", 10**18, id="exa-is-a-suffix-not-an-exponent"),
+    pytest.param("2.5E", 25 * 10**17, id="fractional-exa"),
+    pytest.param(" 8Mi ", 8 * 2**20, id="surrounding-space"),
+    pytest.param("9" * 30 + "Ki", int("9" * 30) * 2**10, id="exact-beyond-28-digits"),
+    pytest.param("1.000000000000000000000000000001Ei",
+                 2**60 + 1, id="fraction-exact-then-rounded-up"),
 ])
 def test_parse_bytes(text, expected):
     assert parse_bytes(text) == expected
@@ -38,6 +45,14 @@ def test_parse_bytes_rejects(text):
 ])
 def test_parse_millis(text, millis):
     assert parse_millis(text) == millis
+
+
+@given(st.integers(0, 10**30), st.sampled_from(["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+                                                "k", "M", "G", "T", "P", "E"]))
+def test_whole_quantities_agree_with_the_decimal_parse(number, suffix):
+    # parse_bytes takes an int shortcut for these; parse_decimal is the reference.
+    text = f"{number}{suffix}"
+    assert parse_bytes(text) == parse_decimal(text)
 
 
 def test_formatting_round_trips():
