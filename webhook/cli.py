@@ -35,11 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
     import os
     import shutil
     import ssl
     import tempfile
+
+    from podvirt import loglines
 
     for path in (args.cert, args.key):
         if not os.access(path, os.R_OK):
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     # A fresh directory, since counts left by an earlier run would be summed in.
     metrics_dir = tempfile.mkdtemp(prefix="podvirt-webhook-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    loglines.configure("%(message)s")    # one JSON line per review, from the app
 
     from podvirt.webhook.app import create_app
     from podvirt.webhook.server import WebhookServer, gunicorn_options

@@ -6,6 +6,7 @@ Violation per broken rule (all of them, not just the first), each naming its key
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 from dataclasses import dataclass
@@ -98,6 +99,8 @@ class _Collector:
     def field(self, key: str, convert: Callable[[str], object], default=None, *,
               strip: bool = True):
         # Free text (user data, XML, kernel arguments) keeps its whitespace.
+        if key not in self.a:       # most keys are absent: answer those first
+            return default
         raw = self.get(key, strip=strip)
         if raw is None:
             return default
@@ -120,9 +123,12 @@ def _bool(raw: str) -> bool:
     raise _Rule(f"must be true or false, got {raw!r}")
 
 
+_INT = re.compile(r"[+-]?[0-9]{1,9}")
+
+
 def _int_in(lo: int, hi: int) -> Callable[[str], int]:
     def convert(raw: str) -> int:
-        if not re.fullmatch(r"[+-]?[0-9]{1,9}", raw):
+        if not _INT.fullmatch(raw):
             raise _Rule(f"must be an integer, got {raw!r}")
         value = int(raw)
         if value < lo or value > hi:
@@ -324,6 +330,41 @@ def _text(max_bytes: int, what: str) -> Callable[[str], str]:
     return convert
 
 
+@dataclass(frozen=True)
+class _Converters:
+    """The converters that depend on Limits, built once per Limits instead of per pod."""
+    vcpus: Callable[[str], int]
+    cloud_init: Callable[[str], str]
+    kernel_args: Callable[[str], str]
+    domain_xml: Callable[[str], str]
+    disks: Callable[[str], tuple[Disk, ...]]
+    nics: Callable[[str], tuple[Nic, ...]]
+    devices: Callable[[str], tuple[DeviceRequest, ...]]
+    start_retries: Callable[[str], int]
+    shutdown_grace: Callable[[str], int]
+
+
+@functools.lru_cache(maxsize=16)
+def _converters(limits: Limits) -> _Converters:
+    return _Converters(
+        vcpus=_int_in(1, limits.max_vcpus),
+        cloud_init=_text(limits.max_cloud_init_bytes, "user data"),
+        kernel_args=_text(4096, "kernel command line"),
+        domain_xml=_text(limits.max_domain_xml_bytes, "domain XML"),
+        disks=_disks(limits),
+        nics=_nics(limits),
+        devices=_devices(limits),
+        start_retries=_int_in(0, limits.max_start_retries),
+        shutdown_grace=_duration_seconds(1, limits.max_shutdown_grace),
+    )
+
+
+_SECRET_NAME = _regex(_DNS_SUBDOMAIN, "a Secret name")
+_CONFIGMAP_NAME = _regex(_DNS_SUBDOMAIN, "a ConfigMap name")
+_CPU_MODEL_NAME = _regex(_CPU_MODEL, "a CPU model name")
+_MACHINE_TYPE = _regex(_MACHINE, "a supported machine type (q35, pc)")
+_GRAPHICS = _choice("none", "vnc")
+
 # Keys that describe what the domain XML already says; giving both is ambiguous.
 _CONFLICTS_WITH_DOMAIN_XML = (k.CPU_MODEL, k.MACHINE, k.NICS, k.KERNEL, k.INITRD, k.KERNEL_ARGS,
                               k.GRAPHICS, k.DEDICATED_CPUS, k.HUGEPAGES)
@@ -334,12 +375,13 @@ def parse_vm(annotations: Mapping[str, str] | None, *, name: str = "vm",
     """The VM a pod's annotations describe, or SpecInvalid naming every broken rule."""
     a = vm_annotations(annotations)
     c = _Collector(a)
+    conv = _converters(limits)
     for key in sorted(a):
         if key not in k.USER_KEYS:
             c.fail(key, "unknown podvirt.io annotation (known: "
                    + ", ".join(sorted(x.removeprefix(k.PREFIX) for x in k.USER_KEYS)) + ")")
 
-    vcpus = c.field(k.VCPUS, _int_in(1, limits.max_vcpus), 1)
+    vcpus = c.field(k.VCPUS, conv.vcpus, 1)
     memory = c.field(k.MEMORY, _bytes)
     if memory is None and k.MEMORY not in a:
         c.fail(k.MEMORY, "is required (guest memory, e.g. 1Gi)")
@@ -353,7 +395,6 @@ def parse_vm(annotations: Mapping[str, str] | None, *, name: str = "vm",
         elif memory % MiB:
             c.fail(k.MEMORY, f"must be a whole number of MiB, got {memory} bytes")
 
-    sizes = {format_bytes(s): s for s in limits.hugepage_sizes}
     hugepage_bytes = None
     raw_hp = c.get(k.HUGEPAGES)
     if raw_hp is not None:
@@ -363,7 +404,8 @@ def parse_vm(annotations: Mapping[str, str] | None, *, name: str = "vm",
             c.fail(k.HUGEPAGES, str(exc))
         else:
             if page not in limits.hugepage_sizes:
-                c.fail(k.HUGEPAGES, f"nodes offer hugepages of {', '.join(sizes)} only, "
+                sizes = ", ".join(format_bytes(size) for size in limits.hugepage_sizes)
+                c.fail(k.HUGEPAGES, f"nodes offer hugepages of {sizes} only, "
                        f"got {raw_hp}")
             else:
                 hugepage_bytes = page
@@ -381,27 +423,25 @@ def parse_vm(annotations: Mapping[str, str] | None, *, name: str = "vm",
     cloud_init = None
     if cloud_sources:
         cloud_init = CloudInit(
-            inline=c.field(k.CLOUD_INIT, _text(limits.max_cloud_init_bytes, "user data"),
-                           strip=False),
-            secret=c.field(k.CLOUD_INIT_SECRET, _regex(_DNS_SUBDOMAIN, "a Secret name")),
-            configmap=c.field(k.CLOUD_INIT_CONFIGMAP, _regex(_DNS_SUBDOMAIN, "a ConfigMap name")))
+            inline=c.field(k.CLOUD_INIT, conv.cloud_init, strip=False),
+            secret=c.field(k.CLOUD_INIT_SECRET, _SECRET_NAME),
+            configmap=c.field(k.CLOUD_INIT_CONFIGMAP, _CONFIGMAP_NAME))
 
     kernel = c.field(k.KERNEL, pod_path)
     initrd = c.field(k.INITRD, pod_path)
-    kernel_args = c.field(k.KERNEL_ARGS, _text(4096, "kernel command line"), strip=False)
+    kernel_args = c.field(k.KERNEL_ARGS, conv.kernel_args, strip=False)
     for key in (k.INITRD, k.KERNEL_ARGS):
         if key in a and k.KERNEL not in a:
             c.fail(key, f"needs {k.KERNEL} (direct kernel boot)")
 
-    domain_xml = c.field(k.DOMAIN_XML, _text(limits.max_domain_xml_bytes, "domain XML"),
-                         strip=False)
+    domain_xml = c.field(k.DOMAIN_XML, conv.domain_xml, strip=False)
     if k.DOMAIN_XML in a:
         for key in _CONFLICTS_WITH_DOMAIN_XML:
             if key in a:
                 c.fail(key, f"conflicts with {k.DOMAIN_XML}: say it in the domain XML instead")
 
-    disks = c.field(k.DISKS, _disks(limits), ())
-    nics = c.field(k.NICS, _nics(limits), ())
+    disks = c.field(k.DISKS, conv.disks, ())
+    nics = c.field(k.NICS, conv.nics, ())
     # Only when nothing was given: a broken podvirt.io/disks already has its own violation.
     if kernel is None and not disks and domain_xml is None and k.DISKS not in a \
             and k.KERNEL not in a and k.DOMAIN_XML not in a:
@@ -411,22 +451,21 @@ def parse_vm(annotations: Mapping[str, str] | None, *, name: str = "vm",
         name=name,
         vcpus=vcpus,
         memory_bytes=memory or 0,
-        cpu_model=c.field(k.CPU_MODEL, _regex(_CPU_MODEL, "a CPU model name"), "host-model"),
+        cpu_model=c.field(k.CPU_MODEL, _CPU_MODEL_NAME, "host-model"),
         dedicated_cpus=c.field(k.DEDICATED_CPUS, _bool, False),
         hugepage_bytes=hugepage_bytes,
-        machine=c.field(k.MACHINE, _regex(_MACHINE, "a supported machine type (q35, pc)"), "q35"),
+        machine=c.field(k.MACHINE, _MACHINE_TYPE, "q35"),
         pinning=pinning,
-        devices=c.field(k.DEVICES, _devices(limits), ()),
+        devices=c.field(k.DEVICES, conv.devices, ()),
         disks=disks,
         nics=nics,
         kernel=kernel,
         initrd=initrd,
         kernel_args=kernel_args,
         cloud_init=cloud_init,
-        graphics=c.field(k.GRAPHICS, _choice("none", "vnc"), "none"),
-        start_retries=c.field(k.START_RETRIES, _int_in(0, limits.max_start_retries), 2),
-        shutdown_grace_seconds=c.field(k.SHUTDOWN_GRACE,
-                                       _duration_seconds(1, limits.max_shutdown_grace), 60),
+        graphics=c.field(k.GRAPHICS, _GRAPHICS, "none"),
+        start_retries=c.field(k.START_RETRIES, conv.start_retries, 2),
+        shutdown_grace_seconds=c.field(k.SHUTDOWN_GRACE, conv.shutdown_grace, 60),
         allow_emulation=c.field(k.ALLOW_EMULATION, _bool, False),
         domain_xml=domain_xml,
     )
