@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+import orjson
+
 from podvirt.quantity import format_bytes, format_millis
 from podvirt.vmspec import Demand, VMSpec, demand, keys as k, vm_annotations
 from podvirt.vmspec.model import SPEC_DIR, SPEC_FILE
@@ -34,10 +36,24 @@ _ENV = (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace"),
         ("NODE_NAME", "spec.nodeName"))
 
 
+# The hash's canonical form, as stored hashes were made: sorted keys, no spaces, ASCII.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def rendered_hash(annotations: Mapping[str, str] | None) -> str:
     """Fingerprint of the VM annotations; stored in podvirt.io/rendered."""
-    canonical = json.dumps(vm_annotations(annotations), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return hashlib.sha256(_canonical(vm_annotations(annotations))).hexdigest()[:16]
+
+
+def _canonical(annotations: dict[str, str]) -> bytes:
+    # orjson writes the same bytes as _CANONICAL for string maps whose output is ASCII
+    # without DEL (which `json` escapes to \u007f), 5x faster; anything else takes the
+    # reference encoder.
+    if all(type(value) is str for value in annotations.values()):
+        fast = orjson.dumps(annotations, option=orjson.OPT_SORT_KEYS)
+        if fast.isascii() and b"\x7f" not in fast:
+            return fast
+    return _CANONICAL.encode(annotations).encode()
 
 
 @dataclass(frozen=True)
