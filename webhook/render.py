@@ -261,8 +261,9 @@ def render_launcher_pod(pod: Mapping[str, Any], spec: VMSpec,
     return out
 
 
-def _pointer(*parts: str) -> str:
-    return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+def _escape(key: str) -> str:
+    """A JSON Pointer reference token (RFC 6901): ~ and / escaped."""
+    return key.replace("~", "~0").replace("/", "~1")
 
 
 def diff_patch(before: Mapping[str, Any], after: Mapping[str, Any]) -> JsonPatch:
@@ -272,22 +273,27 @@ def diff_patch(before: Mapping[str, Any], after: Mapping[str, Any]) -> JsonPatch
     Coarse on purpose: whole fields are replaced, which is cheap to compute and to apply,
     and 'add' on an object member creates or replaces it alike.
     """
-    return _diff(before, after, (), {"metadata": {"labels": {}, "annotations": {}}, "spec": {}})
+    ops: JsonPatch = []
+    _diff(before, after, "", {"metadata": {"labels": {}, "annotations": {}}, "spec": {}}, ops)
+    return ops
 
 
-def _diff(old: Any, new: Any, path: tuple[str, ...], depth: Mapping[str, Any]) -> JsonPatch:
+def _diff(old: Any, new: Any, path: str, depth: Mapping[str, Any], ops: JsonPatch) -> None:
+    """Append to `ops` what turns `old` into `new` at JSON Pointer `path`."""
     if old is new:
-        return []
+        return
     if not isinstance(old, dict) or not isinstance(new, dict):
-        return [] if old == new else [{"op": "add", "path": _pointer(*path), "value": new}]
-    ops: JsonPatch = [{"op": "remove", "path": _pointer(*path, key)}
-                      for key in sorted(old.keys() - new.keys())]
+        if old != new:
+            ops.append({"op": "add", "path": path, "value": new})
+        return
+    ops += [{"op": "remove", "path": f"{path}/{_escape(key)}"}
+            for key in sorted(old.keys() - new.keys())]
     for key, value in new.items():
         if key in depth:
-            ops += _diff(old.get(key, {}) if key in old else None, value, (*path, key), depth[key])
+            _diff(old.get(key, {}) if key in old else None, value, f"{path}/{_escape(key)}",
+                  depth[key], ops)
         elif (before := old.get(key, _MISSING)) is not value and before != value:
-            ops.append({"op": "add", "path": _pointer(*path, key), "value": value})
-    return ops
+            ops.append({"op": "add", "path": f"{path}/{_escape(key)}", "value": value})
 
 
 _MISSING = object()
