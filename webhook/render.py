@@ -286,8 +286,8 @@ def _diff(old: Any, new: Any, path: str, depth: Mapping[str, Any], ops: JsonPatc
         if old != new:
             ops.append({"op": "add", "path": path, "value": new})
         return
-    ops += [{"op": "remove", "path": f"{path}/{_escape(key)}"}
-            for key in sorted(old.keys() - new.keys())]
+    if removed := old.keys() - new.keys():
+        ops += [{"op": "remove", "path": f"{path}/{_escape(key)}"} for key in sorted(removed)]
     for key, value in new.items():
         if key in depth:
             _diff(old.get(key, {}) if key in old else None, value, f"{path}/{_escape(key)}",
