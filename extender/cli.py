@@ -38,9 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from podvirt import loglines
+    loglines.configure("%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.quarantine_failures < 0 or args.quarantine_window <= 0:
         raise SystemExit("podvirt extender: --quarantine-failures must be >= 0 and "
                          "--quarantine-window > 0")

@@ -56,6 +56,26 @@ def test_review_over_https(live_webhook, make_pod, make_review):
     assert denied["allowed"] is False and k.MEMORY in denied["status"]["message"]
 
 
+def test_one_json_log_line_per_review(live_webhook, make_pod, make_review):
+    # Lines from two workers share one stderr; each must arrive whole (loglines.LineHandler).
+    uids = set()
+    for _ in range(20):
+        review = make_review(make_pod())
+        uids.add(review["request"]["uid"])
+        post_review(live_webhook, review)
+    lines = {}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not uids <= lines.keys():
+        for raw in live_webhook.log.read_text().splitlines():
+            if raw.startswith("{"):
+                line = json.loads(raw)
+                lines[line["uid"]] = line
+        time.sleep(0.05)
+    assert uids <= lines.keys()
+    assert {lines[uid]["outcome"] for uid in uids} == {"mutated"}
+    assert all(lines[uid]["duration_ms"] >= 0 for uid in uids)
+
+
 def test_metrics_add_up_across_workers(live_webhook, make_pod, make_review):
     before = metric(live_webhook, 'podvirt_webhook_reviews_total{outcome="mutated"}')
     n = 60

@@ -1,0 +1,43 @@
+import logging
+import os
+
+from podvirt import loglines
+
+
+def test_each_record_is_one_whole_line(monkeypatch):
+    read, write = os.pipe()
+    writes = []
+    real_write = os.write
+
+    def short_write(fd, data):      # the OS may take part of a write; the rest must follow
+        writes.append(len(data))
+        return real_write(fd, data[:7])
+
+    handler = loglines.LineHandler(write)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.Logger("t")
+    logger.addHandler(handler)
+    monkeypatch.setattr(os, "write", short_write)
+    logger.warning('{"uid": "a", "outcome": "mutated", "text": "grüße"}')
+    monkeypatch.undo()
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        assert pipe.read().decode() == 'WARNING {"uid": "a", "outcome": "mutated", "text": "grüße"}\n'
+    assert len(writes) > 1 and handler.lock is None
+
+
+def test_configure_replaces_root_handlers(tmp_path):
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, logging.logThreads
+    fd = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT)
+    try:
+        loglines.configure("%(name)s: %(message)s", fd=fd)
+        assert [type(h) for h in root.handlers] == [loglines.LineHandler]
+        logging.getLogger("podvirt.test").info("hello")
+        assert (tmp_path / "log").read_text() == "podvirt.test: hello\n"
+    finally:
+        os.close(fd)
+        root.handlers[:], logging.logThreads = saved[0], saved[2]
+        root.setLevel(saved[1])
+        logging._srcfile = os.path.normcase(logging.addLevelName.__code__.co_filename)
+        logging.logProcesses = logging.logMultiprocessing = True
