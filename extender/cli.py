@@ -38,8 +38,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from podvirt import loglines
-    loglines.configure("%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.quarantine_failures < 0 or args.quarantine_window <= 0:
         raise SystemExit("podvirt extender: --quarantine-failures must be >= 0 and "
                          "--quarantine-window > 0")
@@ -50,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
                                       kubeconfig=args.print_scheduler_config,
                                       vm_nodes_percentage=args.vm_nodes_percentage), end="")
         return 0
+    from podvirt import loglines
+    loglines.configure("%(asctime)s %(levelname)s %(name)s: %(message)s")
     from podvirt.extender.app import Settings
     from podvirt.extender.decide import Policy
     from podvirt.extender.serve import ServeOptions, serve

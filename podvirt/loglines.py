@@ -39,7 +39,11 @@ class LineHandler(logging.Handler):
 
 def configure(fmt: str, *, level: int = logging.INFO, fd: int | None = None) -> None:
     """Root logging for a serving process: `fmt` lines on `fd` (default stderr's)."""
-    handler = LineHandler(sys.stderr.fileno() if fd is None else fd)
+    handler: logging.Handler
+    try:
+        handler = LineHandler(sys.stderr.fileno() if fd is None else fd)
+    except (AttributeError, OSError, ValueError):   # a stderr without a descriptor
+        handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(fmt))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # The logging HOWTO's "Optimization" switches for record fields no format here uses:
