@@ -93,7 +93,8 @@ def decide(request: AdmissionRequest, settings: RenderSettings = RenderSettings(
                          f"the pod to change them (changed: {', '.join(changed)})")
         return _pass("update-unchanged")
 
-    status_keys = sorted(key for key in annotations if key in k.STATUS_KEYS and key != k.RENDERED)
+    status_keys = (sorted(key for key in annotations if key in k.STATUS_KEYS and key != k.RENDERED)
+                   if not k.STATUS_KEYS.isdisjoint(annotations) else ())
     if status_keys:
         return _deny("status-keys", "; ".join(f"{key}: is written by podvirt, not by users"
                                                for key in status_keys))

@@ -22,11 +22,11 @@ class AdmissionMetrics:
                                   registry=self.registry)
         self.reviews = Counter("podvirt_webhook_reviews", "AdmissionReviews answered",
                                ["outcome"], registry=self.registry)
-        for outcome in OUTCOMES:
-            self.reviews.labels(outcome)
+        # Children looked up once: labels() takes a lock and builds a key on every call.
+        self._by_outcome = {outcome: self.reviews.labels(outcome) for outcome in OUTCOMES}
 
     def observe(self, outcome: str, seconds: float) -> None:
-        self.reviews.labels(outcome).inc()
+        self._by_outcome[outcome].inc()
         self.duration.observe(seconds)
 
     def exposition(self) -> bytes:

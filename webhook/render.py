@@ -76,7 +76,10 @@ def _replace_named(items: list[dict], new: dict) -> None:
 
 
 def _launcher(pod: Pod) -> dict:
-    return next(c for c in pod["spec"]["containers"] if c["name"] == LAUNCHER)
+    containers = pod["spec"]["containers"]
+    if containers[0]["name"] == LAUNCHER:      # launcher_container puts it first
+        return containers[0]
+    return next(c for c in containers if c["name"] == LAUNCHER)
 
 
 # --- options ---------------------------------------------------------------------------
