@@ -26,7 +26,17 @@ class LineHandler(logging.Handler):
         self.fd = fd
 
     def createLock(self) -> None:
-        self.lock = None    # Handler.acquire/release skip a None lock
+        pass                # no lock, and no fork hook to re-create one
+
+    # Handler.acquire/release skip a None lock. gevent's monkey-patching hands every
+    # registered handler a new (pure-Python) RLock; this one declines it.
+    @property               # type: ignore[override]
+    def lock(self) -> None:
+        return None
+
+    @lock.setter
+    def lock(self, _value: object) -> None:
+        pass
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
