@@ -376,10 +376,9 @@ def parse_vm(annotations: Mapping[str, str] | None, *, name: str = "vm",
     a = vm_annotations(annotations)
     c = _Collector(a)
     conv = _converters(limits)
-    for key in sorted(a):
-        if key not in k.USER_KEYS:
-            c.fail(key, "unknown podvirt.io annotation (known: "
-                   + ", ".join(sorted(x.removeprefix(k.PREFIX) for x in k.USER_KEYS)) + ")")
+    for key in sorted(a.keys() - k.USER_KEYS):
+        c.fail(key, "unknown podvirt.io annotation (known: "
+               + ", ".join(sorted(x.removeprefix(k.PREFIX) for x in k.USER_KEYS)) + ")")
 
     vcpus = c.field(k.VCPUS, conv.vcpus, 1)
     memory = c.field(k.MEMORY, _bytes)
