@@ -35,16 +35,17 @@ def test_no_lock_even_after_gevent_hands_one_out():
 
 def test_configure_replaces_root_handlers(tmp_path):
     root = logging.getLogger()
-    saved = root.handlers[:], root.level, logging.logThreads
+    saved = root.handlers[:], root.level
     fd = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT)
     try:
         loglines.configure("%(name)s: %(message)s", fd=fd)
         assert [type(h) for h in root.handlers] == [loglines.LineHandler]
         logging.getLogger("podvirt.test").info("hello")
+        # Other formats in the process (gunicorn's error log) still get every field.
+        record = logging.getLogger("x").makeRecord("x", logging.INFO, "f.py", 1, "m", (), None)
+        assert logging.Formatter("[%(process)d] [%(thread)d] %(message)s").format(record)
         assert (tmp_path / "log").read_text() == "podvirt.test: hello\n"
     finally:
         os.close(fd)
-        root.handlers[:], logging.logThreads = saved[0], saved[2]
+        root.handlers[:] = saved[0]
         root.setLevel(saved[1])
-        logging._srcfile = os.path.normcase(logging.addLevelName.__code__.co_filename)
-        logging.logProcesses = logging.logMultiprocessing = True
