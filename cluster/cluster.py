@@ -71,7 +71,7 @@ class UpOptions:
     inventory: Path = inventory.DEFAULT_INVENTORY
     webhook: bool = True
     extender: bool = True
-    webhook_workers: int = 2
+    webhook_workers: int = 1
     timeout: float = 60.0          # per readiness wait
     vm_nodes_percentage: int = 100  # the VM profile's percentageOfNodesToScore
 

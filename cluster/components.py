@@ -110,7 +110,7 @@ def _podvirt(*args: str) -> list[str]:
     return [sys.executable, "-m", "podvirt.cli", *args]
 
 
-def webhook(layout: Layout, ports: Ports, workers: int = 2,
+def webhook(layout: Layout, ports: Ports, workers: int = 1,
             scheduler_name: str = "default-scheduler") -> list[str]:
     """`scheduler_name`: the scheduler profile VM pods are rendered for."""
     return _podvirt("webhook", f"--port={ports.webhook}", "--bind=127.0.0.1",

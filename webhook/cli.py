@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cert", required=True, help="PEM certificate (reloaded when it changes)")
     p.add_argument("--key", required=True, help="PEM private key")
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--workers", type=int, default=2, help="worker processes")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes (default 1: one gevent worker serves every "
+                        "connection; scale by replicas, each a core)")
     p.add_argument("--worker-class", choices=WORKER_CLASSES, default="gevent",
                    help="gunicorn worker model: gevent (one greenlet per connection) "
                         "or gthread (a thread pool per worker)")
