@@ -45,6 +45,8 @@ def test_full_vm():
     pytest.param(vm(memory="16Mi"), k.MEMORY, "at least 64Mi", id="memory-below-minimum"),
     pytest.param(vm(memory="2Ti"), k.MEMORY, "at most 1Ti", id="memory-above-maximum"),
     pytest.param(vm(memory="4GB"), k.MEMORY, "not a quantity", id="memory-malformed"),
+    pytest.param(vm(memory="1E"), k.MEMORY, "at most 1Ti", id="memory-exa-suffix"),
+    pytest.param(vm(hugepages="1E"), k.HUGEPAGES, "2Mi, 1Gi only", id="hugepage-exa-suffix"),
     pytest.param(vm(memory="1000000Ki"), k.MEMORY, "whole number of MiB", id="memory-not-mib"),
     pytest.param(vm(vcpus="0"), k.VCPUS, "between 1 and 64", id="vcpus-zero"),
     pytest.param(vm(vcpus="65"), k.VCPUS, "between 1 and 64", id="vcpus-above-max"),
