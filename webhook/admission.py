@@ -17,6 +17,8 @@ from podvirt.webhook.settings import RenderSettings
 from podvirt.webhook.wire import AdmissionRequest, AdmissionResponse, build_response
 
 UNPROCESSABLE = 422     # what the API server itself answers for an invalid object
+# Status keys a user may not set; podvirt.io/rendered is checked against its hash instead.
+_USER_SET_STATUS_KEYS = k.STATUS_KEYS - {k.RENDERED}
 
 
 @dataclass(frozen=True)
@@ -93,9 +95,7 @@ def decide(request: AdmissionRequest, settings: RenderSettings = RenderSettings(
                          f"the pod to change them (changed: {', '.join(changed)})")
         return _pass("update-unchanged")
 
-    status_keys = (sorted(key for key in annotations if key in k.STATUS_KEYS and key != k.RENDERED)
-                   if not k.STATUS_KEYS.isdisjoint(annotations) else ())
-    if status_keys:
+    if status_keys := sorted(_USER_SET_STATUS_KEYS.intersection(annotations)):
         return _deny("status-keys", "; ".join(f"{key}: is written by podvirt, not by users"
                                                for key in status_keys))
     if k.RENDERED in annotations:
