@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-scheduler, kubectl (pinned in go.mod), etcd, kwok and helm from
+# Builds kube-apiserver, kube-scheduler, kube-controller-manager, kube-proxy, kubelet, kubectl
+# (pinned in go.mod), etcd, kwok and helm from
 # the Go module proxy into a per-version cache outside the repository. Idempotent: a binary that
 # is already in the cache is not rebuilt. Prints the cache's bin directory last.
 set -euo pipefail
@@ -65,7 +66,7 @@ build_etcd() {
 
 log "downloading modules for the wrapper (k8s ${K8S_VERSION})"
 (cd "$here" && go mod download)
-for name in ${PODVIRT_K8S_BINARIES:-kube-apiserver kube-scheduler kubectl}; do build_k8s "$name"; done
+for name in ${PODVIRT_K8S_BINARIES:-kube-apiserver kube-scheduler kubectl kube-controller-manager kube-proxy kubelet}; do build_k8s "$name"; done
 build_etcd
 install_tool kwok "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
 if [[ "${PODVIRT_SKIP_HELM:-}" != 1 ]]; then
