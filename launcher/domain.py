@@ -73,9 +73,9 @@ def cputune(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
 def os_boot(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
     children = [_el("type", "hvm", arch="x86_64", machine=spec.machine)]
     if spec.kernel:
-        children.append(_el("kernel", spec.kernel))
+        children.append(_el("kernel", spec.boot_path(spec.kernel)))
         if spec.initrd:
-            children.append(_el("initrd", spec.initrd))
+            children.append(_el("initrd", spec.boot_path(spec.initrd)))
         children.append(_el("cmdline", spec.kernel_args or "console=ttyS0"))
     return [_el("os", children=tuple(children))]
 

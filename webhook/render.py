@@ -18,7 +18,7 @@ import orjson
 
 from podvirt.quantity import format_bytes, format_millis
 from podvirt.vmspec import Demand, VMSpec, demand, keys as k, vm_annotations
-from podvirt.vmspec.model import SPEC_DIR, SPEC_FILE
+from podvirt.vmspec.model import KERNEL_BOOT_DIR, SPEC_DIR, SPEC_FILE
 from podvirt.webhook.settings import RenderSettings
 
 Pod = dict[str, Any]
@@ -27,6 +27,13 @@ JsonPatch = list[dict[str, Any]]
 LAUNCHER = "launcher"
 SPEC_VOLUME = "podvirt-spec"
 HUGEPAGES_VOLUME = "hugepages"
+# Images the pod copies files out of (containerdisks, kernel images) are often FROM
+# scratch: no shell, no cp. The first init container puts the launcher image's static
+# busybox into this volume, and the copiers run it from there.
+TOOLS_VOLUME = "podvirt-tools"
+TOOLS_DIR = "/podvirt-tools"
+TOOLS_INIT = "podvirt-tools"
+KERNEL_BOOT_VOLUME = "kernel-boot"
 MARKER_RESOURCE = "podvirt.io/vm"
 # The downward-API files the launcher reads, and the pod fields they come from.
 _DOWNWARD_FILES = (("annotations", "metadata.annotations"), ("labels", "metadata.labels"),
@@ -130,6 +137,14 @@ def spec_volume(pod: Pod, ctx: RenderContext) -> None:
     _replace_named(pod["spec"].setdefault("volumes", []), volume)
 
 
+def copy_tools(pod: Pod, ctx: RenderContext) -> None:
+    s = ctx.settings
+    _replace_named(pod["spec"].setdefault("volumes", []),
+                   {"name": TOOLS_VOLUME, "emptyDir": {"sizeLimit": "16Mi"}})
+    _replace_named(pod["spec"].setdefault("initContainers", []), _init_container(
+        TOOLS_INIT, s.launcher_image, ["cp", s.static_busybox, f"{TOOLS_DIR}/busybox"], [], s))
+
+
 def disk_volumes(pod: Pod, ctx: RenderContext) -> None:
     volumes = pod["spec"].setdefault("volumes", [])
     mounts = _launcher(pod)["volumeMounts"]
@@ -143,20 +158,36 @@ def disk_volumes(pod: Pod, ctx: RenderContext) -> None:
             source = {"emptyDir": {"sizeLimit": format_bytes(disk.size_bytes)}}
         else:
             source = {"emptyDir": {}}
-            _replace_named(pod["spec"].setdefault("initContainers", []),
-                           _disk_copier(name, disk.source, disk.mount_dir, ctx.settings))
+            # A containerdisk image keeps its disk under /disk; the copy lives in an
+            # emptyDir the launcher can write to (QEMU opens its disks read-write).
+            _replace_named(pod["spec"].setdefault("initContainers", []), _init_container(
+                name, disk.source, [f"{TOOLS_DIR}/busybox", "cp", "-a", "/disk/.", disk.mount_dir],
+                [{"name": name, "mountPath": disk.mount_dir}], ctx.settings))
         _replace_named(volumes, {"name": name, **source})
         _replace_named(mounts, {"name": name, "mountPath": disk.mount_dir})
 
 
-def _disk_copier(name: str, image: str, target: str, s: RenderSettings) -> dict:
+def kernel_boot(pod: Pod, ctx: RenderContext) -> None:
+    """Kernel and initrd copied out of podvirt.io/kernel-image into the pod (KubeVirt's
+    kernel boot container, as an init container)."""
+    spec = ctx.spec
+    files = [path for path in (spec.kernel, spec.initrd) if path]
+    _replace_named(pod["spec"].setdefault("volumes", []),
+                   {"name": KERNEL_BOOT_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}})
+    mount = {"name": KERNEL_BOOT_VOLUME, "mountPath": KERNEL_BOOT_DIR}
+    _replace_named(pod["spec"].setdefault("initContainers", []), _init_container(
+        KERNEL_BOOT_VOLUME, spec.kernel_image or "", [f"{TOOLS_DIR}/busybox", "cp", *files,
+                                                      KERNEL_BOOT_DIR + "/"], [mount],
+        ctx.settings))
+    _replace_named(_launcher(pod)["volumeMounts"], {**mount, "readOnly": True})
+
+
+def _init_container(name: str, image: str, command: list[str], mounts: list[dict],
+                    s: RenderSettings) -> dict:
     res = {"cpu": s.copier_cpu, "memory": s.copier_memory}
     return {
-        "name": name, "image": image,
-        # A containerdisk image keeps its disk under /disk; the copy lives in an emptyDir
-        # the launcher can write to (QEMU opens its disks read-write).
-        "command": ["sh", "-c", f'cp -a /disk/. "{target}/"'],
-        "volumeMounts": [{"name": name, "mountPath": target}],
+        "name": name, "image": image, "command": command,
+        "volumeMounts": [{"name": TOOLS_VOLUME, "mountPath": TOOLS_DIR}, *mounts],
         "resources": {"requests": dict(res), "limits": dict(res)},
         "securityContext": {"privileged": False, "allowPrivilegeEscalation": False,
                             "capabilities": {"drop": ["ALL"]}},
@@ -227,7 +258,10 @@ RULES: tuple[tuple[Callable[[VMSpec], bool], Option], ...] = (
     (_always, launcher_container),
     (_always, resources),
     (_always, spec_volume),
+    (lambda s: s.kernel_image is not None or any(d.kind == "containerdisk" for d in s.disks),
+     copy_tools),
     (lambda s: bool(s.disks), disk_volumes),
+    (lambda s: s.kernel_image is not None, kernel_boot),
     (lambda s: s.hugepage_bytes is not None, hugepages_volume),
     (lambda s: bool(s.pinning), node_affinity),
     (_always, security),

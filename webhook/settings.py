@@ -24,5 +24,8 @@ class RenderSettings:
     # Disk-copy init containers: requests = limits, so a dedicated-CPU pod stays Guaranteed.
     copier_cpu: str = "100m"
     copier_memory: str = "64Mi"
+    # The static busybox of the launcher image (images/launcher.Containerfile): the copy
+    # tool init containers bring into images that have none.
+    static_busybox: str = "/usr/lib/podvirt/busybox"
     costs: CostSettings = field(default_factory=lambda: DEFAULT_COSTS)
     limits: Limits = field(default_factory=lambda: DEFAULT_LIMITS)

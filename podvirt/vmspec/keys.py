@@ -27,6 +27,7 @@ DEVICES = PREFIX + "devices"
 DISKS = PREFIX + "disks"
 NICS = PREFIX + "nics"
 KERNEL = PREFIX + "kernel"
+KERNEL_IMAGE = PREFIX + "kernel-image"
 INITRD = PREFIX + "initrd"
 KERNEL_ARGS = PREFIX + "kernel-args"
 CLOUD_INIT = PREFIX + "cloud-init"
@@ -50,7 +51,8 @@ USER_KEYS: dict[str, str] = {
     DEVICES: "comma-separated passthrough requests: <resource>=<count> or pci:<vendor>:<device>=<count>",
     DISKS: "comma-separated <name>=<source>: containerdisk:<image>, pvc:<claim>, scratch:<size>, file:<path>",
     NICS: "comma-separated <name>=<binding>[@<mac>]: user (slirp) or tap (pod network via /dev/net/tun)",
-    KERNEL: "path of a kernel to boot directly (inside the pod)",
+    KERNEL: "path of a kernel to boot directly (inside the pod, or inside kernel-image)",
+    KERNEL_IMAGE: "image holding the kernel and initrd to boot (kernel and initrd are then paths inside it)",
     INITRD: "path of an initrd for the direct kernel boot",
     KERNEL_ARGS: "kernel command line for the direct kernel boot",
     CLOUD_INIT: "inline cloud-init user data (NoCloud seed)",

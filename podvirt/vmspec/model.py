@@ -19,6 +19,8 @@ DISKS_ROOT = POD_ROOT + "/disks"
 SPEC_DIR = "/etc/podvirt"
 SPEC_FILE = SPEC_DIR + "/annotations"
 CLOUD_INIT_DIR = SPEC_DIR + "/cloud-init"
+# Where an init container copies kernel and initrd out of podvirt.io/kernel-image.
+KERNEL_BOOT_DIR = POD_ROOT + "/kernel-boot"
 # Paths a VM may name directly (file: disks, kernel, initrd, domain XML sources).
 ALLOWED_PATH_ROOTS: tuple[str, ...] = (POD_ROOT, SPEC_DIR, "/var/run/podvirt", "/tmp/podvirt")
 
@@ -143,15 +145,23 @@ class VMSpec:
     devices: tuple[DeviceRequest, ...] = ()
     disks: tuple[Disk, ...] = ()
     nics: tuple[Nic, ...] = ()
-    kernel: str | None = None
+    kernel: str | None = None           # inside the pod, or inside kernel_image
     initrd: str | None = None
     kernel_args: str | None = None
+    kernel_image: str | None = None     # image the kernel and initrd are copied out of
     cloud_init: CloudInit | None = None
     graphics: Literal["none", "vnc"] = "none"
     start_retries: int = 2
     shutdown_grace_seconds: int = 60
     allow_emulation: bool = False
     domain_xml: str | None = None
+
+    def boot_path(self, path: str | None) -> str | None:
+        """Where the domain finds `kernel` or `initrd` inside the pod: copied out of
+        kernel_image into KERNEL_BOOT_DIR under its own file name, or as given."""
+        if path is None or self.kernel_image is None:
+            return path
+        return f"{KERNEL_BOOT_DIR}/{path.rsplit('/', 1)[1]}"
 
     @property
     def uses_tap(self) -> bool:

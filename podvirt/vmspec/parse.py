@@ -169,6 +169,15 @@ def pod_path(raw: str) -> str:
     return norm
 
 
+def _image_path(raw: str) -> str:
+    """An absolute, normalized path of a file inside an image."""
+    if not raw.startswith("/") or raw.endswith("/"):
+        raise _Rule(f"must be the absolute path of a file in {k.KERNEL_IMAGE}, got {raw!r}")
+    if posixpath.normpath(raw) != raw or "\x00" in raw:
+        raise _Rule(f"must be a normalized path without '..' or '//', got {raw!r}")
+    return raw
+
+
 def _items(raw: str) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
@@ -363,11 +372,12 @@ _SECRET_NAME = _regex(_DNS_SUBDOMAIN, "a Secret name")
 _CONFIGMAP_NAME = _regex(_DNS_SUBDOMAIN, "a ConfigMap name")
 _CPU_MODEL_NAME = _regex(_CPU_MODEL, "a CPU model name")
 _MACHINE_TYPE = _regex(_MACHINE, "a supported machine type (q35, pc)")
+_IMAGE_REFERENCE = _regex(_IMAGE, "an image reference")
 _GRAPHICS = _choice("none", "vnc")
 
 # Keys that describe what the domain XML already says; giving both is ambiguous.
 _CONFLICTS_WITH_DOMAIN_XML = (k.CPU_MODEL, k.MACHINE, k.NICS, k.KERNEL, k.INITRD, k.KERNEL_ARGS,
-                              k.GRAPHICS, k.DEDICATED_CPUS, k.HUGEPAGES)
+                              k.KERNEL_IMAGE, k.GRAPHICS, k.DEDICATED_CPUS, k.HUGEPAGES)
 
 
 def parse_vm(annotations: Mapping[str, str] | None, *, name: str = "vm",
@@ -426,12 +436,19 @@ def parse_vm(annotations: Mapping[str, str] | None, *, name: str = "vm",
             secret=c.field(k.CLOUD_INIT_SECRET, _SECRET_NAME),
             configmap=c.field(k.CLOUD_INIT_CONFIGMAP, _CONFIGMAP_NAME))
 
-    kernel = c.field(k.KERNEL, pod_path)
-    initrd = c.field(k.INITRD, pod_path)
+    kernel_image = c.field(k.KERNEL_IMAGE, _IMAGE_REFERENCE)
+    # Inside a kernel image any file is fair game (it is copied into the pod); otherwise
+    # the path must be one the pod owns.
+    boot_file = _image_path if k.KERNEL_IMAGE in a else pod_path
+    kernel = c.field(k.KERNEL, boot_file)
+    initrd = c.field(k.INITRD, boot_file)
     kernel_args = c.field(k.KERNEL_ARGS, conv.kernel_args, strip=False)
-    for key in (k.INITRD, k.KERNEL_ARGS):
+    for key in (k.INITRD, k.KERNEL_ARGS, k.KERNEL_IMAGE):
         if key in a and k.KERNEL not in a:
             c.fail(key, f"needs {k.KERNEL} (direct kernel boot)")
+    if kernel_image and kernel and initrd and kernel.rsplit("/", 1)[1] == initrd.rsplit("/", 1)[1]:
+        c.fail(k.INITRD, f"must have another file name than {k.KERNEL} ({kernel!r}): both are "
+               "copied into one directory")
 
     domain_xml = c.field(k.DOMAIN_XML, conv.domain_xml, strip=False)
     if k.DOMAIN_XML in a:
@@ -461,6 +478,7 @@ def parse_vm(annotations: Mapping[str, str] | None, *, name: str = "vm",
         kernel=kernel,
         initrd=initrd,
         kernel_args=kernel_args,
+        kernel_image=kernel_image,
         cloud_init=cloud_init,
         graphics=c.field(k.GRAPHICS, _GRAPHICS, "none"),
         start_retries=c.field(k.START_RETRIES, conv.start_retries, 2),

@@ -96,11 +96,32 @@ def test_disk_volumes(disks, volume_source, init):
         == volume_source
     assert mounts["disk-root"] == "/var/lib/podvirt/disks/root"
     inits = pod["spec"].get("initContainers", [])
-    assert [c["name"] for c in inits] == (["disk-root"] if init else [])
+    assert [c["name"] for c in inits] == (["podvirt-tools", "disk-root"] if init else [])
     if init:
-        assert inits[0]["image"] == "quay.io/x/debian:12"
-        assert inits[0]["volumeMounts"] == [{"name": "disk-root",
-                                             "mountPath": "/var/lib/podvirt/disks/root"}]
+        tools, copier = inits
+        assert tools["image"] == RenderSettings().launcher_image
+        assert tools["command"] == ["cp", "/usr/lib/podvirt/busybox", "/podvirt-tools/busybox"]
+        # The copier runs the launcher image's static busybox, nothing of the disk image.
+        assert copier["image"] == "quay.io/x/debian:12"
+        assert copier["command"] == ["/podvirt-tools/busybox", "cp", "-a", "/disk/.",
+                                     "/var/lib/podvirt/disks/root"]
+        assert copier["volumeMounts"] == [
+            {"name": "podvirt-tools", "mountPath": "/podvirt-tools"},
+            {"name": "disk-root", "mountPath": "/var/lib/podvirt/disks/root"}]
+
+
+def test_kernel_image_copied_into_the_pod_by_an_init_container():
+    pod = rendered({k.KERNEL_IMAGE: "localhost/podvirt/tiny-guest:0.1.0",
+                    k.KERNEL: "/boot/vmlinuz", k.INITRD: "/boot/initramfs.cpio.gz"})
+    inits = {c["name"]: c for c in pod["spec"]["initContainers"]}
+    assert list(inits) == ["podvirt-tools", "kernel-boot"]
+    copier = inits["kernel-boot"]
+    assert copier["image"] == "localhost/podvirt/tiny-guest:0.1.0"
+    assert copier["command"] == ["/podvirt-tools/busybox", "cp", "/boot/vmlinuz",
+                                 "/boot/initramfs.cpio.gz", "/var/lib/podvirt/kernel-boot/"]
+    assert copier["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert {"name": "kernel-boot", "mountPath": "/var/lib/podvirt/kernel-boot",
+            "readOnly": True} in launcher(pod)["volumeMounts"]
 
 
 def test_cloud_init_secret_projected_into_spec_volume():
