@@ -59,7 +59,19 @@ while read -r name file id; do
   log "$name: imported in $((SECONDS - t0))s ($config)"
 done <"$manifest"
 
-pause="$(ref_of pause.tar)" launcher="$(ref_of launcher.tar)" guest="$(ref_of tiny-guest.tar)"
+pause="$(ref_of pause.tar)" podvirt="$(ref_of podvirt.tar)" launcher="$(ref_of launcher.tar)"
+guest="$(ref_of tiny-guest.tar)"
+# As the chart runs it: the image's user (10001), a read-only root; imports what the services
+# import (Flask, gevent, gunicorn_h1c, the Kubernetes client, cryptography, orjson).
+imports="import os, gunicorn_h1c, orjson, podvirt.webhook.app, podvirt.extender.app, podvirt.certs; print(os.getuid())"
+uid="$(timeout 60 "${ctr[@]}" run --rm --read-only "$podvirt" podvirt-verify-podvirt \
+  python -c "$imports" </dev/null 2>&1)" || die "$podvirt: $uid"
+[[ "$uid" == 10001 ]] || die "$podvirt runs as uid $uid, not 10001"
+log "$podvirt: services import on a read-only root as uid 10001"
+out="$(timeout 60 "${ctr[@]}" run --rm "$launcher" podvirt-verify-launcher \
+  python -c "import libvirt, podvirt.launcher.run; print(libvirt.getVersion())" </dev/null 2>&1)" \
+  || die "$launcher: $out"
+log "$launcher: podvirt.launcher and libvirt ($out) import"
 # Under `ctr run` pause is PID 1 of its container, as in a pod sandbox.
 timeout 60 "${ctr[@]}" run --rm "$pause" podvirt-verify-pause </dev/null >"$tmp/pause.log" 2>&1 &
 run_pid=$!
