@@ -310,7 +310,7 @@ def run_cluster(setup: str, inventory_file: Path, pods: dict[str, int],
         log(f"cluster, {setup}: up")
         try:
             cluster.up(UpOptions(inventory=inventory_file, extender=chosen.extender, timeout=300,
-                                 vm_nodes_percentage=chosen.vm_nodes_percentage))
+                                 vm_nodes_percentage=chosen.vm_nodes_percentage, node=False))
             core = client.CoreV1Api(cluster.api_client())
             with ExitStack() as stack:
                 replaced = ({"extender": stack.enter_context(extender_floor(cluster))}

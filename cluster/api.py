@@ -29,19 +29,65 @@ def create_nodes(api: client.ApiClient, nodes: Iterable[FakeNode]) -> None:
         core.patch_node_status(node.name, {"status": manifest["status"]})
 
 
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+
+
+def _schedulable(node) -> bool:
+    """Ready, and kube-controller-manager has lifted the not-ready taint that
+    TaintNodesByCondition puts on every new node (until then only pods that tolerate it
+    could be scheduled there)."""
+    return (any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or ()))
+            and not any(t.key == NOT_READY_TAINT for t in (node.spec.taints or ())))
+
+
 def wait_nodes_ready(api: client.ApiClient, names: set[str], timeout: float) -> None:
     core = client.CoreV1Api(api)
     deadline = time.monotonic() + timeout
     while True:
-        ready = {n.metadata.name for n in core.list_node().items
-                 if any(c.type == "Ready" and c.status == "True"
-                        for c in (n.status.conditions or ()))}
+        ready = {n.metadata.name for n in core.list_node().items if _schedulable(n)}
         if names <= ready:
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"nodes not Ready after {timeout:.0f}s: "
                                f"{', '.join(sorted(names - ready))} (is kwok running?)")
         time.sleep(0.1)
+
+
+def wait_service_account(api: client.ApiClient, namespace: str, name: str,
+                         timeout: float) -> None:
+    """kube-controller-manager creates each namespace's `default` ServiceAccount, without
+    which ServiceAccount admission refuses the namespace's pods."""
+    core = client.CoreV1Api(api)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            core.read_namespaced_service_account(name, namespace)
+            return
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"ServiceAccount {namespace}/{name} not created after "
+                               f"{timeout:.0f}s (is kube-controller-manager running?)")
+        time.sleep(0.2)
+
+
+def delete_node_pods(core: client.CoreV1Api, node_name: str, grace_seconds: int,
+                     timeout: float) -> None:
+    """Delete every pod bound to `node_name` and wait until kubelet has removed them."""
+    selector = f"spec.nodeName={node_name}"
+    for pod in core.list_pod_for_all_namespaces(field_selector=selector).items:
+        try:
+            core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace,
+                                       grace_period_seconds=grace_seconds)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    deadline = time.monotonic() + timeout
+    while core.list_pod_for_all_namespaces(field_selector=selector).items:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"pods on {node_name} still there after {timeout:.0f}s")
+        time.sleep(0.5)
 
 
 def apply_webhook_configuration(api: client.ApiClient, body: dict) -> None:

@@ -1,6 +1,7 @@
-"""Where the control-plane binaries come from.
+"""Where the control-plane and node binaries come from.
 
-kube-apiserver, kube-scheduler, kubectl, etcd and kwok are built from the Go module proxy
+kube-apiserver, kube-scheduler, kube-controller-manager, kube-proxy, kubelet, kubectl,
+etcd and kwok are built from the Go module proxy
 by hack/k8s/build.sh into a per-version cache; the script is idempotent and prints the bin
 directory last, so calling it is both "build if missing" and "locate". $PODVIRT_K8S_BIN
 (a directory) and $PODVIRT_ETCD (a binary) override it. etcd is built rather than taken
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "hack" / "k8s" / "build.sh"
-K8S_TOOLS = ("kube-apiserver", "kube-scheduler", "kubectl", "kwok", "etcd")
+K8S_TOOLS = ("kube-apiserver", "kube-scheduler", "kube-controller-manager", "kube-proxy",
+             "kubelet", "kubectl", "kwok", "etcd")
 _OVERRIDES = {"etcd": "PODVIRT_ETCD"}
 
 
@@ -28,6 +30,9 @@ class Binaries:
     etcd: Path
     kube_apiserver: Path
     kube_scheduler: Path
+    kube_controller_manager: Path
+    kube_proxy: Path
+    kubelet: Path
     kubectl: Path
     kwok: Path
 
@@ -56,6 +61,4 @@ def locate() -> Binaries:
     missing = [str(p) for p in paths.values() if not os.access(p, os.X_OK)]
     if missing:
         raise BinaryError(f"missing: {', '.join(missing)}; run {BUILD_SCRIPT}")
-    return Binaries(etcd=paths["etcd"], kube_apiserver=paths["kube-apiserver"],
-                    kube_scheduler=paths["kube-scheduler"], kubectl=paths["kubectl"],
-                    kwok=paths["kwok"])
+    return Binaries(**{tool.replace("-", "_"): path for tool, path in paths.items()})

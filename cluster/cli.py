@@ -1,4 +1,5 @@
-"""`podvirt cluster up|down|status`: a local control plane with fake (kwok) nodes."""
+"""`podvirt cluster up|down|status`: a local cluster: this machine as its real node (podvirt
+installed by its chart) beside fake (kwok) nodes."""
 
 from __future__ import annotations
 
@@ -8,17 +9,23 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "cluster", help="run a local Kubernetes control plane with fake nodes",
-        description="etcd, kube-apiserver, kube-scheduler and kwok as local processes, with "
-                    "podvirt's webhook and extender wired in and fake nodes from an inventory.")
+        "cluster", help="run a local Kubernetes cluster: a real node and fake nodes",
+        description="etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok as "
+                    "local processes; this machine as a real node (containerd, kubelet, "
+                    "kube-proxy) with podvirt installed by its Helm chart from images built "
+                    "here; fake nodes from an inventory beside it. With --no-node, podvirt's "
+                    "webhook and extender run as host processes and only fake nodes exist.")
     actions = p.add_subparsers(dest="action", metavar="<action>")
     actions.required = True
     up = actions.add_parser("up", help="start the cluster (refuses if one is up in STATE_DIR)")
     up.add_argument("--inventory", type=Path, help="fake-node inventory YAML "
                                                    "(default: examples/nodes.yaml)")
-    up.add_argument("--no-webhook", action="store_true", help="do not run podvirt webhook")
+    up.add_argument("--no-node", action="store_true",
+                    help="no real node: kwok's fake nodes only, podvirt as host processes")
+    up.add_argument("--no-webhook", action="store_true",
+                    help="with --no-node: do not run podvirt webhook")
     up.add_argument("--no-extender", action="store_true",
-                    help="schedule without the podvirt extender")
+                    help="with --no-node: schedule without the podvirt extender")
     up.add_argument("--timeout", type=float, default=60.0,
                     help="seconds each component may take to become ready (default 60)")
     up.set_defaults(func=run_up)
@@ -38,18 +45,21 @@ def _cluster(args: argparse.Namespace):
 
 def run_up(args: argparse.Namespace) -> int:
     from podvirt.cluster.binaries import BinaryError
+    from podvirt.cluster.chart import ChartError
     from podvirt.cluster.cluster import ClusterError, UpOptions
+    from podvirt.cluster.images import ImageError
+    from podvirt.cluster.nodehost import NodeError
     from podvirt.cluster.inventory import DEFAULT_INVENTORY, InventoryError
     from podvirt.cluster.processes import ComponentError
     from kubernetes.client.rest import ApiException
     cluster = _cluster(args)
     options = UpOptions(inventory=args.inventory or DEFAULT_INVENTORY,
                         webhook=not args.no_webhook, extender=not args.no_extender,
-                        timeout=args.timeout)
+                        node=not args.no_node, timeout=args.timeout)
     try:
         cluster.up(options)
     except (ClusterError, InventoryError, BinaryError, ComponentError, TimeoutError,
-            ApiException, OSError) as exc:
+            NodeError, ImageError, ChartError, ApiException, OSError) as exc:
         print(f"podvirt cluster up: {exc}")
         return 1
     print(f"KUBECONFIG={cluster.kubeconfig}")

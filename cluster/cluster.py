@@ -1,8 +1,16 @@
-"""`Cluster`: one local control plane in one state directory.
+"""`Cluster`: one local cluster in one state directory.
 
-etcd -> kube-apiserver -> (kube-scheduler, kwok, podvirt webhook, podvirt extender) -> fake
-nodes and the webhook registration. Every process is recorded in state.json the moment it
-starts, so `down` (or a failed `up`) can stop exactly what was started.
+etcd -> kube-apiserver -> (kube-controller-manager, kube-scheduler, kwok) -> fake nodes,
+and then one of two ways to run podvirt:
+
+- with the real node (the default): containerd + kubelet + kube-proxy make this machine a
+  node, the images built here are loaded into its containerd, and podvirt is installed by
+  its Helm chart as real pods on it (chart.py); VMs boot in launcher pods there.
+- without it (`node=False`, the scheduling tests and benchmarks): the podvirt webhook and
+  extender run as host processes next to the control plane and only kwok's fake nodes exist.
+
+Every process is recorded in state.json the moment it starts, so `down` (or a failed `up`)
+can stop exactly what was started.
 """
 
 from __future__ import annotations
@@ -19,10 +27,14 @@ from typing import Callable, Iterator
 
 import yaml
 
-from podvirt.cluster import components, inventory, kubeconfig, pki, processes, state, webhooks
+from podvirt.cluster import chart, components, images, inventory, kubeconfig, node, nodehost, \
+    pki, processes, state, webhooks
 from podvirt.cluster.binaries import Binaries, locate
 from podvirt.cluster.layout import Layout, default_state_dir
+from podvirt.cluster.node import NodeLayout
 from podvirt.cluster.processes import Probe
+from podvirt.vmspec import DEFAULT_COSTS
+from podvirt.vmspec import keys as k
 
 Progress = Callable[[str], None]
 
@@ -74,6 +86,10 @@ class UpOptions:
     webhook_workers: int = 1
     timeout: float = 60.0          # per readiness wait
     vm_nodes_percentage: int = 100  # the VM profile's percentageOfNodesToScore
+    # This machine as a real node with podvirt installed by its chart (webhook and
+    # extender then run as pods, not as the host processes the two flags above choose).
+    node: bool = True
+    chart_timeout: float = 300.0    # helm install --wait, image builds not included
 
 
 class Cluster:
@@ -83,6 +99,7 @@ class Cluster:
         self.timings: dict[str, float] = {}
         self._binaries: Binaries | None = None
         self._spawned: dict[str, float] = {}     # component -> monotonic start time
+        self.node_layout = NodeLayout()
 
     # --- what tests and the demo use ---------------------------------------------------
     @property
@@ -155,12 +172,15 @@ class Cluster:
             self._progress(f"removing stale state in {self.state_dir}")
         self.layout.clear()
         nodes = inventory.load(options.inventory)   # fail on a bad inventory before starting
-        use_webhook = options.webhook and webhook_available()
-        use_extender = options.extender and extender_available()
-        if options.webhook and not use_webhook:
+        # With the real node podvirt runs from its chart; host processes only without it.
+        use_webhook = options.webhook and not options.node and webhook_available()
+        use_extender = options.extender and not options.node and extender_available()
+        if options.webhook and not options.node and not use_webhook:
             self._progress("podvirt webhook not installed: skipping it")
-        if options.extender and not use_extender:
+        if options.extender and not options.node and not use_extender:
             self._progress("podvirt extender not installed: scheduling without it")
+        if options.node:
+            nodehost.check_prerequisites()
         started = time.monotonic()
         try:
             current = self._up(options, nodes, use_webhook, use_extender)
@@ -229,33 +249,66 @@ class Cluster:
             d.mkdir(parents=True, exist_ok=True)
         with self._step("binaries", "located"):
             b = self.binaries
+        built: tuple[images.Image, ...] = ()
+        if options.node:
+            with self._step("images", "built or cached"):
+                built = images.ensure(self._progress)
+            with self._step("real node's host network", "prepared"):
+                self._claim_node()
+                nodehost.prepare_network()
         with self._step("certificates", "issued"):
             keys = pki.create(layout.pki)
         ports = components.Ports(*(processes.free_port()
                                    for _ in dataclasses.fields(components.Ports)))
-        server = f"https://127.0.0.1:{ports.apiserver}"
-        kubeconfig.write(layout.kubeconfig, kubeconfig.render(server, keys.ca, *keys.pair("admin")))
+        address = node.NODE_IP if options.node else "127.0.0.1"
+        server = f"https://{address}:{ports.apiserver}"
+        for name, stem in (("kubeconfig", "admin"), ("controller-manager", "controller-manager"),
+                           ("kube-proxy", "kube-proxy"), ("kubelet", "node")):
+            kubeconfig.write(self._kubeconfig(name),
+                             kubeconfig.render(server, keys.ca, *keys.pair(stem)))
         current = state.ClusterState(server=server, kubeconfig=str(layout.kubeconfig))
         state.save(layout.state_file, current)
+        node_ports = None
+        if options.node:
+            node_ports = node.NodePorts(*(processes.free_port()
+                                          for _ in dataclasses.fields(node.NodePorts)))
+            # containerd needs no API server: it loads the images meanwhile.
+            current = self._start_containerd(current, keys, node_ports)
         # With the extender, VM pods go to its VM profile (see schedconfig); without it
-        # the scheduler has only the stock profile.
+        # the scheduler has only the stock profile until the chart brings one.
         vm_scheduler = vm_scheduler_name() if use_extender else "default-scheduler"
-        current = self._start_api(current, b, keys, ports, options, use_webhook, vm_scheduler)
+        current = self._start_api(current, b, keys, ports, options, use_webhook, vm_scheduler,
+                                  address)
+        current = self._start(current, "kube-controller-manager",
+                              components.kube_controller_manager(
+                                  b, layout, ports, self._kubeconfig("controller-manager")),
+                              ports.controller_manager,
+                              Probe(f"https://127.0.0.1:{ports.controller_manager}/healthz"))
         current = self._start_addons(current, b, keys, ports, use_extender,
                                      options.vm_nodes_percentage)
+        if node_ports is not None:
+            current = self._start_node(current, b, built, node_ports, options)
         self._populate(current, keys, ports, nodes, options, use_webhook)
+        if options.node:
+            current = self._install_podvirt(current, b, ports, options)
         return current
+
+    def _kubeconfig(self, name: str) -> Path:
+        """The admin's kubeconfig, or the one of a component with its own identity."""
+        return self.layout.kubeconfig if name == "kubeconfig" \
+            else self.layout.config / f"{name}.kubeconfig"
 
     def _start_api(self, current: state.ClusterState, b: Binaries, keys: pki.Pki,
                    ports: components.Ports, options: UpOptions,
-                   use_webhook: bool, vm_scheduler: str) -> state.ClusterState:
+                   use_webhook: bool, vm_scheduler: str, address: str) -> state.ClusterState:
         """etcd, then kube-apiserver; the webhook boots alongside the API server."""
         layout, ca = self.layout, str(keys.ca)
         current = self._start(current, "etcd", components.etcd(b, layout, ports), ports.etcd,
                               Probe(f"http://127.0.0.1:{ports.etcd}/health"))
         self._wait(current, "etcd", options.timeout)
         admin = tuple(str(p) for p in keys.pair("admin"))
-        current = self._start(current, "kube-apiserver", components.kube_apiserver(b, layout, ports),
+        current = self._start(current, "kube-apiserver",
+                              components.kube_apiserver(b, layout, ports, address),
                               ports.apiserver, Probe(f"{current.server}/readyz", ca, admin))
         if use_webhook:
             current = self._start(current, "webhook",
@@ -280,15 +333,102 @@ class Cluster:
                                                     vm_nodes_percentage=vm_nodes_percentage)
             current = self._start(current, "extender", components.extender(layout, ports),
                                   ports.extender, Probe(f"{extender_url}/healthz", str(keys.ca)))
-        sched_file = layout.config / "kube-scheduler.yaml"
-        sched_file.write_text(components.scheduler_config(layout, extender_yaml))
-        current = self._start(current, "kube-scheduler",
-                              components.kube_scheduler(b, str(sched_file), ports),
-                              ports.scheduler, Probe(f"https://127.0.0.1:{ports.scheduler}/healthz"))
+        current = self._start_scheduler(current, b, ports, extender_yaml)
         kwok_file = layout.config / "kwok.yaml"
         kwok_file.write_text(yaml.safe_dump(components.KWOK_CONFIG))
         return self._start(current, "kwok", components.kwok(b, layout, ports, str(kwok_file)),
                            ports.kwok, Probe(f"http://127.0.0.1:{ports.kwok}/healthz"))
+
+    def _start_scheduler(self, current: state.ClusterState, b: Binaries, ports: components.Ports,
+                         extender_yaml: str | None) -> state.ClusterState:
+        sched_file = self.layout.config / "kube-scheduler.yaml"
+        sched_file.write_text(components.scheduler_config(self.layout, extender_yaml))
+        return self._start(current, "kube-scheduler",
+                           components.kube_scheduler(b, str(sched_file), ports),
+                           ports.scheduler, Probe(f"https://127.0.0.1:{ports.scheduler}/healthz"))
+
+    # --- the real node --------------------------------------------------------------------------
+    def _claim_node(self) -> None:
+        def alive(owner: Path) -> bool:
+            try:
+                return bool(Cluster(owner, progress=lambda _: None).running())
+            except ClusterError:
+                return False
+        if nodehost.claim(self.node_layout, self.state_dir.resolve(), alive):
+            self._progress("cleaning up what an earlier real node left behind")
+            nodehost.teardown(self.node_layout, self._kube_proxy_binary(), [])
+            nodehost.claim(self.node_layout, self.state_dir.resolve(), alive)
+
+    def _start_containerd(self, current: state.ClusterState, keys: pki.Pki,
+                          ports: node.NodePorts) -> state.ClusterState:
+        nl = self.node_layout
+        nodehost.write_configs(nl, ports, keys.dir, self._kubeconfig("kube-proxy"))
+        return self._start(current, "containerd", ["containerd", f"--config={nl.containerd_config}"],
+                           ports.containerd_metrics,
+                           Probe(f"http://127.0.0.1:{ports.containerd_metrics}/v1/metrics"))
+
+    def _start_node(self, current: state.ClusterState, b: Binaries,
+                    built: tuple[images.Image, ...], ports: node.NodePorts,
+                    options: UpOptions) -> state.ClusterState:
+        """Images into containerd, then kubelet and kube-proxy."""
+        nl = self.node_layout
+        self._wait(current, "containerd", options.timeout)
+        with self._step(f"{len(built)} images", "loaded into containerd"):
+            for image in built:
+                nodehost.import_image(nl, image.archive)
+        current = self._start(current, "kubelet",
+                              node.kubelet(b.kubelet, nl, self._kubeconfig("kubelet")),
+                              ports.kubelet,
+                              Probe(f"http://127.0.0.1:{ports.kubelet_healthz}/healthz"))
+        return self._start(current, "kube-proxy", node.kube_proxy(b.kube_proxy, nl),
+                           ports.proxy_healthz,
+                           Probe(f"http://127.0.0.1:{ports.proxy_healthz}/livez"))
+
+    def _install_podvirt(self, current: state.ClusterState, b: Binaries,
+                         ports: components.Ports, options: UpOptions) -> state.ClusterState:
+        """helm install of the chart, then the host's kube-scheduler restarted with the
+        chart's scheduler configuration (the extender behind its Service)."""
+        values = self.layout.config / "podvirt-values.yaml"
+        values.write_text(yaml.safe_dump(chart.local_values(self.node_layout), sort_keys=False))
+        with self._step("podvirt chart", "installed (helm install --wait)"):
+            chart.install(self._helm_binary(), self.kubeconfig, values, options.chart_timeout)
+        api = self.api_client()
+        resources = (k.VM_MARKER_RESOURCE, DEFAULT_COSTS.resources.tun)
+        with self._step("node agents", "advertising " + ", ".join(resources)):
+            chart.wait_node_resources(api, resources, options.timeout)
+        config = chart.scheduler_config(api, self.layout.config / "podvirt-ca.crt")
+        scheduler = current.component("kube-scheduler")
+        assert scheduler is not None
+        processes.stop_all([scheduler.pid])
+        current = self._start_scheduler(current.without("kube-scheduler"), b, ports, config)
+        self._wait(current, "kube-scheduler", options.timeout)
+        from podvirt.cluster import api as cluster_api
+        with self._step("webhook registration", "active"):
+            cluster_api.wait_webhook_active(api, chart.WEBHOOK_NAME, options.timeout)
+        return current
+
+    def _helm_binary(self) -> Path:
+        helm = self.binaries.kubectl.parent / "helm"
+        if not helm.exists():
+            raise ClusterError(f"helm is not built ({helm}); run hack/k8s/build.sh")
+        return helm
+
+    def _kube_proxy_binary(self) -> Path | None:
+        try:
+            return self.binaries.kube_proxy
+        except Exception:   # noqa: BLE001 - cleanup goes on without kube-proxy's own
+            return None
+
+    def _drain_node(self) -> None:
+        """Delete the real node's pods through the API while kubelet still runs, so it
+        stops their containers and tears down their networks (CNI DEL) as it should."""
+        from kubernetes import client
+        from podvirt.cluster import api as cluster_api
+        try:
+            core = client.CoreV1Api(self.api_client())
+            cluster_api.delete_node_pods(core, node.NODE_NAME, grace_seconds=5, timeout=40)
+        except Exception as exc:   # noqa: BLE001 - teardown below cleans up regardless
+            self._progress(f"could not delete the real node's pods ({exc}); forcing")
 
     def _populate(self, current: state.ClusterState, keys: pki.Pki, ports: components.Ports,
                   nodes: tuple[inventory.FakeNode, ...], options: UpOptions,
@@ -298,10 +438,14 @@ class Cluster:
         client = api.new_client(str(self.layout.kubeconfig))
         with self._step(f"{len(nodes)} fake nodes", "created"):
             api.create_nodes(client, nodes)
-        for name in ("kwok", "kube-scheduler", "extender", "webhook"):
+        for name in ("kube-controller-manager", "kwok", "kube-scheduler", "extender", "webhook",
+                     "kubelet", "kube-proxy"):
             self._wait(current, name, options.timeout)
+        names = {n.name for n in nodes} | ({node.NODE_NAME} if options.node else set())
         with self._step("nodes", "Ready"):
-            api.wait_nodes_ready(client, {n.name for n in nodes}, options.timeout)
+            api.wait_nodes_ready(client, names, options.timeout)
+        with self._step("default ServiceAccount", "created"):
+            api.wait_service_account(client, "default", "default", options.timeout)
         if use_webhook:
             with self._step("webhook registration", "active"):
                 api.apply_webhook_configuration(client, webhooks.mutating_webhook_configuration(
@@ -310,10 +454,26 @@ class Cluster:
 
     def _stop_all(self, keep_state: bool) -> None:
         current = self.state
-        live = [c for c in (current.components if current else ()) if c.running]
+        components_ = current.components if current else ()
+        live = [c for c in components_ if c.running]
+        owns_node = nodehost.owner(self.node_layout) == self.state_dir.resolve()
+        netns: list[Path] = []
+        if owns_node:
+            names = {c.name for c in live}
+            # Nothing may recreate the pods being deleted (DaemonSet, Deployments).
+            early = [c for c in live if c.name in ("kube-controller-manager", "kube-scheduler")]
+            processes.stop_all([c.pid for c in early])
+            live = [c for c in live if c not in early]
+            if {"kube-apiserver", "kubelet"} <= names:
+                with self._step("real node's pods", "deleted"):
+                    self._drain_node()
+            netns = nodehost.sandbox_netns(self.node_layout)
         if live:
             # All at once: nothing has to outlive anything else in a throwaway cluster.
             with self._step(f"{len(live)} components", "stopped"):
                 processes.stop_all([c.pid for c in live])
+        if owns_node:
+            with self._step("real node", "cleaned up"):
+                nodehost.teardown(self.node_layout, self._kube_proxy_binary(), netns)
         if not keep_state:
             self.layout.clear()

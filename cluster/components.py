@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 
@@ -25,6 +26,7 @@ class Ports:
     etcd_peer: int
     apiserver: int
     scheduler: int
+    controller_manager: int
     kwok: int
     webhook: int
     extender: int
@@ -40,12 +42,15 @@ def etcd(b: Binaries, layout: Layout, ports: Ports) -> list[str]:
             "--quota-backend-bytes=1073741824", "--logger=zap", "--log-level=warn"]
 
 
-def kube_apiserver(b: Binaries, layout: Layout, ports: Ports) -> list[str]:
+def kube_apiserver(b: Binaries, layout: Layout, ports: Ports, address: str = "127.0.0.1") -> list[str]:
+    """`address`: where it listens and what it advertises. With a real node that is the
+    node's bridge address, so pods reach it through the `kubernetes` Service (whose
+    endpoint the lease reconciler keeps); on loopback there is nothing to advertise."""
     pki = layout.pki
     return [
         str(b.kube_apiserver),
         f"--etcd-servers=http://127.0.0.1:{ports.etcd}",
-        "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+        f"--bind-address={address}", f"--advertise-address={address}",
         f"--secure-port={ports.apiserver}",
         f"--cert-dir={layout.apiserver_certs}",
         f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -55,16 +60,45 @@ def kube_apiserver(b: Binaries, layout: Layout, ports: Ports) -> list[str]:
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--authorization-mode=Node,RBAC",
-        # No kube-controller-manager runs: nothing would create the per-namespace "default"
-        # ServiceAccount that ServiceAccount admission insists on, nor lift the not-ready
-        # taint that TaintNodesByCondition puts on every new node.
-        "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
+        "--enable-admission-plugins=NodeRestriction",
+        # logs, exec and port-forward: the API server calls kubelet by its InternalIP (no
+        # DNS name to resolve), verifies its serving certificate and proves itself.
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+        f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
         "--allow-privileged=true",
         # Fewer moving parts on a small machine: no flow-control queues, no profiling.
         "--enable-priority-and-fairness=false", "--profiling=false",
-        "--endpoint-reconciler-type=none",
+        f"--endpoint-reconciler-type={'none' if address == '127.0.0.1' else 'lease'}",
         "--v=1",
     ]
+
+
+def kube_controller_manager(b: Binaries, layout: Layout, ports: Ports,
+                            kubeconfig: Path) -> list[str]:
+    """Every default controller (Deployments, Jobs, garbage collection, ServiceAccounts and
+    their tokens, node lifecycle, endpoints), each with its own ServiceAccount's rights."""
+    pki = layout.pki
+    return [str(b.kube_controller_manager), f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1", f"--secure-port={ports.controller_manager}",
+            f"--cert-dir={layout.config / 'controller-manager.certs'}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+            f"--cluster-signing-key-file={pki / 'ca.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--use-service-account-credentials=true", "--controllers=*",
+            # kwok's fake nodes keep no lease and post their status about once a minute:
+            # with the default 50 s grace they would flap to Unknown and have their pods
+            # evicted.
+            "--node-monitor-grace-period=5m",
+            # A throwaway cluster protects no other clients (default 20 qps: minutes to
+            # untaint 1000 new nodes).
+            "--kube-api-qps=500", "--kube-api-burst=1000",
+            "--leader-elect=false", "--v=1"]
 
 
 def scheduler_config(layout: Layout, extender_yaml: str | None) -> str:

@@ -13,10 +13,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from podvirt.certs import generate_ca, issue_cert, write_pem_files
+from podvirt.cluster.node import NODE_IP, NODE_NAME
 
 LOOPBACK_SANS = ("127.0.0.1", "localhost")
-APISERVER_SANS = (*LOOPBACK_SANS, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                  "kubernetes.default.svc.cluster.local", "10.96.0.1")
+# With a real node the API server also listens on the node's bridge address, where pods
+# reach it through the `kubernetes` Service (10.96.0.1).
+APISERVER_SANS = (*LOOPBACK_SANS, NODE_IP, "kubernetes", "kubernetes.default",
+                  "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "10.96.0.1")
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,10 @@ def _service_account_keys() -> tuple[bytes, bytes]:
 
 
 def create(directory: Path) -> Pki:
-    """CA; apiserver, webhook and extender serving certs; admin client cert (system:masters)."""
+    """CA; serving certs of the API server, the webhook, the extender and the real node's
+    kubelet; client certs of the admin (system:masters), the API server towards kubelets,
+    kube-controller-manager, kube-proxy and the node (each the identity its default RBAC
+    binding or the Node authorizer expects)."""
     ca_crt, ca_key = generate_ca("podvirt-local-ca")
     files = {"ca.crt": ca_crt, "ca.key": ca_key}
     leaves = {
@@ -55,6 +61,11 @@ def create(directory: Path) -> Pki:
         "admin": ("podvirt-admin", (), True, "system:masters"),
         "webhook": ("podvirt-webhook", LOOPBACK_SANS, False, None),
         "extender": ("podvirt-extender", LOOPBACK_SANS, False, None),
+        "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", (), True, "system:masters"),
+        "controller-manager": ("system:kube-controller-manager", (), True, None),
+        "kube-proxy": ("system:kube-proxy", (), True, None),
+        "node": (f"system:node:{NODE_NAME}", (), True, "system:nodes"),
+        "kubelet": (f"system:node:{NODE_NAME}", (NODE_IP, NODE_NAME, *LOOPBACK_SANS), False, None),
     }
     for stem, (cn, sans, client, org) in leaves.items():
         crt, key = issue_cert(ca_crt, ca_key, cn, sans, client=client, organization=org)

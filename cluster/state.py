@@ -42,6 +42,10 @@ class ClusterState:
     def with_component(self, component: Component) -> "ClusterState":
         return ClusterState(self.server, self.kubeconfig, (*self.components, component))
 
+    def without(self, name: str) -> "ClusterState":
+        return ClusterState(self.server, self.kubeconfig,
+                            tuple(c for c in self.components if c.name != name))
+
     def component(self, name: str) -> Component | None:
         return next((c for c in self.components if c.name == name), None)
 

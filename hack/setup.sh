@@ -9,8 +9,14 @@ cd "$root"
 
 # etcd is built from the Go module proxy with the Kubernetes binaries (hack/k8s/build.sh):
 # Debian's etcd 3.4 lacks the watch-progress feature kube-apiserver 1.34's clients rely on.
+# The local node (cluster/node.py): containerd + runc run the kubelet's pods, CNI plugins
+# wire them to the podvirt0 bridge, conntrack + iptables serve kube-proxy; buildah,
+# mmdebstrap and uidmap build the images offline (hack/images/build.sh), libc6-dev links
+# the static pause binary.
 APT_PACKAGES=(libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86
-              qemu-utils busybox-static libvirt-dev pkg-config cpio gcc)
+              qemu-utils busybox-static libvirt-dev pkg-config cpio gcc libc6-dev
+              containerd runc containernetworking-plugins conntrack iptables
+              buildah mmdebstrap uidmap)
 
 phase() { echo; echo "=== [setup $(date +%H:%M:%S)] $*"; }
 timed() {  # name cmd...
@@ -57,3 +63,5 @@ phase "test guest (Debian cloud kernel + busybox initramfs)"
 timed "test guest" bash -c "bash hack/guest/build.sh >/dev/null"
 phase "Python venv"
 timed "Python venv" python_env
+phase "container images (buildah, offline; cold: ~3 min)"
+timed "container images" bash -c "bash hack/images/build.sh >/dev/null"

@@ -90,7 +90,7 @@ def kube(tmp_path_factory) -> Iterator[Kube]:
         pytest.skip(f"no PODVIRT_KUBECONFIG and podvirt.cluster unavailable ({exc})")
     cluster = Cluster(tmp_path_factory.mktemp("chart-cluster"), progress=lambda m: print(m, flush=True))
     # The chart is under test, not the services: no local webhook or extender processes.
-    cluster.up(UpOptions(webhook=False, extender=False))
+    cluster.up(UpOptions(webhook=False, extender=False, node=False))
     try:
         yield Kube(str(cluster.kubeconfig))
     finally:

@@ -19,9 +19,15 @@ def _same_scalar(stored: Any, expected: Any) -> bool:
     return False
 
 
+def _server_added(item: Any) -> bool:
+    """ServiceAccount admission's token volume and its mounts (kube-api-access-<hash>)."""
+    return isinstance(item, dict) and str(item.get("name", "")).startswith("kube-api-access-")
+
+
 def missing_from(stored: Any, expected: Any, path: str = "") -> list[str]:
     """Where `expected` is not contained in `stored`: every key of a mapping and every item
-    of a list (same order, same length) must be there; the server may add defaults."""
+    of a list (same order, same length) must be there; the server may add defaults and the
+    ServiceAccount token volume."""
     if isinstance(expected, dict):
         if not isinstance(stored, dict):
             return [f"{path}: expected a mapping, stored {stored!r}"]
@@ -33,6 +39,8 @@ def missing_from(stored: Any, expected: Any, path: str = "") -> list[str]:
                 out += missing_from(stored[key], value, f"{path}.{key}")
         return out
     if isinstance(expected, list):
+        if isinstance(stored, list):
+            stored = [item for item in stored if not _server_added(item)]
         if not isinstance(stored, list) or len(stored) != len(expected):
             return [f"{path}: expected {len(expected)} item(s), stored {stored!r}"]
         return [m for i, (s, e) in enumerate(zip(stored, expected))

@@ -34,7 +34,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
     except BinaryError as exc:
         pytest.skip(f"control-plane binaries unavailable: {exc}")
     c = Cluster(tmp_path_factory.mktemp("cluster"))
-    c.up(UpOptions(timeout=90))
+    c.up(UpOptions(timeout=90, node=False))
     yield c
     c.down()
 

@@ -22,7 +22,7 @@ def test_up_down_up_cycle(tmp_path, cluster):   # `cluster`: built binaries, e2e
     (tmp_path / "keep.txt").write_text("not ours")
     cycle = ("--state-dir", state_dir)
 
-    first = podvirt("cluster", "up", *cycle, "--no-webhook", "--no-extender")
+    first = podvirt("cluster", "up", *cycle, "--no-node", "--no-webhook", "--no-extender")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "kube-apiserver ready in" in first.stderr
 
@@ -38,7 +38,7 @@ def test_up_down_up_cycle(tmp_path, cluster):   # `cluster`: built binaries, e2e
     assert not (tmp_path / "state").exists()
     assert podvirt("cluster", "status", *cycle).returncode == 1
 
-    second = podvirt("cluster", "up", *cycle, "--no-webhook", "--no-extender")
+    second = podvirt("cluster", "up", *cycle, "--no-node", "--no-webhook", "--no-extender")
     assert second.returncode == 0, second.stdout + second.stderr
     assert podvirt("cluster", "down", *cycle).returncode == 0
     assert "nothing to stop" in podvirt("cluster", "down", *cycle).stdout
@@ -60,7 +60,8 @@ def test_component_that_dies_fails_up_with_its_log_and_stops_the_rest(tmp_path, 
     fake_etcd.write_text("#!/bin/sh\necho 'etcd: cannot bind' >&2\nexit 3\n")
     fake_etcd.chmod(0o755)
     result = subprocess.run([sys.executable, "-m", "podvirt.cli", "cluster", "up",
-                             "--state-dir", str(state_dir)], capture_output=True, text=True,
+                             "--no-node", "--state-dir", str(state_dir)],
+                            capture_output=True, text=True,
                             timeout=60, env={**os.environ, "PODVIRT_ETCD": str(fake_etcd)})
     assert result.returncode == 1
     assert "etcd exited during startup" in result.stdout

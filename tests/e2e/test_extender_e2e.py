@@ -130,7 +130,7 @@ def race_cluster(tmp_path_factory):
     (tmp / "nodes.yaml").write_text(yaml.safe_dump(inventory))
     c = Cluster(tmp / "state")
     try:
-        c.up(UpOptions(inventory=tmp / "nodes.yaml", timeout=120))
+        c.up(UpOptions(inventory=tmp / "nodes.yaml", timeout=120, node=False))
         yield c
     finally:
         c.down()

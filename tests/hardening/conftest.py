@@ -97,7 +97,7 @@ def _cluster(state_dir: Path):
     except BinaryError as exc:
         pytest.skip(f"control-plane binaries unavailable: {exc}")
     c = Cluster(state_dir)
-    c.up(UpOptions(inventory=INVENTORY, timeout=90))
+    c.up(UpOptions(inventory=INVENTORY, timeout=90, node=False))
     return c
 
 
