@@ -19,10 +19,10 @@ def new_client(kubeconfig: str) -> client.ApiClient:
     return config.new_client_from_config(config_file=kubeconfig)
 
 
-def create_nodes(api: client.ApiClient, nodes: Iterable[FakeNode]) -> None:
+def create_nodes(api: client.ApiClient, nodes: Iterable[FakeNode], tainted: bool = False) -> None:
     core = client.CoreV1Api(api)
     for node in nodes:
-        manifest = node.manifest()
+        manifest = node.manifest(tainted)
         core.create_node(manifest)
         # Status sent on create may be dropped or overwritten by kwok's first pass; setting
         # it through the status subresource makes capacity/allocatable authoritative.

@@ -437,7 +437,7 @@ class Cluster:
         from podvirt.cluster import api
         client = api.new_client(str(self.layout.kubeconfig))
         with self._step(f"{len(nodes)} fake nodes", "created"):
-            api.create_nodes(client, nodes)
+            api.create_nodes(client, nodes, tainted=options.node)
         for name in ("kube-controller-manager", "kwok", "kube-scheduler", "extender", "webhook",
                      "kubelet", "kube-proxy"):
             self._wait(current, name, options.timeout)

@@ -23,6 +23,9 @@ from podvirt.vmspec import keys as k
 # kwok manages exactly the nodes carrying this annotation (--manage-nodes-with-annotation-selector).
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_VALUE = "fake"
+# Beside a real node the fake ones carry this taint, so only pods that tolerate it (the
+# scheduling examples) land where no container would ever run.
+FAKE_NODE_TAINT = {"key": KWOK_ANNOTATION, "value": KWOK_VALUE, "effect": "NoSchedule"}
 DEFAULT_INVENTORY = Path(__file__).resolve().parent / "nodes.yaml"  # -> examples/nodes.yaml
 
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -43,7 +46,7 @@ class FakeNode:
     allocatable: Mapping[str, str]
     devices: tuple[PassthroughDevice, ...] = ()
 
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self, tainted: bool = False) -> dict[str, Any]:
         """The Node as the API takes it, status included (kwok keeps a set allocatable)."""
         annotations = {**self.annotations, KWOK_ANNOTATION: KWOK_VALUE}
         if self.devices:
@@ -52,7 +55,7 @@ class FakeNode:
                   "kubernetes.io/arch": "amd64", "type": "kwok", **self.labels}
         return {"apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": self.name, "labels": labels, "annotations": annotations},
-                "spec": {},
+                "spec": {"taints": [dict(FAKE_NODE_TAINT)]} if tainted else {},
                 "status": {"capacity": dict(self.capacity),
                            "allocatable": dict(self.allocatable)}}
 

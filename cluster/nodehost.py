@@ -293,3 +293,19 @@ def teardown(layout: NodeLayout, kube_proxy: Path | None, netns: list[Path],
     for d in (layout.root, layout.run):
         shutil.rmtree(d, ignore_errors=True)
     progress("real node torn down")
+
+
+def leftovers(layout: NodeLayout) -> list[str]:
+    """What of the real node is still on this machine (empty after a clean teardown):
+    tests check it, and `cluster up` uses teardown() when a dead owner left some."""
+    found = [f"mount {p}" for p in _mounts_under((layout.root, layout.run))]
+    found += [f"directory {d}" for d in (layout.root, layout.run) if d.exists()]
+    found += [f"cgroup {c}" for c in _pod_cgroups()]
+    found += [f"process {p}" for p in _pids_of(f"-address {layout.containerd_socket}")]
+    if _run("ip", "link", "show", node.BRIDGE, check=False).returncode == 0:
+        found.append(f"bridge {node.BRIDGE}")
+    for table in ("nat", "filter", "mangle"):
+        rules = _run("iptables", "-t", table, "-S", check=False).stdout.splitlines()
+        found += [f"iptables -t {table} {r}" for r in rules
+                  if r.startswith("-N KUBE-") or r.startswith("-N CNI-")]
+    return found

@@ -2,7 +2,9 @@
 # Runs every podvirt test tier on this machine, installing what is missing first
 # (hack/setup.sh). Tiers: unit (pure logic, Flask test clients), e2e (real etcd,
 # kube-apiserver, kube-scheduler, kwok, webhook and extender processes), libvirt (real
-# libvirtd + QEMU guests under TCG), hardening (fuzz, races, faults, escapes).
+# libvirtd + QEMU guests under TCG), node (this machine as a real kubelet + containerd
+# node running the chart; VMs boot in launcher pods), hardening (fuzz, races, faults,
+# escapes).
 # Extra arguments go to every pytest run (e.g. -x, -k name).
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,9 +23,10 @@ tier() {  # name marker-expression
   # 5 = nothing collected: a tier with no tests is reported, not failed.
   if [[ $rc != 0 && $rc != 5 ]]; then status=1; fi
 }
-tier unit "not e2e and not libvirt and not hardening" "$@"
-tier e2e "e2e and not libvirt and not hardening" "$@"
-tier libvirt "libvirt and not hardening" "$@"
+tier unit "not e2e and not libvirt and not node and not hardening" "$@"
+tier e2e "e2e and not libvirt and not node and not hardening" "$@"
+tier libvirt "libvirt and not node and not hardening" "$@"
+tier node "node and not hardening" "$@"
 tier hardening "hardening" "$@"
 
 .venv/bin/python - "$results" <<'PY'

@@ -1,10 +1,14 @@
 """`podvirt demo`: the whole flow on one machine, told as a story.
 
-A local control plane (etcd, kube-apiserver, kube-scheduler with the podvirt extender,
-kwok nodes, the podvirt webhook) takes the example VM pods; the demo shows what the webhook
-made of them, where the scheduler put them and why one fits nowhere, then boots one VM
-for real with `podvirt launcher` against its pod and shows the guest's console and what
-the launcher reported. Everything is torn down on exit or Ctrl-C.
+A local cluster (etcd, kube-apiserver, kube-controller-manager, kube-scheduler with the
+podvirt extender, this machine as a real kubelet + containerd node running the podvirt
+chart, and kwok's fake fleet beside it) takes the example VM pods; the demo shows what the
+webhook made of them, where the scheduler put them on the fake fleet and why one fits
+nowhere, then boots one VM for real in a launcher pod on the real node, shows the guest's
+console (`kubectl logs`) and what the launcher reported, and deletes the pod: the guest gets
+an ACPI shutdown. Everything is torn down on exit or Ctrl-C. With --no-node there is no real
+node: the webhook and extender run as host processes and the VM boots from a host process
+against its pod.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PLACED = ("vm-small.yaml", "vm-pinned.yaml", "vm-gpu.yaml", "vm-too-big.yaml")
-GUEST_DIR = Path("/tmp/podvirt/guest")   # where examples/vm-tiny-guest.yaml points
+GUEST_DIR = Path("/tmp/podvirt/guest")   # the host-process boot (--no-node) reads the guest here
 
 
 def register(subparsers) -> None:
@@ -35,6 +41,9 @@ def register(subparsers) -> None:
     p.add_argument("--keep", action="store_true",
                    help="leave the cluster running at the end (stop it with podvirt cluster down)")
     p.add_argument("--no-boot", action="store_true", help="skip booting a real VM")
+    p.add_argument("--no-node", action="store_true",
+                   help="no real node: webhook and extender as host processes, the VM booted "
+                        "from a host process")
     p.set_defaults(func=run)
 
 
@@ -122,14 +131,35 @@ def _show_placements(story: Story, cluster, names: list[str]) -> None:
                 story.say(line, indent=6)
 
 
-def _boot(story: Story, cluster, work: Path) -> int:
+def _show_report(story: Story, cluster, name: str) -> None:
+    story.say(f"What the launcher reported on its pod (kubectl get pod {name} -o yaml):")
+    stored = json.loads(cluster.kubectl("get", "pod", name, "-o", "json").stdout)
+    for key, value in sorted(stored["metadata"].get("annotations", {}).items()):
+        if key.startswith("podvirt.io/") and key.split("/")[1] in (
+                "phase", "domain-state", "accel", "node", "started-at", "qemu-rss",
+                "failure-reason", "failure-message", "guest-ip"):
+            story.say(f"{key}: {value}", indent=6)
+    events = json.loads(cluster.kubectl(
+        "get", "events", "-o", "json", f"--field-selector=involvedObject.name={name}").stdout)
+    for ev in events["items"]:
+        if ev.get("source", {}).get("component", "") != "default-scheduler":
+            story.say(f"event {ev['reason']}: {ev.get('message', '')}", indent=6)
+
+
+def _boot_on_host(story: Story, cluster, work: Path) -> int:
     from podvirt.launcher.devguest import ensure_guest
     from podvirt.vmspec.downward import render_annotations_file
 
     story.say("building (or reusing) the tiny guest: Debian cloud kernel + busybox initramfs")
     ensure_guest().install(GUEST_DIR)
-    example = EXAMPLES / "vm-tiny-guest.yaml"
-    cluster.kubectl("apply", "-f", str(example))
+    manifest = yaml.safe_load((EXAMPLES / "vm-tiny-guest.yaml").read_text())
+    # Without a real node the kernel comes from the host's guest cache, not an image.
+    ann = manifest["metadata"]["annotations"]
+    ann.pop("podvirt.io/kernel-image")
+    ann["podvirt.io/kernel"] = str(GUEST_DIR / "vmlinuz")
+    ann["podvirt.io/initrd"] = str(GUEST_DIR / "initramfs.cpio.gz")
+    ann["podvirt.io/kernel-args"] = "console=ttyS0 quiet"
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
     pods = _wait_placed(cluster, ["vm-tiny"])
     pod = pods["vm-tiny"]
     node = pod["spec"].get("nodeName", "")
@@ -149,19 +179,74 @@ def _boot(story: Story, cluster, work: Path) -> int:
         story.say("│ " + line.rstrip(), indent=6)
     rc = proc.wait()
     story.say(f"\nlauncher exited {rc} after {time.monotonic() - started:.1f}s")
-    story.say("What the launcher reported on its pod (kubectl get pod vm-tiny -o yaml):")
-    stored = json.loads(cluster.kubectl("get", "pod", "vm-tiny", "-o", "json").stdout)
-    for key, value in sorted(stored["metadata"].get("annotations", {}).items()):
-        if key.startswith("podvirt.io/") and key.split("/")[1] in (
-                "phase", "domain-state", "accel", "node", "started-at", "qemu-rss",
-                "failure-reason", "failure-message", "guest-ip"):
-            story.say(f"{key}: {value}", indent=6)
-    events = json.loads(cluster.kubectl(
-        "get", "events", "-o", "json", "--field-selector=involvedObject.name=vm-tiny").stdout)
-    for ev in events["items"]:
-        if ev.get("source", {}).get("component", "") != "default-scheduler":
-            story.say(f"event {ev['reason']}: {ev.get('message', '')}", indent=6)
+    _show_report(story, cluster, "vm-tiny")
     return rc
+
+
+def _wait_phase(cluster, name: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        out = cluster.kubectl("get", "pod", name, "-o", "jsonpath={.status.phase}",
+                              check=False).stdout.strip()
+        if out in ("Running", "Succeeded", "Failed") or time.monotonic() > deadline:
+            return out or "?"
+        time.sleep(0.5)
+
+
+def _boot_in_pod(story: Story, cluster) -> int:
+    """vm-tiny on the real node: kubelet starts the launcher pod; its log is the console."""
+    from podvirt.launcher.kvmboot import MARKER
+    story.say("$ kubectl apply -f examples/vm-tiny-guest.yaml")
+    started = time.monotonic()
+    cluster.kubectl("apply", "-f", str(EXAMPLES / "vm-tiny-guest.yaml"))
+    phase = _wait_phase(cluster, "vm-tiny", 180)
+    pod = json.loads(cluster.kubectl("get", "pod", "vm-tiny", "-o", "json").stdout)
+    story.say(f"vm-tiny is {phase} on {pod['spec'].get('nodeName') or '(no node)'} after "
+              f"{time.monotonic() - started:.1f}s: its init containers copied the kernel out "
+              "of the\ntiny-guest image, the launcher container started libvirtd and QEMU.")
+    if phase != "Running":
+        _show_report(story, cluster, "vm-tiny")
+        return 1
+    story.say("$ kubectl logs -f vm-tiny -c launcher     (the guest's serial console)\n")
+    logs = subprocess.Popen([str(cluster.binaries.kubectl), f"--kubeconfig={cluster.kubeconfig}",
+                             "logs", "-f", "vm-tiny", "-c", "launcher"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert logs.stdout is not None
+    up = False
+    for line in logs.stdout:
+        story.say("│ " + line.rstrip(), indent=6)
+        if MARKER.decode() in line:
+            up = True
+            break
+    if not up:
+        story.say("the console ended before the guest came up")
+        _show_report(story, cluster, "vm-tiny")
+        return 1
+    story.say(f"\nthe guest is up {time.monotonic() - started:.1f}s after kubectl apply")
+    _show_report(story, cluster, "vm-tiny")
+    story.say("\n$ kubectl delete pod vm-tiny     (SIGTERM → the launcher asks the guest "
+              "to shut down over ACPI)\n")
+    deleted = time.monotonic()
+    deleter = subprocess.Popen([str(cluster.binaries.kubectl), f"--kubeconfig={cluster.kubeconfig}",
+                                "delete", "pod", "vm-tiny", "--wait=true"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for line in logs.stdout:
+        story.say("│ " + line.rstrip(), indent=6)
+    logs.wait()
+    rc = deleter.wait()
+    story.say(f"\nvm-tiny is gone {time.monotonic() - deleted:.1f}s after kubectl delete")
+    return rc
+
+
+def _for_fake_fleet(path: Path) -> str:
+    """A scheduling example aimed at kwok's fake fleet: beside the real node those nodes
+    are tainted (cluster/inventory.py), and no container image there is ever pulled."""
+    manifest = yaml.safe_load(path.read_text())
+    spec = manifest["spec"]
+    spec.setdefault("tolerations", []).append(
+        {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"})
+    spec.setdefault("nodeSelector", {})["type"] = "kwok"
+    return yaml.safe_dump(manifest)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -173,9 +258,14 @@ def run(args: argparse.Namespace) -> int:
     cluster = Cluster(state_dir, progress=lambda m: story.say(m, indent=6))
     rc = 0
     try:
-        story.title("A local control plane: etcd, kube-apiserver, kube-scheduler + podvirt "
-                    "extender, kwok nodes, podvirt webhook")
-        cluster.up()
+        if args.no_node:
+            story.title("A local control plane: etcd, kube-apiserver, kube-scheduler + podvirt "
+                        "extender, kwok nodes, podvirt webhook")
+        else:
+            story.title("A local cluster: etcd, kube-apiserver, kube-controller-manager, "
+                        "kube-scheduler + podvirt extender,\n   this machine as a real node "
+                        "(kubelet, containerd) running the podvirt chart, kwok's fake fleet")
+        cluster.up(node=not args.no_node)
         nodes = cluster.kubectl("get", "nodes", "-L", "podvirt.io/kvm,podvirt.io/zone").stdout
         story.say(nodes)
 
@@ -186,9 +276,15 @@ def run(args: argparse.Namespace) -> int:
 
         story.title("Four VM pods: small, pinned to zone b with hugepages, with a GPU, and one "
                     "too big for any node")
+        if not args.no_node:
+            story.say("(placed on kwok's fake fleet: the demo adds a toleration of its taint "
+                      "and a type=kwok node selector)\n")
         for name in PLACED:
             story.say(f"$ kubectl apply -f examples/{name}")
-            cluster.kubectl("apply", "-f", str(EXAMPLES / name))
+            if args.no_node:
+                cluster.kubectl("apply", "-f", str(EXAMPLES / name))
+            else:
+                cluster.kubectl("apply", "-f", "-", input=_for_fake_fleet(EXAMPLES / name))
         small = json.loads(cluster.kubectl("get", "pod", "vm-small", "-o", "json").stdout)
         launcher = next(c for c in small["spec"]["containers"] if c["name"] == "launcher")
         story.say("\nThe webhook turned vm-small into a launcher pod; its container:")
@@ -198,10 +294,13 @@ def run(args: argparse.Namespace) -> int:
         _show_placements(story, cluster, [n.removesuffix(".yaml") for n in PLACED])
 
         if not args.no_boot:
-            story.title("Booting one VM for real: podvirt launcher → libvirtd → QEMU")
-            work = Path(tmp.name) / "boot"
-            work.mkdir(parents=True, exist_ok=True)
-            rc = _boot(story, cluster, work)
+            story.title("Booting one VM for real: launcher pod → libvirtd → QEMU (TCG here)")
+            if args.no_node:
+                work = Path(tmp.name) / "boot"
+                work.mkdir(parents=True, exist_ok=True)
+                rc = _boot_on_host(story, cluster, work)
+            else:
+                rc = _boot_in_pod(story, cluster)
         story.title("Done")
         story.say(f"demo took {time.monotonic() - story.t0:.0f}s")
     except KeyboardInterrupt:

@@ -236,17 +236,21 @@ def pod_policy(pod: Pod, ctx: RenderContext) -> None:
     meta.setdefault("annotations", {})[k.RENDERED] = rendered_hash(meta.get("annotations"))
 
 
+# libvirtd (root in the launcher container) sets the uid/gid of every child it forks and
+# clears its capabilities and bounding set before exec (virSetUIDGIDWithCaps): without
+# these three it cannot start QEMU at all ("cannot apply process capabilities -5"). They
+# stay inside the container's user and capability bounds; QEMU itself runs with none.
+LIBVIRT_CHILD_CAPS = ("SETGID", "SETUID", "SETPCAP")
+
+
 def security(pod: Pod, ctx: RenderContext) -> None:
-    add = []
+    add = list(LIBVIRT_CHILD_CAPS)
     if ctx.spec.uses_tap:
         add.append("NET_ADMIN")     # create the tap device and attach it to the pod's NIC
     if ctx.spec.dedicated_cpus:
         add.append("SYS_NICE")      # pin vCPU threads to the exclusive CPUs (sched_setaffinity)
-    caps: dict[str, list[str]] = {"drop": ["ALL"]}
-    if add:
-        caps["add"] = add
     _launcher(pod)["securityContext"] = {"privileged": False, "allowPrivilegeEscalation": False,
-                                         "capabilities": caps}
+                                         "capabilities": {"drop": ["ALL"], "add": add}}
 
 
 def _always(spec: VMSpec) -> bool:

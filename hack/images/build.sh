@@ -197,6 +197,10 @@ t_all=$SECONDS
 build_base
 build_pause
 base_id="$(image_id "$BASE")"
+# The device plugin's gRPC stubs are generated and git-ignored (launcher/deviceplugin/_api/):
+# made before the context is hashed, so the hash and both images' launcher/ include them.
+bash "$repo/hack/deviceplugin/gen.sh" >"$logs/deviceplugin-gen.log" 2>&1 \
+  || fail deviceplugin-gen "$logs/deviceplugin-gen.log" "$SECONDS"
 context_sum="$(repo_context_sum)"
 ca="$(pip_ca)"
 ca_args=()

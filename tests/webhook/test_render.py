@@ -173,7 +173,7 @@ def test_no_pinning_no_affinity():
 
 
 @pytest.mark.parametrize("extra, added", [
-    pytest.param({}, None, id="nothing-added"),
+    pytest.param({}, [], id="only-libvirt-child-caps"),
     pytest.param({k.NICS: "eth0=tap"}, ["NET_ADMIN"], id="tap-adds-net-admin"),
     pytest.param({k.DEDICATED_CPUS: "true"}, ["SYS_NICE"], id="dedicated-adds-sys-nice"),
 ])
@@ -181,7 +181,7 @@ def test_security(extra, added):
     sc = launcher(rendered(extra))["securityContext"]
     assert sc["privileged"] is False and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"]["drop"] == ["ALL"]
-    assert sc["capabilities"].get("add") == added
+    assert sc["capabilities"]["add"] == [*r.LIBVIRT_CHILD_CAPS, *added]
 
 
 def test_pod_policy():

@@ -1,0 +1,95 @@
+"""The node tier: the local cluster with this machine as a real node (kubelet,
+containerd, kube-proxy) and podvirt installed on it by its Helm chart, for the whole
+session. VM pods here run for real: kubelet starts the launcher pod, libvirtd and QEMU run
+inside its container.
+
+Fixtures:
+  cluster    the running `Cluster` (node mode); at teardown the host must be clean
+  core       a kubernetes CoreV1Api on it
+  vm_pod     vm_pod(name, **annotations) -> manifest of a tiny-guest VM pod (default ns)
+  wait_pod   wait_pod(name, predicate, timeout) -> V1Pod, via a watch (default ns)
+  logs       logs(name, container) -> the container's log so far
+VM pods go to the `default` namespace: the chart gives the launcher ServiceAccount only
+to its VM namespaces (cluster/chart.py). Each test deletes what it created.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import yaml
+
+from tests.support import core_api
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "vm-tiny-guest.yaml"
+NAMESPACE = "default"
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    from podvirt.cluster import nodehost
+    from podvirt.cluster.binaries import BinaryError, locate
+    from podvirt.cluster.cluster import Cluster, UpOptions
+    try:
+        locate()
+    except BinaryError as exc:
+        pytest.fail(f"control-plane binaries unavailable: {exc}")
+    c = Cluster(tmp_path_factory.mktemp("node-cluster"))
+    try:
+        c.up(UpOptions(timeout=120, node=True))
+    except BaseException:
+        c.down()
+        raise
+    yield c
+    c.down()
+    left = nodehost.leftovers(c.node_layout)
+    assert left == [], f"podvirt cluster down left on this machine: {left}"
+
+
+@pytest.fixture(scope="session")
+def core(cluster):
+    return core_api(cluster)
+
+
+@pytest.fixture
+def vm_pod() -> Callable[..., dict]:
+    def _make(name: str, **annotations: str) -> dict:
+        manifest = yaml.safe_load(EXAMPLE.read_text())
+        manifest["metadata"]["name"] = name
+        ann = manifest["metadata"]["annotations"]
+        for key, value in annotations.items():
+            full = "podvirt.io/" + key.replace("_", "-")
+            if value is None:
+                ann.pop(full, None)
+            else:
+                ann[full] = value
+        return manifest
+    return _make
+
+
+@pytest.fixture
+def wait_pod(core) -> Callable:
+    from kubernetes import watch
+
+    def _wait(name: str, predicate: Callable, timeout: float = 120):
+        w = watch.Watch()
+        last = None
+        for event in w.stream(core.list_namespaced_pod, NAMESPACE,
+                              field_selector=f"metadata.name={name}", timeout_seconds=int(timeout)):
+            last = event["object"]
+            if predicate(last):
+                w.stop()
+                return last
+        state = json.dumps(last.status.to_dict(), default=str)[:1500] if last else "never seen"
+        raise AssertionError(f"pod {name} did not get there in {timeout}s: {state}")
+    return _wait
+
+
+@pytest.fixture
+def logs(cluster) -> Callable[[str, str], str]:
+    def _logs(name: str, container: str = "launcher") -> str:
+        return cluster.kubectl("logs", "-n", NAMESPACE, name, "-c", container, check=False).stdout
+    return _logs
