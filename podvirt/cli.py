@@ -15,6 +15,7 @@ _SUBCOMMANDS = (
     ("webhook", "podvirt.webhook.cli"),
     ("extender", "podvirt.extender.cli"),
     ("launcher", "podvirt.launcher.cli"),
+    ("device-plugin", "podvirt.launcher.deviceplugin.cli"),
     ("certs", "podvirt.certs.cli"),
     ("cluster", "podvirt.cluster.cli"),
     ("demo", "podvirt.demo"),
