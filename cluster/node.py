@@ -80,8 +80,9 @@ class NodeLayout:
 
     @property
     def device_plugins(self) -> Path:
-        """Where kubelet's device manager listens (kubelet.sock) and plugins register."""
-        return self.kubelet_root / "device-plugins"
+        """Where kubelet's device manager listens (kubelet.sock) and plugins register:
+        fixed by the device plugin API (v1beta1 DevicePluginPath), not under --root-dir."""
+        return DEVICE_PLUGIN_DIR
 
     @property
     def kube_proxy_config(self) -> Path:
@@ -96,7 +97,11 @@ class NodeLayout:
     def fixed_host_paths() -> tuple[Path, ...]:
         """Paths outside our roots that kubelet, containerd or libcni write regardless of
         configuration: container log symlinks, CNI result caches, network namespaces."""
-        return (Path("/var/log/containers"), Path("/var/lib/cni"), Path("/run/netns"))
+        return (Path("/var/log/containers"), Path("/var/lib/cni"), Path("/run/netns"),
+                DEVICE_PLUGIN_DIR, DEVICE_PLUGIN_DIR.parent)
+
+
+DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
 
 
 @dataclass(frozen=True)

@@ -267,6 +267,11 @@ def _remove_fixed_path_leftovers(layout: NodeLayout, netns: list[Path]) -> None:
     for path in netns:
         _run("umount", "--lazy", str(path), check=False)
         path.unlink(missing_ok=True)
+    # kubelet's registration socket and our plugins' sockets (kubelet deletes the
+    # plugins' own at start, not at exit); other plugins' sockets are left alone.
+    plugins = layout.device_plugins
+    for sock in (plugins / "kubelet.sock", *plugins.glob("podvirt-*.sock")):
+        sock.unlink(missing_ok=True)
     # The directories themselves, where nothing else uses them (kubelet, libcni and
     # containerd created them).
     for directory in (results, *NodeLayout.fixed_host_paths()):
@@ -300,6 +305,9 @@ def leftovers(layout: NodeLayout) -> list[str]:
     tests check it, and `cluster up` uses teardown() when a dead owner left some."""
     found = [f"mount {p}" for p in _mounts_under((layout.root, layout.run))]
     found += [f"directory {d}" for d in (layout.root, layout.run) if d.exists()]
+    plugins = layout.device_plugins
+    found += [f"socket {s}" for s in (plugins / "kubelet.sock", *plugins.glob("podvirt-*.sock"))
+              if s.exists()]
     found += [f"cgroup {c}" for c in _pod_cgroups()]
     found += [f"process {p}" for p in _pids_of(f"-address {layout.containerd_socket}")]
     if _run("ip", "link", "show", node.BRIDGE, check=False).returncode == 0:

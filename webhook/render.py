@@ -95,7 +95,9 @@ def launcher_container(pod: Pod, ctx: RenderContext) -> None:
     container = {
         "name": LAUNCHER,
         "image": ctx.settings.launcher_image,
-        "command": ["podvirt", "launcher", "run", "--spec", SPEC_FILE],
+        # The image's entrypoint (tini -> podvirt, images/launcher.Containerfile) stays:
+        # its PID 1 reaps the processes QEMU daemonizes.
+        "args": ["launcher", "run", "--spec", SPEC_FILE],
         "env": [{"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
                 for name, path in _ENV],
         "volumeMounts": [{"name": SPEC_VOLUME, "mountPath": SPEC_DIR, "readOnly": True}],
@@ -236,11 +238,13 @@ def pod_policy(pod: Pod, ctx: RenderContext) -> None:
     meta.setdefault("annotations", {})[k.RENDERED] = rendered_hash(meta.get("annotations"))
 
 
-# libvirtd (root in the launcher container) sets the uid/gid of every child it forks and
-# clears its capabilities and bounding set before exec (virSetUIDGIDWithCaps): without
-# these three it cannot start QEMU at all ("cannot apply process capabilities -5"). They
-# stay inside the container's user and capability bounds; QEMU itself runs with none.
-LIBVIRT_CHILD_CAPS = ("SETGID", "SETUID", "SETPCAP")
+# libvirtd runs as root in the launcher container and forks QEMU through
+# virSetUIDGIDWithCaps: it sets the child's uid/gid (SETGID, SETUID) and clears its
+# capabilities and bounding set (SETPCAP) before exec; the one-off QEMU capability probe
+# also keeps DAC_OVERRIDE (libvirt's qemuProcessQMPLaunch, as root). libvirt can only hand
+# a child capabilities the container has, so without these four QEMU never starts
+# ("cannot apply process capabilities -5"). QEMU running the guest gets none of them.
+LIBVIRT_CHILD_CAPS = ("DAC_OVERRIDE", "SETGID", "SETUID", "SETPCAP")
 
 
 def security(pod: Pod, ctx: RenderContext) -> None:
