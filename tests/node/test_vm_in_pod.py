@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from tests.node.conftest import NAMESPACE
 
 pytestmark = pytest.mark.node
 
+DEPLOYMENT = Path(__file__).resolve().parents[2] / "examples" / "vm-deployment.yaml"
 CONSOLE_TIMEOUT = 180    # image copy + libvirtd start + QEMU capability probe + TCG boot
 
 
@@ -130,9 +132,7 @@ def test_vm_that_needs_kvm_bound_to_the_node_gets_dev_kvm_and_fails_the_check(cl
 def test_statefulset_replica_boots(cluster, core, vm_pod, logs):
     from kubernetes import client
     apps = client.AppsV1Api(cluster.api_client())
-    template = vm_pod("unused")
-    labels = {"app": "vm-set", k.OPT_IN_LABEL: k.OPT_IN_VALUE}
-    template["metadata"] = {"labels": labels, "annotations": template["metadata"]["annotations"]}
+    template = _template(vm_pod("unused"), "vm-set")
     sts = {"apiVersion": "apps/v1", "kind": "StatefulSet",
            "metadata": {"name": "vm-set", "namespace": NAMESPACE},
            "spec": {"replicas": 1, "serviceName": "vm-set",
@@ -142,24 +142,18 @@ def test_statefulset_replica_boots(cluster, core, vm_pod, logs):
         assert result.returncode == 0, result.stderr
         assert _wait_booted(core, logs, "app=vm-set", 1) == {"vm-set-0"}
     finally:
-        apps.delete_namespaced_stateful_set("vm-set", NAMESPACE)
+        _ignore_missing(apps.delete_namespaced_stateful_set, "vm-set", NAMESPACE)
         deadline = time.monotonic() + 60
         while core.list_namespaced_pod(NAMESPACE, label_selector="app=vm-set").items:
             assert time.monotonic() < deadline, "vm-set-0 outlived its StatefulSet"
             time.sleep(1)
 
 
-def test_deployment_replicas_boot_and_a_deleted_one_is_replaced(cluster, core, vm_pod, logs):
+def test_deployment_replicas_boot_and_a_deleted_one_is_replaced(cluster, core, logs):
+    """examples/vm-deployment.yaml as a user applies it."""
     from kubernetes import client
     apps = client.AppsV1Api(cluster.api_client())
-    template = vm_pod("unused")
-    labels = {"app": "vm-fleet", k.OPT_IN_LABEL: k.OPT_IN_VALUE}
-    template["metadata"] = {"labels": labels, "annotations": template["metadata"]["annotations"]}
-    deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
-                  "metadata": {"name": "vm-fleet", "namespace": NAMESPACE},
-                  "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "vm-fleet"}},
-                           "template": template}}
-    result = cluster.kubectl("apply", "-f", "-", input=_yaml(deployment), check=False)
+    result = cluster.kubectl("apply", "-n", NAMESPACE, "-f", str(DEPLOYMENT), check=False)
     try:
         assert result.returncode == 0, result.stderr
         first = _wait_booted(core, logs, "app=vm-fleet", 2)
@@ -169,11 +163,31 @@ def test_deployment_replicas_boot_and_a_deleted_one_is_replaced(cluster, core, v
         second = _wait_booted(core, logs, "app=vm-fleet", 2)
         assert victim not in second and len(second & first) == 1
     finally:
-        apps.delete_namespaced_deployment("vm-fleet", NAMESPACE, propagation_policy="Foreground")
+        _ignore_missing(apps.delete_namespaced_deployment, "vm-fleet", NAMESPACE,
+                        propagation_policy="Foreground")
         deadline = time.monotonic() + 60
         while core.list_namespaced_pod(NAMESPACE, label_selector="app=vm-fleet").items:
             assert time.monotonic() < deadline, "vm-fleet pods outlived their Deployment"
             time.sleep(1)
+
+
+def _template(pod: dict, app: str) -> dict:
+    """A pod template as a user writes it for a controller (examples/vm-deployment.yaml):
+    the VM pod's annotations, the opt-in label plus the app label, and a placeholder
+    `launcher` container, since controllers reject templates without containers."""
+    return {"metadata": {"labels": {"app": app, k.OPT_IN_LABEL: k.OPT_IN_VALUE},
+                         "annotations": pod["metadata"]["annotations"]},
+            "spec": {**pod["spec"], "containers": [
+                {"name": "launcher", "image": "localhost/podvirt/launcher:0.1.0"}]}}
+
+
+def _ignore_missing(delete, *args, **kwargs) -> None:
+    from kubernetes.client.exceptions import ApiException
+    try:
+        delete(*args, **kwargs)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
 
 
 def _wait_booted(core, logs, selector: str, count: int) -> set[str]:
