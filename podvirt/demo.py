@@ -142,6 +142,10 @@ def _show_report(story: Story, cluster, name: str) -> None:
     events = json.loads(cluster.kubectl(
         "get", "events", "-o", "json", f"--field-selector=involvedObject.name={name}").stdout)
     for ev in events["items"]:
+        # The local cluster runs no DNS: kubelet's MissingClusterDNS warning says so on
+        # every pod and is not part of the story.
+        if ev.get("reason") == "MissingClusterDNS":
+            continue
         if ev.get("source", {}).get("component", "") != "default-scheduler":
             story.say(f"event {ev['reason']}: {ev.get('message', '')}", indent=6)
 
@@ -288,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
         small = json.loads(cluster.kubectl("get", "pod", "vm-small", "-o", "json").stdout)
         launcher = next(c for c in small["spec"]["containers"] if c["name"] == "launcher")
         story.say("\nThe webhook turned vm-small into a launcher pod; its container:")
-        story.say(json.dumps({"image": launcher["image"], "command": launcher.get("command"),
+        story.say(json.dumps({"image": launcher["image"], "args": launcher.get("args"),
                               "resources": launcher.get("resources")}, indent=2), indent=6)
         story.title("Where the scheduler and the podvirt extender put them")
         _show_placements(story, cluster, [n.removesuffix(".yaml") for n in PLACED])
