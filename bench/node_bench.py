@@ -14,7 +14,7 @@ the real node, so no other cluster may hold the node):
            private libvirtd + virtlogd, no shared capabilities cache: the pod has none).
    Ratio = median pod / median host; target <= 1.3x.
 2. Memory: guests of 128Mi, 512Mi and 1Gi that write most of their memory
-   (podvirt.touch=guest-48MiB; the rest is their kernel and initramfs), in real pods whose
+   (podvirt.touch=guest-64MiB into a tmpfs; the rest is their kernel and initramfs), in real pods whose
    memory limit is the webhook's guest + overhead. We read the launcher container's cgroup
    peak (memory.max_usage_in_bytes, cgroup v1; memory.peak on v2) and failcnt, and
    compare peak with the limit, and peak - touched with the predicted overhead. Target:
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -69,7 +70,7 @@ def wait_log(core, name: str, marker: str, t0: float) -> float:
     from kubernetes.client.exceptions import ApiException
     while time.monotonic() - t0 < TIMEOUT:
         try:
-            text = core.read_namespaced_pod_log(name, NAMESPACE, container="launcher")
+            text = core.read_namespaced_pod_log(name, NAMESPACE, container="launcher") or ""
             if marker in text:
                 return time.monotonic() - t0
         except ApiException:
@@ -159,12 +160,17 @@ def read_peak(cgroup: Path) -> tuple[int, int]:
 def bench_memory(cluster, core) -> list[tuple]:
     rows = []
     for memory in ("128Mi", "512Mi", "1Gi"):
-        touch = parse_bytes(memory) // MiB - 48
+        touch = parse_bytes(memory) // MiB - 64
         name = f"bench-mem-{memory.lower()}"
         t0 = time.monotonic()
         cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(
             pod_manifest(name, memory, f"podvirt.sleep=wait podvirt.touch={touch}")))
         wait_log(core, name, MARKER.decode(), t0)
+        console = core.read_namespaced_pod_log(name, NAMESPACE, container="launcher") or ""
+        written = re.search(r"PODVIRT-GUEST-TOUCHED (\d+)", console)
+        if written is None or int(written.group(1)) != touch:
+            raise RuntimeError(f"{name}: the guest wrote {written and written.group(1)} MiB, "
+                               f"not {touch}")
         time.sleep(3.0)                       # idle: libvirtd's and QEMU's steady state
         pod = core.read_namespaced_pod(name, NAMESPACE)
         peak, failcnt = read_peak(container_cgroup(pod, "launcher"))
@@ -191,7 +197,10 @@ def main() -> int:
         log("node_bench: needs root (the real node, libvirtd, QEMU)")
         return 2
     from kubernetes import client
-    with tempfile.TemporaryDirectory(prefix="node-bench-") as tmp:
+    # The host launcher reads kernels only from the pod's podvirt directories; /tmp/podvirt
+    # is one of them (as in bench/launcher_bench.py).
+    Path("/tmp/podvirt").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="node-bench-", dir="/tmp/podvirt") as tmp:
         root = Path(tmp)
         cluster = Cluster(Path(args.state_dir) if args.state_dir else root / "cluster",
                           progress=lambda m: log("    " + m))
@@ -204,7 +213,7 @@ def main() -> int:
             pod = bench_pod(cluster, core, args.runs)
             log(f"[2/3] host: podvirt launcher run -> console marker, {args.runs} runs")
             host = bench_host(ensure_guest(), root / "host", args.runs)
-            log("[3/3] memory: guests writing all but 48Mi of their memory, in real pods")
+            log("[3/3] memory: guests writing all but 64Mi of their memory, in real pods")
             rows = bench_memory(cluster, core)
         finally:
             cluster.down()

@@ -18,3 +18,19 @@ def make_namespace(cluster, request) -> str:
 def core_api(cluster):
     from kubernetes import client
     return client.CoreV1Api(cluster.api_client())
+
+
+def watch_pod(core, namespace: str, name: str, predicate, timeout: float):
+    """The pod once `predicate(pod)` holds, via a watch; fails with its last status."""
+    import json
+    from kubernetes import watch
+    w = watch.Watch()
+    last = None
+    for event in w.stream(core.list_namespaced_pod, namespace,
+                          field_selector=f"metadata.name={name}", timeout_seconds=int(timeout)):
+        last = event["object"]
+        if predicate(last):
+            w.stop()
+            return last
+    state = json.dumps(last.status.to_dict(), default=str)[:1500] if last else "never seen"
+    raise AssertionError(f"pod {namespace}/{name} did not get there in {timeout}s: {state}")

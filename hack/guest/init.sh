@@ -1,7 +1,8 @@
 #!/bin/busybox sh
 # PID 1 of the podvirt test guest (busybox initramfs, serial console on ttyS0).
 #   podvirt.sleep=N    power off N seconds after boot (default 0); "wait" = until ACPI
-#   podvirt.touch=MiB  write MiB of data into the RAM-backed root first (memory benchmarks)
+#   podvirt.touch=MiB  write MiB of data into guest RAM (a tmpfs) first, then print
+#                      PODVIRT-GUEST-TOUCHED <MiB written> (memory benchmarks)
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -31,7 +32,12 @@ for ev in /sys/class/input/event*; do
 done
 
 if [ "$touch_mib" -gt 0 ] 2>/dev/null; then
-    dd if=/dev/urandom of=/touched bs=1M count="$touch_mib" 2>/dev/null
+    # A tmpfs of its own: the initramfs root is capped at half the guest's memory.
+    mkdir -p /touch
+    mount -t tmpfs -o size="$((touch_mib + 1))m" touch /touch
+    dd if=/dev/urandom of=/touch/data bs=1M count="$touch_mib" 2>/dev/null
+    # What was really written (an OOM inside the guest would cut it short).
+    echo "PODVIRT-GUEST-TOUCHED $(($(wc -c < /touch/data) / 1048576))"
 fi
 echo "PODVIRT-GUEST-UP"
 

@@ -13,14 +13,13 @@ by marker); the pure tests here (inventory, component configs) run in the unit t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
 import pytest
 import yaml
 
-from tests.support import core_api, make_namespace
+from tests.support import core_api, make_namespace, watch_pod
 
 DATA = Path(__file__).parent / "data"
 
@@ -59,17 +58,6 @@ def apply(cluster) -> Callable:
 
 @pytest.fixture
 def wait_pod(core) -> Callable:
-    from kubernetes import watch
-
     def _wait(namespace: str, name: str, predicate: Callable, timeout: float = 30):
-        w = watch.Watch()
-        last = None
-        for event in w.stream(core.list_namespaced_pod, namespace,
-                              field_selector=f"metadata.name={name}", timeout_seconds=int(timeout)):
-            last = event["object"]
-            if predicate(last):
-                w.stop()
-                return last
-        state = json.dumps(last.status.to_dict(), default=str)[:800] if last else "never seen"
-        raise AssertionError(f"pod {namespace}/{name} did not get there in {timeout}s: {state}")
+        return watch_pod(core, namespace, name, predicate, timeout)
     return _wait

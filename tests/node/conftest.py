@@ -15,14 +15,13 @@ to its VM namespaces (cluster/chart.py). Each test deletes what it created.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
 import pytest
 import yaml
 
-from tests.support import core_api
+from tests.support import core_api, watch_pod
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "vm-tiny-guest.yaml"
 NAMESPACE = "default"
@@ -72,19 +71,8 @@ def vm_pod() -> Callable[..., dict]:
 
 @pytest.fixture
 def wait_pod(core) -> Callable:
-    from kubernetes import watch
-
     def _wait(name: str, predicate: Callable, timeout: float = 120):
-        w = watch.Watch()
-        last = None
-        for event in w.stream(core.list_namespaced_pod, NAMESPACE,
-                              field_selector=f"metadata.name={name}", timeout_seconds=int(timeout)):
-            last = event["object"]
-            if predicate(last):
-                w.stop()
-                return last
-        state = json.dumps(last.status.to_dict(), default=str)[:1500] if last else "never seen"
-        raise AssertionError(f"pod {name} did not get there in {timeout}s: {state}")
+        return watch_pod(core, NAMESPACE, name, predicate, timeout)
     return _wait
 
 
