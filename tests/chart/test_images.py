@@ -120,7 +120,9 @@ def test_conventions(path):
 
 @pytest.mark.parametrize("path, entrypoint", [
     pytest.param(IMAGES / "podvirt.Containerfile", ["podvirt"], id="podvirt"),
-    pytest.param(IMAGES / "launcher.Containerfile", ["podvirt"], id="launcher"),
+    # tini as PID 1 reaps what QEMU daemonizes (see the Containerfile).
+    pytest.param(IMAGES / "launcher.Containerfile", ["/usr/bin/tini", "--", "podvirt"],
+                 id="launcher"),
     pytest.param(IMAGES / "pause.Containerfile", ["/pause"], id="pause"),
     pytest.param(IMAGES / "tiny-guest.Containerfile", None, id="tiny-guest-is-data-only"),
 ])

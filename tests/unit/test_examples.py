@@ -13,6 +13,9 @@ EXAMPLES = sorted(p for p in (Path(__file__).parents[2] / "examples").glob("vm-*
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in EXAMPLES])
 def test_example(path):
     pod = yaml.safe_load(path.read_text())
+    if pod["kind"] != "Pod":       # a controller: its pod template is the VM pod
+        pod = {**pod["spec"]["template"], "metadata": {
+            **pod["spec"]["template"]["metadata"], "name": pod["metadata"]["name"]}}
     assert is_vm_pod(pod["metadata"]["labels"])
     annotations = pod["metadata"]["annotations"]
     if path.stem == "vm-bad":
