@@ -258,8 +258,10 @@ class Cluster:
                 nodehost.prepare_network()
         with self._step("certificates", "issued"):
             keys = pki.create(layout.pki)
-        ports = components.Ports(*(processes.free_port()
-                                   for _ in dataclasses.fields(components.Ports)))
+        # Every port at once, so no two components share one.
+        n_control = len(dataclasses.fields(components.Ports))
+        picked = processes.free_ports(n_control + len(dataclasses.fields(node.NodePorts)))
+        ports = components.Ports(*picked[:n_control])
         address = node.NODE_IP if options.node else "127.0.0.1"
         server = f"https://{address}:{ports.apiserver}"
         for name, stem in (("kubeconfig", "admin"), ("controller-manager", "controller-manager"),
@@ -270,8 +272,7 @@ class Cluster:
         state.save(layout.state_file, current)
         node_ports = None
         if options.node:
-            node_ports = node.NodePorts(*(processes.free_port()
-                                          for _ in dataclasses.fields(node.NodePorts)))
+            node_ports = node.NodePorts(*picked[n_control:])
             # containerd needs no API server: it loads the images meanwhile.
             current = self._start_containerd(current, keys, node_ports)
         # With the extender, VM pods go to its VM profile (see schedconfig); without it

@@ -8,6 +8,7 @@ shell, and its log survives for diagnosis.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import ssl
@@ -24,11 +25,38 @@ class ComponentError(RuntimeError):
     """A component exited or did not become healthy; the message carries its log tail."""
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct TCP ports on 127.0.0.1 that nothing listens on right now, from below the
+    kernel's ephemeral range: a port the kernel handed out for a bind to port 0 is also one
+    it hands to outgoing connections, and the many client connections a starting cluster
+    makes took such a port before its server bound it (kube-scheduler then died at start
+    while its readiness probe was answered by whatever held the port)."""
+    low = max(1024, _ephemeral_range()[0] - 12000)
+    high = _ephemeral_range()[0] - 1
+    picked: list[int] = []
+    for port in random.sample(range(low, high), k=min(high - low, 50 * count)):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        picked.append(port)
+        if len(picked) == count:
+            return picked
+    raise RuntimeError(f"no {count} free TCP ports between {low} and {high}")
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """One port as free_ports picks them."""
+    return free_ports(1)[0]
 
 
 def log_tail(path: Path, lines: int = 15) -> str:
