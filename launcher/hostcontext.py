@@ -35,12 +35,9 @@ class HostContext:
     cloud_init_iso: str | None = None
     serial_log: str | None = None                    # None: a pty console
     assigned: tuple[PassthroughDevice, ...] = ()
-    tap_devices: tuple[tuple[str, str], ...] = ()    # (nic name, host tap device)
+    passt_socket: str | None = None                  # the pod NIC's passt (podnet.py)
     host_cpus: tuple[int, ...] = ()                  # the pod's CPUs, for dedicated pinning
     tcg_cache_bytes: int = OverheadConstants().tcg_cache
-
-    def tap_for(self, nic: str) -> str:
-        return dict(self.tap_devices).get(nic, f"tap-{nic}"[:15])
 
 
 class AssignedDevicesInvalid(ValueError):

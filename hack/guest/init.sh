@@ -3,21 +3,32 @@
 #   podvirt.sleep=N    power off N seconds after boot (default 0); "wait" = until ACPI
 #   podvirt.touch=MiB  write MiB of data into guest RAM (a tmpfs) first, then print
 #                      PODVIRT-GUEST-TOUCHED <MiB written> (memory benchmarks)
+#   podvirt.net=dhcp   bring up eth0 by DHCP, print PODVIRT-GUEST-IP <address/prefix>
+#   podvirt.serve=PORT answer HTTP on PORT with PODVIRT-GUEST-HTTP <address>
+#   podvirt.reach=URL  fetch URL once the network is up, print PODVIRT-GUEST-REACHED <body>
+#   podvirt.seed=KEY   mount the cloud-init seed (the disk labelled cidata), print
+#                      PODVIRT-GUEST-SEED <value of "KEY:" in its user-data>
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-# The cloud kernel builds the ACPI button and evdev drivers as modules; without them
-# an ACPI power-button press never reaches userspace.
-insmod /lib/modules/evdev.ko 2>/dev/null
-insmod /lib/modules/button.ko 2>/dev/null
+# The cloud kernel builds the ACPI button and evdev drivers as modules (without them an
+# ACPI power-button press never reaches userspace), and the virtio drivers too.
+for mod in evdev button virtio_pci virtio_net virtio_blk isofs; do
+    modprobe "$mod" 2>/dev/null
+done
 
 sleep_s=0
 touch_mib=0
+net="" serve="" reach="" seed=""
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         podvirt.sleep=*) sleep_s="${arg#podvirt.sleep=}" ;;
         podvirt.touch=*) touch_mib="${arg#podvirt.touch=}" ;;
+        podvirt.net=*) net="${arg#podvirt.net=}" ;;
+        podvirt.serve=*) serve="${arg#podvirt.serve=}" ;;
+        podvirt.reach=*) reach="${arg#podvirt.reach=}" ;;
+        podvirt.seed=*) seed="${arg#podvirt.seed=}" ;;
     esac
 done
 
@@ -38,6 +49,47 @@ if [ "$touch_mib" -gt 0 ] 2>/dev/null; then
     dd if=/dev/urandom of=/touch/data bs=1M count="$touch_mib" 2>/dev/null
     # What was really written (an OOM inside the guest would cut it short).
     echo "PODVIRT-GUEST-TOUCHED $(($(wc -c < /touch/data) / 1048576))"
+fi
+if [ "$net" = "dhcp" ]; then
+    # udhcpc hands the lease to a script; this one applies it (busybox ships none).
+    cat > /bin/dhcp-lease <<'SCRIPT'
+#!/bin/busybox sh
+case "$1" in
+    bound|renew)
+        ip addr flush dev "$interface"
+        ip addr add "$ip/${mask:-24}" dev "$interface"
+        for r in $router; do ip route add default via "$r" dev "$interface"; break; done
+        : > /etc/resolv.conf
+        for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done ;;
+esac
+SCRIPT
+    chmod +x /bin/dhcp-lease
+    mkdir -p /etc
+    ip link set lo up
+    ip link set eth0 up
+    if udhcpc -i eth0 -s /bin/dhcp-lease -q -n -t 10 -T 2 >/dev/null 2>&1; then
+        echo "PODVIRT-GUEST-IP $(ip -4 -o addr show dev eth0 | awk '{print $4}')"
+    else
+        echo "PODVIRT-GUEST-DHCP-FAILED"
+    fi
+fi
+if [ -n "$serve" ]; then
+    mkdir -p /www
+    echo "PODVIRT-GUEST-HTTP $(ip -4 -o addr show dev eth0 2>/dev/null | awk '{print $4}')" \
+        > /www/index.html
+    httpd -p "$serve" -h /www
+fi
+if [ -n "$reach" ]; then
+    echo "PODVIRT-GUEST-REACHED $(wget -q -T 10 -O - "$reach" 2>&1 | head -c 200)"
+fi
+if [ -n "$seed" ]; then
+    mkdir -p /seed
+    dev=$(findfs LABEL=cidata 2>/dev/null)
+    if [ -n "$dev" ] && mount -t iso9660 -o ro "$dev" /seed 2>/dev/null; then
+        echo "PODVIRT-GUEST-SEED $(sed -n "s/^$seed: *//p" /seed/user-data | head -1)"
+    else
+        echo "PODVIRT-GUEST-SEED-MISSING"
+    fi
 fi
 echo "PODVIRT-GUEST-UP"
 
