@@ -80,7 +80,16 @@ if [ -n "$serve" ]; then
     httpd -p "$serve" -h /www
 fi
 if [ -n "$reach" ]; then
-    echo "PODVIRT-GUEST-REACHED $(wget -q -T 10 -O - "$reach" 2>&1 | head -c 200)"
+    for try in 1 2 3 4 5; do
+        # (no -T: Debian 12's busybox wget segfaults with a timeout option)
+        if body=$(wget -q -O - "$reach" 2>/tmp/wget.err); then break; fi
+        body="" ; sleep 1
+    done
+    if [ -n "$body" ]; then
+        echo "PODVIRT-GUEST-REACHED $(echo "$body" | head -c 200)"
+    else
+        echo "PODVIRT-GUEST-UNREACHED $(head -c 200 /tmp/wget.err)"
+    fi
 fi
 if [ -n "$seed" ]; then
     mkdir -p /seed
