@@ -6,7 +6,7 @@
 #   podvirt.net=dhcp   bring up eth0 by DHCP, print PODVIRT-GUEST-IP <address/prefix>
 #   podvirt.serve=PORT answer HTTP on PORT with PODVIRT-GUEST-HTTP <address>
 #   podvirt.reach=URL  fetch URL once the network is up, print PODVIRT-GUEST-REACHED <body>
-#   podvirt.seed=KEY   mount the cloud-init seed (the disk labelled cidata), print
+#   podvirt.seed=KEY   mount the cloud-init seed (the ISO disk with meta-data), print
 #                      PODVIRT-GUEST-SEED <value of "KEY:" in its user-data>
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
@@ -92,9 +92,17 @@ if [ -n "$reach" ]; then
     fi
 fi
 if [ -n "$seed" ]; then
+    # The NoCloud seed is the ISO 9660 disk holding meta-data and user-data (busybox's
+    # findfs cannot read ISO labels, so every virtio disk is tried).
     mkdir -p /seed
-    dev=$(findfs LABEL=cidata 2>/dev/null)
-    if [ -n "$dev" ] && mount -t iso9660 -o ro "$dev" /seed 2>/dev/null; then
+    found=""
+    for dev in /dev/vd?; do
+        if mount -t iso9660 -o ro "$dev" /seed 2>/dev/null; then
+            if [ -f /seed/meta-data ] && [ -f /seed/user-data ]; then found=$dev; break; fi
+            umount /seed
+        fi
+    done
+    if [ -n "$found" ]; then
         echo "PODVIRT-GUEST-SEED $(sed -n "s/^$seed: *//p" /seed/user-data | head -1)"
     else
         echo "PODVIRT-GUEST-SEED-MISSING"
