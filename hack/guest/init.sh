@@ -6,6 +6,8 @@
 #   podvirt.net=dhcp   bring up eth0 by DHCP, print PODVIRT-GUEST-IP <address/prefix>
 #   podvirt.serve=PORT answer HTTP on PORT with PODVIRT-GUEST-HTTP <address>
 #   podvirt.reach=URL  fetch URL once the network is up, print PODVIRT-GUEST-REACHED <body>
+#   podvirt.disk-read=vda,...         print PODVIRT-GUEST-READ <dev> <first line of the disk>
+#   podvirt.disk-write=vda:TEXT,...   then write "PODVIRT-DATA TEXT" at the disk's start
 #   podvirt.seed=KEY   mount the cloud-init seed (the ISO disk with meta-data), print
 #                      PODVIRT-GUEST-SEED <value of "KEY:" in its user-data>
 /bin/busybox --install -s /bin
@@ -20,7 +22,7 @@ done
 
 sleep_s=0
 touch_mib=0
-net="" serve="" reach="" seed=""
+net="" serve="" reach="" seed="" disk_read="" disk_write=""
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         podvirt.sleep=*) sleep_s="${arg#podvirt.sleep=}" ;;
@@ -29,6 +31,8 @@ for arg in $(cat /proc/cmdline); do
         podvirt.serve=*) serve="${arg#podvirt.serve=}" ;;
         podvirt.reach=*) reach="${arg#podvirt.reach=}" ;;
         podvirt.seed=*) seed="${arg#podvirt.seed=}" ;;
+        podvirt.disk-read=*) disk_read="${arg#podvirt.disk-read=}" ;;
+        podvirt.disk-write=*) disk_write="${arg#podvirt.disk-write=}" ;;
     esac
 done
 
@@ -108,6 +112,14 @@ if [ -n "$seed" ]; then
         echo "PODVIRT-GUEST-SEED-MISSING"
     fi
 fi
+for dev in $(echo "$disk_read" | tr , ' '); do
+    echo "PODVIRT-GUEST-READ $dev $(head -n 1 "/dev/$dev" | tr -cd '[:print:]' | head -c 200)"
+done
+for item in $(echo "$disk_write" | tr , ' '); do
+    dev="${item%%:*}"
+    echo "PODVIRT-DATA ${item#*:}" | dd of="/dev/$dev" conv=notrunc,fsync 2>/dev/null \
+        && echo "PODVIRT-GUEST-WROTE $dev"
+done
 echo "PODVIRT-GUEST-UP"
 
 if [ "$sleep_s" = "wait" ]; then

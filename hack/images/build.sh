@@ -11,6 +11,8 @@
 #   localhost/podvirt/launcher:0.1.0     images/launcher.Containerfile (libvirt, QEMU, podvirt)
 #   localhost/podvirt/tiny-guest:0.1.0   hack/guest/build.sh's kernel and initramfs under /boot
 #                                        (images/tiny-guest.Containerfile)
+#   localhost/podvirt/tiny-disk:0.1.0    a FROM-scratch containerdisk: one small qcow2 under
+#                                        /disk (images/tiny-disk.Containerfile)
 #
 # Each exported image is a docker-archive that `ctr -n k8s.io images import FILE` loads under
 # its name; images.txt next to them has one `NAME FILE IMAGE-ID` line per image (FILE relative
@@ -39,6 +41,8 @@ PAUSE="localhost/podvirt/pause:3.10"
 PODVIRT="localhost/podvirt/podvirt:$VERSION"
 LAUNCHER="localhost/podvirt/launcher:$VERSION"
 TINY_GUEST="localhost/podvirt/tiny-guest:$VERSION"
+TINY_DISK="localhost/podvirt/tiny-disk:$VERSION"
+TINY_DISK_LINE="PODVIRT-DATA tiny-disk"
 # The base: bookworm with its updates and security suites (as the official image's sources),
 # docs, man pages and locales left out by dpkg like the official slim image, which keeps
 # derived images slim too; merged /usr set up the way debootstrap does it (the usrmerge package
@@ -183,6 +187,18 @@ build_tiny_guest() {
   build tiny-guest "$TINY_GUEST" "$key" "$file" "$context"
 }
 
+build_tiny_disk() {  # a 16 MiB disk whose first line is $TINY_DISK_LINE, as qcow2
+  local key context="$work/tiny-disk" file="$repo/images/tiny-disk.Containerfile"
+  key="$(key_of "$(echo "$TINY_DISK_LINE" | sum)" "$(sum <"$file")")"
+  cached tiny-disk "$TINY_DISK" "$key" && return
+  rm -rf "$context" && mkdir -p "$context"
+  echo "$TINY_DISK_LINE" >"$context/disk.raw"
+  truncate -s 16M "$context/disk.raw"
+  qemu-img convert -q -f raw -O qcow2 "$context/disk.raw" "$context/disk.qcow2"
+  rm "$context/disk.raw"
+  build tiny-disk "$TINY_DISK" "$key" "$file" "$context"
+}
+
 write_manifest() {  # name=ref...
   local pair name ref
   : >"$out/images.txt.tmp"
@@ -213,6 +229,8 @@ fi
 build_repo_image podvirt "$PODVIRT" "$repo/images/podvirt.Containerfile" "$context_sum" "$base_id" "${ca_args[@]}"
 build_repo_image launcher "$LAUNCHER" "$repo/images/launcher.Containerfile" "$context_sum" "$base_id" "${ca_args[@]}"
 build_tiny_guest
-write_manifest pause="$PAUSE" podvirt="$PODVIRT" launcher="$LAUNCHER" tiny-guest="$TINY_GUEST"
+build_tiny_disk
+write_manifest pause="$PAUSE" podvirt="$PODVIRT" launcher="$LAUNCHER" tiny-guest="$TINY_GUEST" \
+  tiny-disk="$TINY_DISK"
 log "all images ready in $((SECONDS - t_all))s: $out/images.txt"
 echo "$out"
