@@ -113,7 +113,10 @@ if [ -n "$seed" ]; then
     fi
 fi
 for dev in $(echo "$disk_read" | tr , ' '); do
-    echo "PODVIRT-GUEST-READ $dev $(head -n 1 "/dev/$dev" | tr -cd '[:print:]' | head -c 200)"
+    # The first sector only (a blank disk has no newline to stop at); printable ASCII
+    # only (this busybox's tr has no character classes).
+    echo "PODVIRT-GUEST-READ $dev $(dd if="/dev/$dev" bs=512 count=1 2>/dev/null | head -n 1 \
+                                     | tr -cd ' -~')"
 done
 for item in $(echo "$disk_write" | tr , ' '); do
     dev="${item%%:*}"
