@@ -58,7 +58,8 @@ def realistic_review(i: int) -> bytes:
                 "podvirt.io/vcpus": "2", "podvirt.io/memory": "4Gi",
                 "podvirt.io/disks": "root=containerdisk:quay.io/containerdisks/debian:12,"
                                     "data=pvc:db-data,tmp=scratch:10Gi",
-                "podvirt.io/nics": "eth0=tap", "podvirt.io/node-labels": "zone=b",
+                "podvirt.io/nics": "eth0", "podvirt.io/ports": "22,80",
+                "podvirt.io/node-labels": "zone=b",
                 "podvirt.io/cloud-init": "#cloud-config\n" + "packages: [postgresql]\n" * 20,
                 "kubectl.kubernetes.io/last-applied-configuration": "x" * 1500,
             },

@@ -6,7 +6,8 @@ chart, and kwok's fake fleet beside it) takes the example VM pods; the demo show
 webhook made of them, where the scheduler put them on the fake fleet and why one fits
 nowhere, then boots one VM for real in a launcher pod on the real node, shows the guest's
 console (`kubectl logs`) and what the launcher reported, and deletes the pod: the guest gets
-an ACPI shutdown. Everything is torn down on exit or Ctrl-C. With --no-node there is no real
+an ACPI shutdown. Last, a Debian VM: cloud-init gives it a user with a fresh SSH key and
+the demo logs in with `ssh` at the pod's IP. Everything is torn down on exit or Ctrl-C. With --no-node there is no real
 node: the webhook and extender run as host processes and the VM boots from a host process
 against its pod.
 """
@@ -25,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from podvirt.vmspec.keys import CLOUD_INIT_SECRET
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PLACED = ("vm-small.yaml", "vm-pinned.yaml", "vm-gpu.yaml", "vm-too-big.yaml")
 GUEST_DIR = Path("/tmp/podvirt/guest")   # the host-process boot (--no-node) reads the guest here
@@ -41,6 +44,8 @@ def register(subparsers) -> None:
     p.add_argument("--keep", action="store_true",
                    help="leave the cluster running at the end (stop it with podvirt cluster down)")
     p.add_argument("--no-boot", action="store_true", help="skip booting a real VM")
+    p.add_argument("--no-debian", action="store_true",
+                   help="skip the Debian VM logged into with ssh (1-3 minutes under TCG)")
     p.add_argument("--no-node", action="store_true",
                    help="no real node: webhook and extender as host processes, the VM booted "
                         "from a host process")
@@ -242,6 +247,50 @@ def _boot_in_pod(story: Story, cluster) -> int:
     return rc
 
 
+def _debian_over_ssh(story: Story, cluster, work: Path) -> int:
+    """examples/vm-debian.yaml with a Secret holding a fresh key; log in with ssh."""
+    manifest = yaml.safe_load((EXAMPLES / "vm-debian.yaml").read_text())
+    name = manifest["metadata"]["name"]
+    secret = manifest["metadata"]["annotations"][CLOUD_INIT_SECRET]
+    key = work / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    public = key.with_suffix(".pub").read_text().strip()
+    user_data = work / "user-data.yaml"
+    user_data.write_text("#cloud-config\nusers:\n  - name: debian\n    shell: /bin/bash\n"
+                         f"    ssh_authorized_keys: [\"{public}\"]\n")
+    story.say(f"$ kubectl create secret generic {secret} --from-file=userdata={user_data.name}")
+    cluster.kubectl("create", "secret", "generic", secret, f"--from-file=userdata={user_data}")
+    story.say("$ kubectl apply -f examples/vm-debian.yaml")
+    started = time.monotonic()
+    cluster.kubectl("apply", "-f", str(EXAMPLES / "vm-debian.yaml"))
+    if _wait_phase(cluster, name, 300) != "Running":
+        _show_report(story, cluster, name)
+        return 1
+    pod_ip = cluster.kubectl("get", "pod", name, "-o", "jsonpath={.status.podIP}").stdout.strip()
+    story.say(f"{name} runs at {pod_ip}; systemd and cloud-init boot under TCG, waiting for "
+              "sshd ...")
+    ssh = ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+           "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
+           f"debian@{pod_ip}"]
+    command = "hostname; . /etc/os-release; echo $PRETTY_NAME; ip -4 -o addr show eth0"
+    deadline = time.monotonic() + 600
+    while (out := subprocess.run([*ssh, command], capture_output=True, text=True,
+                                 timeout=60)).returncode != 0:
+        if time.monotonic() > deadline:
+            story.say(f"no ssh login: {out.stderr.strip()}")
+            return 1
+        time.sleep(5)
+    story.say(f"\n$ ssh debian@{pod_ip} '{command}'     "
+              f"({time.monotonic() - started:.0f}s after kubectl apply)")
+    story.say(out.stdout.rstrip(), indent=6)
+    story.say(f"\n$ kubectl delete pod {name}     (systemd powers off on the ACPI button)")
+    deleted = time.monotonic()
+    cluster.kubectl("delete", "pod", name, "--wait=true")
+    cluster.kubectl("delete", "secret", secret)
+    story.say(f"{name} is gone {time.monotonic() - deleted:.1f}s after kubectl delete")
+    return 0
+
+
 def _for_fake_fleet(path: Path) -> str:
     """A scheduling example aimed at kwok's fake fleet: beside the real node those nodes
     are tainted (cluster/inventory.py), and no container image there is ever pulled."""
@@ -305,6 +354,12 @@ def run(args: argparse.Namespace) -> int:
                 rc = _boot_on_host(story, cluster, work)
             else:
                 rc = _boot_in_pod(story, cluster)
+                if rc == 0 and not args.no_debian:
+                    story.title("A Debian VM you can log into: cloud-init user, ssh to the "
+                                "pod's IP")
+                    work = Path(tmp.name) / "debian"
+                    work.mkdir(parents=True, exist_ok=True)
+                    rc = _debian_over_ssh(story, cluster, work)
         story.title("Done")
         story.say(f"demo took {time.monotonic() - story.t0:.0f}s")
     except KeyboardInterrupt:
