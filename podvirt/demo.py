@@ -272,7 +272,7 @@ def _debian_over_ssh(story: Story, cluster, work: Path) -> int:
     ssh = ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
            "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
            f"debian@{pod_ip}"]
-    command = "hostname; . /etc/os-release; echo $PRETTY_NAME; ip -4 -o addr show eth0"
+    command = "hostname; . /etc/os-release; echo $PRETTY_NAME; ip -4 -o addr show scope global"
     deadline = time.monotonic() + 600
     while (out := subprocess.run([*ssh, command], capture_output=True, text=True,
                                  timeout=60)).returncode != 0:

@@ -15,9 +15,5 @@ CFG
 # Per-VM identity comes at first boot: machine-id by systemd, SSH host keys by cloud-init.
 rm -f "$root/etc/hostname" "$root"/etc/ssh/ssh_host_*
 : >"$root/etc/machine-id"
-# The first virtio NIC by DHCP (cloud-init writes the same on boot; this is for a boot
-# without a seed).
-cat >"$root/etc/network/interfaces.d/50-podvirt" <<'NET'
-auto eth0
-iface eth0 inet dhcp
-NET
+# No network configuration of our own: cloud-init writes one from the seed (or DHCP on
+# the first NIC, whatever udev's predictable name for it is: enp0s30 here).
