@@ -3,6 +3,8 @@
 #   podvirt.sleep=N    power off N seconds after boot (default 0); "wait" = until ACPI
 #   podvirt.touch=MiB  write MiB of data into guest RAM (a tmpfs) first, then print
 #                      PODVIRT-GUEST-TOUCHED <MiB written> (memory benchmarks)
+#   podvirt.shell=1    after PODVIRT-GUEST-UP, an interactive shell on ttyS0 (respawned
+#                      when it exits) instead of podvirt.sleep; ACPI still powers off
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -40,6 +42,13 @@ if [ "$touch_mib" -gt 0 ] 2>/dev/null; then
     echo "PODVIRT-GUEST-TOUCHED $(($(wc -c < /touch/data) / 1048576))"
 fi
 echo "PODVIRT-GUEST-UP"
+
+# podvirt.shell=1: a root shell on the serial console, for `kubectl podvirt console`.
+if grep -qw "podvirt.shell=1" /proc/cmdline; then
+    # setsid + cttyhack: the shell leads its own session with ttyS0 as controlling
+    # terminal, so Ctrl-C reaches its foreground job.
+    while :; do setsid cttyhack sh -i </dev/ttyS0 >/dev/ttyS0 2>&1; done
+fi
 
 if [ "$sleep_s" = "wait" ]; then
     while :; do sleep 3600; done
