@@ -34,6 +34,7 @@ class HostContext:
     disks: tuple[DiskAttachment, ...] = ()          # in the spec's order
     cloud_init_iso: str | None = None
     serial_log: str | None = None                    # None: a pty console
+    serial_socket: str | None = None                 # interactive console (with serial_log)
     assigned: tuple[PassthroughDevice, ...] = ()
     tap_devices: tuple[tuple[str, str], ...] = ()    # (nic name, host tap device)
     host_cpus: tuple[int, ...] = ()                  # the pod's CPUs, for dedicated pinning
