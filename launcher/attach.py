@@ -22,14 +22,18 @@ class AttachError(Exception):
     pass
 
 
+def _not_open(path: Path) -> AttachError:
+    return AttachError(f"the VM's serial console is not open at {path}: the VM is not "
+                       "running (yet)")
+
+
 def connect(path: Path) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(path))
     except (FileNotFoundError, ConnectionRefusedError):
         sock.close()
-        raise AttachError(f"the VM's serial console is not open at {path}: the VM is not "
-                          "running (yet)") from None
+        raise _not_open(path) from None
     except OSError as exc:
         sock.close()
         raise AttachError(f"cannot connect to the VM's serial console at {path}: "
@@ -56,6 +60,8 @@ def lock_session(path: Path) -> int:
 def attach(path: Path, stdin: int = 0, stdout: int = 1) -> str:
     """Relay until Ctrl-], the end of stdin or the guest's console closing; returns
     which of them ended the session."""
+    if not path.exists():    # before the lock, whose file would sit in a missing directory
+        raise _not_open(path)
     lock = lock_session(path)
     try:
         sock = connect(path)
