@@ -8,7 +8,6 @@ and leaves on Ctrl-], which it also sends on so the pod side lets go of the sock
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
