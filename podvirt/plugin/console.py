@@ -45,21 +45,26 @@ def run_console(pods: KubePods, conn: Connection, name: str, *, stdin: int = 0,
     reader = threading.Thread(target=lambda: collected.extend(iter(proc.stderr.readline, b"")),
                               daemon=True)
     reader.start()
-    err.write(f"Connected to the serial console of VM {pod.ref}; {ESCAPE_NAME} leaves.\n")
-    err.flush()
-    with raw_terminal(stdin):
-        end = relay(stdin, stdout, proc.stdin.fileno(), proc.stdout.fileno())
-    if end != "peer-closed":
-        try:
-            proc.stdin.write(ESCAPE)   # the pod side ends its relay too
-            proc.stdin.close()
-        except OSError:
-            pass
     try:
-        code = proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        code = proc.wait()
+        err.write(f"Serial console of VM {pod.ref}; {ESCAPE_NAME} leaves.\n")
+        err.flush()
+        with kubectl.signals_unwind(), raw_terminal(stdin):
+            end = relay(stdin, stdout, proc.stdin.fileno(), proc.stdout.fileno())
+        if end != "peer-closed":
+            try:
+                proc.stdin.write(ESCAPE)   # the pod side ends its relay too
+                proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            code = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            code = proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait()
     reader.join(timeout=2)
     problems = remote_errors(b"".join(collected).decode(errors="replace"))
     if end == "peer-closed" and code != 0:

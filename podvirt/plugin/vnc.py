@@ -44,54 +44,71 @@ def how_to_connect(ref: str, address: str, port: int) -> str:
             "  Ctrl-C stops the forward.")
 
 
+class _Forward:
+    """A running `kubectl port-forward`: its stdout lines in a queue, its stderr lines
+    collected, and passed straight through once the forward is up."""
+
+    def __init__(self, cmd: list[str], err: TextIO):
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines: "queue.Queue[str | None]" = queue.Queue()
+        self.errors: list[str] = []
+        self.up = threading.Event()
+        self.err = err
+        self._pumps = [threading.Thread(target=pump, daemon=True)
+                       for pump in (self._stdout, self._stderr)]
+        for pump in self._pumps:
+            pump.start()
+
+    def _stdout(self) -> None:
+        assert self.proc.stdout
+        for line in self.proc.stdout:          # "Handling connection for ..." is dropped
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def _stderr(self) -> None:
+        assert self.proc.stderr
+        for line in self.proc.stderr:          # errors of later connections reach the user
+            self.errors.append(line)
+            if self.up.is_set():
+                self.err.write(line)
+                self.err.flush()
+
+    def wait_up(self) -> tuple[str, int]:
+        """The local (address, port) once kubectl listens; PluginError if it gives up."""
+        while True:
+            try:
+                line = self.lines.get(timeout=START_TIMEOUT)
+            except queue.Empty:
+                raise PluginError(f"kubectl port-forward did not start in "
+                                  f"{START_TIMEOUT:g}s") from None
+            if line is None:
+                self.proc.wait()
+                self._pumps[1].join(timeout=2)     # all of kubectl's error, not a part
+                raise PluginError("kubectl port-forward failed: " + (
+                    "".join(self.errors).strip() or f"exit {self.proc.returncode}"))
+            if target := forwarded_to(line):
+                self.up.set()
+                return target
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait()
+
+
 def run_vnc(pods: KubePods, conn: Connection, name: str, *, port: int, address: str,
             out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     pod = pods.read(name)
     require_vnc(pod)
-    proc = subprocess.Popen(forward_command(kubectl.binary(), kubectl.base_args(conn, pod.namespace),
-                                            pod.name, port, address),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stdout and proc.stderr
-    lines: "queue.Queue[str | None]" = queue.Queue()
-    errors: list[str] = []
-
-    def pump_stdout() -> None:
-        for line in proc.stdout:          # "Handling connection for ..." lines are dropped
-            lines.put(line)
-        lines.put(None)
-
-    def pump_stderr() -> None:
-        for line in proc.stderr:          # errors of later connections reach the user too
-            errors.append(line)
-            if started.is_set():
-                err.write(line)
-                err.flush()
-
-    started = threading.Event()
-    for pump in (pump_stdout, pump_stderr):
-        threading.Thread(target=pump, daemon=True).start()
+    forward = _Forward(forward_command(kubectl.binary(), kubectl.base_args(conn, pod.namespace),
+                                       pod.name, port, address), err)
     try:
-        while True:
-            try:
-                line = lines.get(timeout=START_TIMEOUT)
-            except queue.Empty:
-                proc.terminate()
-                raise PluginError(f"kubectl port-forward did not start in {START_TIMEOUT:g}s")
-            if line is None:
-                proc.wait()
-                raise PluginError("kubectl port-forward failed: "
-                                  + ("".join(errors).strip() or f"exit {proc.returncode}"))
-            target = forwarded_to(line)
-            if target:
-                break
-        started.set()
-        out.write(how_to_connect(pod.ref, *target) + "\n")
-        out.flush()
-        return proc.wait()
+        with kubectl.signals_unwind():
+            out.write(how_to_connect(pod.ref, *forward.wait_up()) + "\n")
+            out.flush()
+            return forward.proc.wait()
     except KeyboardInterrupt:
         return 0
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait()
+        forward.stop()
