@@ -47,7 +47,8 @@ echo "PODVIRT-GUEST-UP"
 if grep -qw "podvirt.shell=1" /proc/cmdline; then
     # setsid + cttyhack: the shell leads its own session with ttyS0 as controlling
     # terminal, so Ctrl-C reaches its foreground job.
-    while :; do setsid cttyhack sh -i </dev/ttyS0 >/dev/ttyS0 2>&1; done
+    # The pause keeps a shell that cannot start from spinning a TCG vCPU.
+    while :; do setsid cttyhack sh -i </dev/ttyS0 >/dev/ttyS0 2>&1; sleep 1; done
 fi
 
 if [ "$sleep_s" = "wait" ]; then

@@ -3,8 +3,8 @@ the serial console (pexpect in a real terminal, kubectl exec), VNC through kubec
 port-forward (a real RFB handshake), and pause/resume acknowledged by the launcher.
 
 kubectl finds the plugin as `kubectl-podvirt` on PATH (the venv's bin), as a user's
-kubectl would. One VM serves every test: the test guest with podvirt.shell=1 (a shell
-on its serial port) and a VNC display.
+kubectl would. One VM serves every test: examples/vm-console.yaml, the test guest with
+podvirt.shell=1 (a shell on its serial port) and a VNC display.
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ import pytest
 
 from podvirt.vmspec import keys as k
 from tests.node.conftest import NAMESPACE
-from tests.node.test_vm_in_pod import _delete, _gone, _wait_console, _yaml
+from tests.node.test_vm_in_pod import _delete, _gone, _wait_console
 
 pexpect = pytest.importorskip("pexpect")
 
 pytestmark = pytest.mark.node
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "vm-console.yaml"
 NAME = "vm-console"
 PROMPT = r"# "
 
@@ -42,13 +43,8 @@ def plugin_env(cluster) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def shell_vm(cluster, core):
-    from tests.node.conftest import EXAMPLE
-    import yaml
-    manifest = yaml.safe_load(EXAMPLE.read_text())
-    manifest["metadata"]["name"] = NAME
-    manifest["metadata"]["annotations"].update({
-        k.KERNEL_ARGS: "console=ttyS0 quiet podvirt.shell=1", k.GRAPHICS: "vnc"})
-    cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=_yaml(manifest))
+    """examples/vm-console.yaml, as a user applies it."""
+    cluster.kubectl("apply", "-n", NAMESPACE, "-f", str(EXAMPLE))
     try:
         _wait_console(lambda name: cluster.kubectl("logs", "-n", NAMESPACE, name, "-c",
                                                    "launcher", check=False).stdout, NAME)
