@@ -90,6 +90,14 @@ def delete_node_pods(core: client.CoreV1Api, node_name: str, grace_seconds: int,
         time.sleep(0.5)
 
 
+def apply_storage_class(api: client.ApiClient, body: dict) -> None:
+    try:
+        client.StorageV1Api(api).create_storage_class(body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
 def apply_webhook_configuration(api: client.ApiClient, body: dict) -> None:
     admission = client.AdmissionregistrationV1Api(api)
     try:

@@ -282,7 +282,8 @@ class Cluster:
                                   address)
         current = self._start(current, "kube-controller-manager",
                               components.kube_controller_manager(
-                                  b, layout, ports, self._kubeconfig("controller-manager")),
+                                  b, layout, ports, self._kubeconfig("controller-manager"),
+                                  hostpath_provisioner=options.node),
                               ports.controller_manager,
                               Probe(f"https://127.0.0.1:{ports.controller_manager}/healthz"))
         current = self._start_addons(current, b, keys, ports, use_extender,
@@ -447,6 +448,9 @@ class Cluster:
             api.wait_nodes_ready(client, names, options.timeout)
         with self._step("default ServiceAccount", "created"):
             api.wait_service_account(client, "default", "default", options.timeout)
+        if options.node:
+            with self._step(f"StorageClass {node.STORAGE_CLASS}", "created (default)"):
+                api.apply_storage_class(client, node.storage_class())
         if use_webhook:
             with self._step("webhook registration", "active"):
                 api.apply_webhook_configuration(client, webhooks.mutating_webhook_configuration(

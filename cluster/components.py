@@ -76,11 +76,13 @@ def kube_apiserver(b: Binaries, layout: Layout, ports: Ports, address: str = "12
 
 
 def kube_controller_manager(b: Binaries, layout: Layout, ports: Ports,
-                            kubeconfig: Path) -> list[str]:
+                            kubeconfig: Path, hostpath_provisioner: bool = False) -> list[str]:
     """Every default controller (Deployments, Jobs, garbage collection, ServiceAccounts and
-    their tokens, node lifecycle, endpoints), each with its own ServiceAccount's rights."""
+    their tokens, node lifecycle, endpoints), each with its own ServiceAccount's rights;
+    with a real node also the hostPath provisioner (PVCs become directories on the node)."""
     pki = layout.pki
     return [str(b.kube_controller_manager), f"--kubeconfig={kubeconfig}",
+            *(["--enable-hostpath-provisioner"] if hostpath_provisioner else []),
             f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
             "--bind-address=127.0.0.1", f"--secure-port={ports.controller_manager}",

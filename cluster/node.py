@@ -98,10 +98,24 @@ class NodeLayout:
         """Paths outside our roots that kubelet, containerd or libcni write regardless of
         configuration: container log symlinks, CNI result caches, network namespaces."""
         return (Path("/var/log/containers"), Path("/var/lib/cni"), Path("/run/netns"),
-                DEVICE_PLUGIN_DIR, DEVICE_PLUGIN_DIR.parent)
+                DEVICE_PLUGIN_DIR, DEVICE_PLUGIN_DIR.parent, HOSTPATH_PV_DIR)
 
 
 DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
+# kube-controller-manager's hostPath provisioner always provisions here (a fixed path in
+# its code); with one real node a hostPath volume is a real PersistentVolume that outlives
+# the pods using it.
+HOSTPATH_PV_DIR = Path("/tmp/hostpath_pv")
+STORAGE_CLASS = "podvirt-hostpath"
+
+
+def storage_class() -> dict:
+    """The local cluster's default StorageClass: PVCs get hostPath volumes on the node."""
+    return {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": STORAGE_CLASS, "annotations": {
+                "storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "kubernetes.io/host-path", "reclaimPolicy": "Delete",
+            "volumeBindingMode": "Immediate"}
 
 
 @dataclass(frozen=True)

@@ -272,6 +272,8 @@ def _remove_fixed_path_leftovers(layout: NodeLayout, netns: list[Path]) -> None:
     plugins = layout.device_plugins
     for sock in (plugins / "kubelet.sock", *plugins.glob("podvirt-*.sock")):
         sock.unlink(missing_ok=True)
+    # The throwaway cluster's PersistentVolumes go with it (etcd, which knew them, is gone).
+    shutil.rmtree(node.HOSTPATH_PV_DIR, ignore_errors=True)
     # The directories themselves, where nothing else uses them (kubelet, libcni and
     # containerd created them).
     for directory in (results, *NodeLayout.fixed_host_paths()):
@@ -309,6 +311,8 @@ def leftovers(layout: NodeLayout) -> list[str]:
     found += [f"socket {s}" for s in (plugins / "kubelet.sock", *plugins.glob("podvirt-*.sock"))
               if s.exists()]
     found += [f"cgroup {c}" for c in _pod_cgroups()]
+    if node.HOSTPATH_PV_DIR.exists():
+        found.append(f"directory {node.HOSTPATH_PV_DIR}")
     found += [f"process {p}" for p in _pids_of(f"-address {layout.containerd_socket}")]
     if _run("ip", "link", "show", node.BRIDGE, check=False).returncode == 0:
         found.append(f"bridge {node.BRIDGE}")

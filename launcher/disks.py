@@ -18,6 +18,10 @@ from podvirt.launcher.hostcontext import DiskAttachment
 from podvirt.vmspec.model import CloudInit, Disk
 
 PVC_IMAGE = "disk.img"   # KubeVirt's convention for a filesystem-mode PVC
+# A blank claim gets a sparse raw disk.img filling its filesystem but this share, which
+# filesystem metadata needs (KubeVirt's default filesystemOverhead).
+FILESYSTEM_OVERHEAD = 0.055
+MiB = 2**20
 
 
 class DiskError(RuntimeError):
@@ -77,7 +81,7 @@ def prepare_disk(disk: Disk, layout: DiskLayout) -> DiskAttachment:
     if disk.kind == "pvc":
         path = layout.mount_dir(disk) / PVC_IMAGE
         if not path.is_file():
-            raise DiskError(f"pvc disk {disk.name}: {path} does not exist")
+            create_blank_image(path, disk)
         fmt = image_format(path)
         return DiskAttachment(disk.name, str(path), "qcow2" if fmt == "qcow2" else "raw")
     # scratch: the emptyDir's sizeLimit bounds it; qcow2 grows only as the guest writes.
@@ -86,6 +90,31 @@ def prepare_disk(disk: Disk, layout: DiskLayout) -> DiskAttachment:
     if not path.exists():
         _qemu_img("create", "-q", "-f", "qcow2", str(path), str(disk.size_bytes))
     return DiskAttachment(disk.name, str(path), "qcow2")
+
+
+def blank_image_size(fs_bytes: int) -> int:
+    """The disk a blank claim of `fs_bytes` gets: what its filesystem can hold, whole MiB."""
+    return int(fs_bytes * (1 - FILESYSTEM_OVERHEAD)) // MiB * MiB
+
+
+def create_blank_image(path: Path, disk: Disk) -> None:
+    """A new claim holds no disk.img: make a sparse one as large as the volume allows
+    (the claim's size on a real volume; hostPath volumes report their host filesystem)."""
+    if not path.parent.is_dir():
+        raise DiskError(f"pvc disk {disk.name}: claim {disk.source!r} is not mounted at "
+                        f"{path.parent}")
+    st = os.statvfs(path.parent)
+    size = blank_image_size(st.f_blocks * st.f_frsize)
+    if size < MiB:
+        raise DiskError(f"pvc disk {disk.name}: claim {disk.source!r} has no room for a disk "
+                        f"image ({st.f_blocks * st.f_frsize} bytes)")
+    tmp = path.with_suffix(".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.truncate(size)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise DiskError(f"pvc disk {disk.name}: cannot create {path}: {exc.strerror}") from None
 
 
 def cloud_init_userdata(ci: CloudInit, cloud_init_dir: Path) -> str:

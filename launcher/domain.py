@@ -114,25 +114,51 @@ def disks(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
             children.append(_el("readonly"))
         els.append(_el("disk", type="file", device="disk", children=tuple(children)))
     if ctx.cloud_init_iso:
-        els.append(_el("disk", type="file", device="cdrom", children=(
+        # A read-only virtio disk, as KubeVirt attaches it: NoCloud finds the seed by its
+        # `cidata` label on any block device, and cloud kernels (Debian's among them) have
+        # virtio but no AHCI driver for a SATA CD-ROM.
+        els.append(_el("disk", type="file", device="disk", children=(
             _el("driver", name="qemu", type="raw"), _el("source", file=ctx.cloud_init_iso),
-            _el("target", dev="sda", bus="sata"), _el("readonly"))))
+            _el("target", dev=_target_name("vd", len(ctx.disks)), bus="virtio"),
+            _el("readonly"))))
     return els
+
+
+QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+ET.register_namespace("qemu", QEMU_NS)
+POD_NETDEV = "podnet"
 
 
 def nics(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
     els = []
     for nic in spec.nics:
-        children = []
-        if nic.mac:
-            children.append(_el("mac", address=nic.mac))
-        if nic.binding == "tap":
-            # The tap exists already (pod network setup); libvirt must not manage it.
-            children.append(_el("target", dev=ctx.tap_for(nic.name), managed="no"))
+        if nic.binding != "user":
+            continue            # the pod NIC is QEMU command line: pod_nic_args
+        children = [_el("mac", address=nic.mac)] if nic.mac else []
         children.append(_el("model", type="virtio"))
-        kind = "ethernet" if nic.binding == "tap" else "user"
-        els.append(_el("interface", type=kind, children=tuple(children)))
+        els.append(_el("interface", type="user", children=tuple(children)))
     return els
+
+
+def pod_nic_args(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
+    """The pod NIC: a virtio NIC on passt's socket (podnet.py). libvirt 9.0 has no passt
+    backend, so the netdev goes on QEMU's command line through libvirt's QEMU namespace."""
+    nic = spec.pod_nic
+    if nic is None:
+        return []
+    if ctx.passt_socket is None:
+        raise ValueError(f"NIC {nic.name!r} is on the pod network but passt is not running")
+    # An explicit slot: libvirt lays out its own devices without seeing this one (root
+    # ports from slot 1 up, the chipset at 0x1f) and would put a root port where QEMU
+    # placed the NIC. 0x1e is left free on both machine types' root bus.
+    bus = "pcie.0" if spec.machine == "q35" else "pci.0"
+    device = f"virtio-net-pci,netdev={POD_NETDEV},id=net-{nic.name},bus={bus},addr=0x1e"
+    if nic.mac:
+        device += f",mac={nic.mac}"
+    args = ("-netdev", f"stream,id={POD_NETDEV},server=off,addr.type=unix,"
+                       f"addr.path={ctx.passt_socket}", "-device", device)
+    return [_el(f"{{{QEMU_NS}}}commandline",
+                children=tuple(_el(f"{{{QEMU_NS}}}arg", value=a) for a in args))]
 
 
 def hostdev(device: PassthroughDevice) -> ET.Element:
@@ -179,6 +205,8 @@ def memballoon(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
 
 TOP_LEVEL: tuple[Configurator, ...] = (identity, cpu_memory, memory_backing, cputune, os_boot,
                                        features, lifecycle)
+# After <devices>: libvirt's schema wants the QEMU namespace's elements last.
+TRAILING: tuple[Configurator, ...] = (pod_nic_args,)
 DEVICES: tuple[Configurator, ...] = (disks, nics, hostdevs, serial_console, graphics, memballoon)
 
 
@@ -193,6 +221,8 @@ def domain_xml(spec: VMSpec, ctx: HostContext) -> str:
     for configure in DEVICES:
         devices.extend(configure(spec, ctx))
     root.append(devices)
+    for configure in TRAILING:
+        root.extend(configure(spec, ctx))
     ET.indent(root)
     return ET.tostring(root, encoding="unicode")
 

@@ -36,12 +36,9 @@ class HostContext:
     serial_log: str | None = None                    # None: a pty console
     serial_socket: str | None = None                 # interactive console (with serial_log)
     assigned: tuple[PassthroughDevice, ...] = ()
-    tap_devices: tuple[tuple[str, str], ...] = ()    # (nic name, host tap device)
+    passt_socket: str | None = None                  # the pod NIC's passt (podnet.py)
     host_cpus: tuple[int, ...] = ()                  # the pod's CPUs, for dedicated pinning
     tcg_cache_bytes: int = OverheadConstants().tcg_cache
-
-    def tap_for(self, nic: str) -> str:
-        return dict(self.tap_devices).get(nic, f"tap-{nic}"[:15])
 
 
 class AssignedDevicesInvalid(ValueError):

@@ -25,6 +25,7 @@ from podvirt.launcher.domain import domain_xml
 from podvirt.launcher.hostcontext import AssignedDevicesInvalid, HostContext, \
     parse_assigned_devices
 from podvirt.launcher.kvm import AccelUnavailable, KvmVerdict, check_kvm, choose_accel
+from podvirt.launcher.podnet import Passt, PasstError, passt_guest_address
 from podvirt.launcher.report import PodReporter, VMStatus, now_rfc3339
 from podvirt.launcher.virt import Hypervisor, LibvirtError, VMEvent
 from podvirt.vmspec import SpecInvalid, parse_vm
@@ -121,6 +122,8 @@ class Launcher:
         self.hv: Hypervisor | None = None
         self.qemu_pid: int | None = None
         self.console: ConsoleTail | None = None
+        self.passt: Passt | None = None
+        self.passt_lost = False
         self.stop_signal = ""       # name of the first SIGTERM/SIGINT received, if any
 
     def _publish(self, **changes) -> None:
@@ -208,9 +211,17 @@ class Launcher:
         serial.unlink(missing_ok=True)
         socket = work / CONSOLE_SOCKET_NAME
         socket.unlink(missing_ok=True)
+        if spec.pod_nic:
+            self.passt = Passt(work, spec.ports)
+            try:
+                self.passt.start()
+            except PasstError as exc:
+                raise LaunchFailed(EXIT_START_FAILED, k.REASON_START_FAILED,
+                                   f"pod network for NIC {spec.pod_nic.name!r}: {exc}") from None
         return HostContext(
             accel=accel, uuid=vm_uuid, emulator=cfg.emulator, disks=disks, cloud_init_iso=iso,
             serial_log=str(serial), serial_socket=str(socket), assigned=assigned,
+            passt_socket=str(self.passt.sock) if self.passt else None,
             host_cpus=tuple(sorted(os.sched_getaffinity(0))),
             tcg_cache_bytes=OverheadConstants().tcg_cache)
 
@@ -261,8 +272,7 @@ class Launcher:
         self.console = ConsoleTail(serial).start()
         self._publish(phase="Running", domain_state=self.hv.state(), started_at=now_rfc3339(),
                       qemu_rss=qemu_rss(self.qemu_pid) if self.qemu_pid else None,
-                      guest_ip="10.0.2.15" if any(n.binding == "user" for n in spec.nics)
-                      else "")
+                      guest_ip=(passt_guest_address() or "") if spec.pod_nic else "")
         self.reporter.event("Started", f"VM {spec.name} is running ({self.status.accel})")
         self.reporter.watch_actions(
             lambda action, token: self.events.put(VMEvent("action", f"{action}:{token}")))
@@ -345,6 +355,12 @@ class Launcher:
         if self.daemons is not None and not self.daemons.alive():
             self.events.put(VMEvent("connection-closed", "libvirtd process exited"))
             return
+        if self.passt is not None and not self.passt.alive() and not self.passt_lost:
+            # The guest keeps running but is cut off from the pod network: say so once.
+            self.passt_lost = True
+            log.error("passt exited: the guest has lost the pod network")
+            self.reporter.event("PodNetworkLost", "passt exited: the guest has lost the pod "
+                                "network", warning=True)
         rss = qemu_rss(self.qemu_pid) if self.qemu_pid else None
         if rss != self.status.qemu_rss:
             self._publish(qemu_rss=rss)
@@ -395,6 +411,8 @@ class Launcher:
             self.hv.close()
         if self.daemons is not None:
             self.daemons.stop()
+        if self.passt is not None:
+            self.passt.stop()
         self.reporter.close()
 
 

@@ -123,6 +123,14 @@ def resources(pod: Pod, ctx: RenderContext) -> None:
     _launcher(pod)["resources"] = {"requests": req, "limits": lim}
 
 
+def guest_ports(pod: Pod, ctx: RenderContext) -> None:
+    # passt listens on these in the pod and forwards them into the guest; declaring them
+    # lets Services target them by name and shows them in `kubectl describe`.
+    _launcher(pod)["ports"] = [
+        {"name": f"{port.protocol}-{port.number}", "containerPort": port.number,
+         "protocol": port.protocol.upper()} for port in ctx.spec.ports]
+
+
 def spec_volume(pod: Pod, ctx: RenderContext) -> None:
     items = [{"path": path, "fieldRef": {"fieldPath": field}} for path, field in _DOWNWARD_FILES]
     ci = ctx.spec.cloud_init
@@ -249,8 +257,6 @@ LIBVIRT_CHILD_CAPS = ("DAC_OVERRIDE", "SETGID", "SETUID", "SETPCAP")
 
 def security(pod: Pod, ctx: RenderContext) -> None:
     add = list(LIBVIRT_CHILD_CAPS)
-    if ctx.spec.uses_tap:
-        add.append("NET_ADMIN")     # create the tap device and attach it to the pod's NIC
     if ctx.spec.dedicated_cpus:
         add.append("SYS_NICE")      # pin vCPU threads to the exclusive CPUs (sched_setaffinity)
     _launcher(pod)["securityContext"] = {"privileged": False, "allowPrivilegeEscalation": False,
@@ -265,6 +271,7 @@ def _always(spec: VMSpec) -> bool:
 RULES: tuple[tuple[Callable[[VMSpec], bool], Option], ...] = (
     (_always, launcher_container),
     (_always, resources),
+    (lambda s: bool(s.ports), guest_ports),
     (_always, spec_volume),
     (lambda s: s.kernel_image is not None or any(d.kind == "containerdisk" for d in s.disks),
      copy_tools),

@@ -3,23 +3,38 @@
 #   podvirt.sleep=N    power off N seconds after boot (default 0); "wait" = until ACPI
 #   podvirt.touch=MiB  write MiB of data into guest RAM (a tmpfs) first, then print
 #                      PODVIRT-GUEST-TOUCHED <MiB written> (memory benchmarks)
+#   podvirt.net=dhcp   bring up eth0 by DHCP, print PODVIRT-GUEST-IP <address/prefix>
+#   podvirt.serve=PORT answer HTTP on PORT with PODVIRT-GUEST-HTTP <address>
+#   podvirt.reach=URL  fetch URL once the network is up, print PODVIRT-GUEST-REACHED <body>
+#   podvirt.disk-read=vda,...         print PODVIRT-GUEST-READ <dev> <first line of the disk>
+#   podvirt.disk-write=vda:TEXT,...   then write "PODVIRT-DATA TEXT" at the disk's start
+#   podvirt.seed=KEY   mount the cloud-init seed (the ISO disk with meta-data), print
+#                      PODVIRT-GUEST-SEED <value of "KEY:" in its user-data>
 #   podvirt.shell=1    after PODVIRT-GUEST-UP, an interactive shell on ttyS0 (respawned
 #                      when it exits) instead of podvirt.sleep; ACPI still powers off
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-# The cloud kernel builds the ACPI button and evdev drivers as modules; without them
-# an ACPI power-button press never reaches userspace.
-insmod /lib/modules/evdev.ko 2>/dev/null
-insmod /lib/modules/button.ko 2>/dev/null
+# The cloud kernel builds the ACPI button and evdev drivers as modules (without them an
+# ACPI power-button press never reaches userspace), and the virtio drivers too.
+for mod in evdev button virtio_pci virtio_net virtio_blk isofs; do
+    modprobe "$mod" 2>/dev/null
+done
 
 sleep_s=0
 touch_mib=0
+net="" serve="" reach="" seed="" disk_read="" disk_write=""
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         podvirt.sleep=*) sleep_s="${arg#podvirt.sleep=}" ;;
         podvirt.touch=*) touch_mib="${arg#podvirt.touch=}" ;;
+        podvirt.net=*) net="${arg#podvirt.net=}" ;;
+        podvirt.serve=*) serve="${arg#podvirt.serve=}" ;;
+        podvirt.reach=*) reach="${arg#podvirt.reach=}" ;;
+        podvirt.seed=*) seed="${arg#podvirt.seed=}" ;;
+        podvirt.disk-read=*) disk_read="${arg#podvirt.disk-read=}" ;;
+        podvirt.disk-write=*) disk_write="${arg#podvirt.disk-write=}" ;;
     esac
 done
 
@@ -41,6 +56,75 @@ if [ "$touch_mib" -gt 0 ] 2>/dev/null; then
     # What was really written (an OOM inside the guest would cut it short).
     echo "PODVIRT-GUEST-TOUCHED $(($(wc -c < /touch/data) / 1048576))"
 fi
+if [ "$net" = "dhcp" ]; then
+    # udhcpc hands the lease to a script; this one applies it (busybox ships none).
+    cat > /bin/dhcp-lease <<'SCRIPT'
+#!/bin/busybox sh
+case "$1" in
+    bound|renew)
+        ip addr flush dev "$interface"
+        ip addr add "$ip/${mask:-24}" dev "$interface"
+        for r in $router; do ip route add default via "$r" dev "$interface"; break; done
+        : > /etc/resolv.conf
+        for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done ;;
+esac
+SCRIPT
+    chmod +x /bin/dhcp-lease
+    mkdir -p /etc
+    ip link set lo up
+    ip link set eth0 up
+    if udhcpc -i eth0 -s /bin/dhcp-lease -q -n -t 10 -T 2 >/dev/null 2>&1; then
+        echo "PODVIRT-GUEST-IP $(ip -4 -o addr show dev eth0 | awk '{print $4}')"
+    else
+        echo "PODVIRT-GUEST-DHCP-FAILED"
+    fi
+fi
+if [ -n "$serve" ]; then
+    mkdir -p /www
+    echo "PODVIRT-GUEST-HTTP $(ip -4 -o addr show dev eth0 2>/dev/null | awk '{print $4}')" \
+        > /www/index.html
+    httpd -p "$serve" -h /www
+fi
+if [ -n "$reach" ]; then
+    for try in 1 2 3 4 5; do
+        # (no -T: Debian 12's busybox wget segfaults with a timeout option)
+        if body=$(wget -q -O - "$reach" 2>/tmp/wget.err); then break; fi
+        body="" ; sleep 1
+    done
+    if [ -n "$body" ]; then
+        echo "PODVIRT-GUEST-REACHED $(echo "$body" | head -c 200)"
+    else
+        echo "PODVIRT-GUEST-UNREACHED $(head -c 200 /tmp/wget.err)"
+    fi
+fi
+if [ -n "$seed" ]; then
+    # The NoCloud seed is the ISO 9660 disk holding meta-data and user-data (busybox's
+    # findfs cannot read ISO labels, so every virtio disk is tried).
+    mkdir -p /seed
+    found=""
+    for dev in /dev/vd?; do
+        if mount -t iso9660 -o ro "$dev" /seed 2>/dev/null; then
+            if [ -f /seed/meta-data ] && [ -f /seed/user-data ]; then found=$dev; break; fi
+            umount /seed
+        fi
+    done
+    if [ -n "$found" ]; then
+        echo "PODVIRT-GUEST-SEED $(sed -n "s/^$seed: *//p" /seed/user-data | head -1)"
+    else
+        echo "PODVIRT-GUEST-SEED-MISSING"
+    fi
+fi
+for dev in $(echo "$disk_read" | tr , ' '); do
+    # The first sector only (a blank disk has no newline to stop at); printable ASCII
+    # only (this busybox's tr has no character classes).
+    echo "PODVIRT-GUEST-READ $dev $(dd if="/dev/$dev" bs=512 count=1 2>/dev/null | head -n 1 \
+                                     | tr -cd ' -~')"
+done
+for item in $(echo "$disk_write" | tr , ' '); do
+    dev="${item%%:*}"
+    echo "PODVIRT-DATA ${item#*:}" | dd of="/dev/$dev" conv=notrunc,fsync 2>/dev/null \
+        && echo "PODVIRT-GUEST-WROTE $dev"
+done
 echo "PODVIRT-GUEST-UP"
 
 # podvirt.shell=1: a root shell on the serial console, for `kubectl podvirt console`.

@@ -11,6 +11,11 @@
 #   localhost/podvirt/launcher:0.1.0     images/launcher.Containerfile (libvirt, QEMU, podvirt)
 #   localhost/podvirt/tiny-guest:0.1.0   hack/guest/build.sh's kernel and initramfs under /boot
 #                                        (images/tiny-guest.Containerfile)
+#   localhost/podvirt/tiny-disk:0.1.0    a FROM-scratch containerdisk: one small qcow2 under
+#                                        /disk (images/tiny-disk.Containerfile)
+#   localhost/podvirt/debian-disk:0.1.0  a Debian 12 guest (systemd, cloud-init, OpenSSH) as a
+#                                        containerdisk with its kernel under /boot
+#                                        (images/debian-disk.Containerfile)
 #
 # Each exported image is a docker-archive that `ctr -n k8s.io images import FILE` loads under
 # its name; images.txt next to them has one `NAME FILE IMAGE-ID` line per image (FILE relative
@@ -39,6 +44,11 @@ PAUSE="localhost/podvirt/pause:3.10"
 PODVIRT="localhost/podvirt/podvirt:$VERSION"
 LAUNCHER="localhost/podvirt/launcher:$VERSION"
 TINY_GUEST="localhost/podvirt/tiny-guest:$VERSION"
+TINY_DISK="localhost/podvirt/tiny-disk:$VERSION"
+TINY_DISK_LINE="PODVIRT-DATA tiny-disk"
+DEBIAN_DISK="localhost/podvirt/debian-disk:$VERSION"
+DEBIAN_DISK_SIZE=2G
+DEBIAN_DISK_PACKAGES=linux-image-cloud-amd64,systemd-sysv,udev,cloud-init,openssh-server,ifupdown,isc-dhcp-client,netbase,iproute2,e2fsprogs,sudo
 # The base: bookworm with its updates and security suites (as the official image's sources),
 # docs, man pages and locales left out by dpkg like the official slim image, which keeps
 # derived images slim too; merged /usr set up the way debootstrap does it (the usrmerge package
@@ -183,6 +193,39 @@ build_tiny_guest() {
   build tiny-guest "$TINY_GUEST" "$key" "$file" "$context"
 }
 
+build_tiny_disk() {  # a 16 MiB disk whose first line is $TINY_DISK_LINE, as qcow2
+  local key context="$work/tiny-disk" file="$repo/images/tiny-disk.Containerfile"
+  key="$(key_of "$(echo "$TINY_DISK_LINE" | sum)" "$(sum <"$file")")"
+  cached tiny-disk "$TINY_DISK" "$key" && return
+  rm -rf "$context" && mkdir -p "$context"
+  echo "$TINY_DISK_LINE" >"$context/disk.raw"
+  truncate -s 16M "$context/disk.raw"
+  qemu-img convert -q -f raw -O qcow2 "$context/disk.raw" "$context/disk.qcow2"
+  rm "$context/disk.raw"
+  build tiny-disk "$TINY_DISK" "$key" "$file" "$context"
+}
+
+build_debian_disk() {  # mmdebstrap -> ext4 (mkfs.ext4 -d, no mount) -> compressed qcow2
+  local key t0=$SECONDS context="$work/debian-disk" file="$repo/images/debian-disk.Containerfile"
+  local hook="$here/debian-disk.sh" logfile="$logs/debian-disk.log" rootfs="$work/debian-rootfs"
+  key="$(key_of "$DEBIAN_DISK_PACKAGES" "$DEBIAN_DISK_SIZE" "${MIRRORS[@]}" "$(sum <"$hook")" \
+                "$(sum <"$file")")"
+  cached debian-disk "$DEBIAN_DISK" "$key" && return
+  log "debian-disk: mmdebstrap bookworm with systemd, cloud-init, OpenSSH (~2 min)"
+  rm -rf "$context" "$rootfs" && mkdir -p "$context"
+  mmdebstrap --variant=apt --format=directory --include="$DEBIAN_DISK_PACKAGES" \
+      --aptopt='Acquire::Languages "none"' --customize-hook="$hook \"\$1\"" \
+      bookworm "$rootfs" "${MIRRORS[@]}" >"$logfile" 2>&1 || fail debian-disk "$logfile" "$t0"
+  cp "$rootfs"/boot/vmlinuz-* "$context/vmlinuz"
+  cp "$rootfs"/boot/initrd.img-* "$context/initrd.img"
+  log "debian-disk: ext4 root filesystem ($DEBIAN_DISK_SIZE) -> compressed qcow2"
+  { mkfs.ext4 -q -d "$rootfs" -L rootfs "$context/debian.raw" "$DEBIAN_DISK_SIZE" \
+    && qemu-img convert -c -f raw -O qcow2 "$context/debian.raw" "$context/debian.qcow2"; } \
+      >>"$logfile" 2>&1 || fail debian-disk "$logfile" "$t0"
+  rm -rf "$context/debian.raw" "$rootfs"
+  build debian-disk "$DEBIAN_DISK" "$key" "$file" "$context"
+}
+
 write_manifest() {  # name=ref...
   local pair name ref
   : >"$out/images.txt.tmp"
@@ -213,6 +256,9 @@ fi
 build_repo_image podvirt "$PODVIRT" "$repo/images/podvirt.Containerfile" "$context_sum" "$base_id" "${ca_args[@]}"
 build_repo_image launcher "$LAUNCHER" "$repo/images/launcher.Containerfile" "$context_sum" "$base_id" "${ca_args[@]}"
 build_tiny_guest
-write_manifest pause="$PAUSE" podvirt="$PODVIRT" launcher="$LAUNCHER" tiny-guest="$TINY_GUEST"
+build_tiny_disk
+build_debian_disk
+write_manifest pause="$PAUSE" podvirt="$PODVIRT" launcher="$LAUNCHER" tiny-guest="$TINY_GUEST" \
+  tiny-disk="$TINY_DISK" debian-disk="$DEBIAN_DISK"
 log "all images ready in $((SECONDS - t_all))s: $out/images.txt"
 echo "$out"

@@ -26,6 +26,7 @@ NODE_LABELS = PREFIX + "node-labels"
 DEVICES = PREFIX + "devices"
 DISKS = PREFIX + "disks"
 NICS = PREFIX + "nics"
+PORTS = PREFIX + "ports"
 KERNEL = PREFIX + "kernel"
 KERNEL_IMAGE = PREFIX + "kernel-image"
 INITRD = PREFIX + "initrd"
@@ -50,7 +51,8 @@ USER_KEYS: dict[str, str] = {
     NODE_LABELS: "comma-separated key=value node labels the VM's node must carry",
     DEVICES: "comma-separated passthrough requests: <resource>=<count> or pci:<vendor>:<device>=<count>",
     DISKS: "comma-separated <name>=<source>: containerdisk:<image>, pvc:<claim>, scratch:<size>, file:<path>",
-    NICS: "comma-separated <name>=<binding>[@<mac>]: user (slirp) or tap (pod network via /dev/net/tun)",
+    NICS: "comma-separated <name>[=<binding>][@<mac>]: pod (default: behind the pod's IP, DHCP and NAT by passt) or user (QEMU slirp, outbound only)",
+    PORTS: "comma-separated guest ports forwarded from the pod's IP to the pod NIC: <port>[/tcp|/udp], e.g. 22,80/tcp",
     KERNEL: "path of a kernel to boot directly (inside the pod, or inside kernel-image)",
     KERNEL_IMAGE: "image holding the kernel and initrd to boot (kernel and initrd are then paths inside it)",
     INITRD: "path of an initrd for the direct kernel boot",

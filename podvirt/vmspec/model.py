@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 DiskKind = Literal["containerdisk", "pvc", "scratch", "file"]
-NicBinding = Literal["user", "tap"]
+# pod: behind the pod's IP through passt (DHCP, NAT out, declared ports in);
+# user: QEMU's own user networking (slirp), outbound only.
+NicBinding = Literal["pod", "user"]
+PortProtocol = Literal["tcp", "udp"]
 
 # Where the launcher pod mounts what the webhook renders; the launcher and the
 # sanitizer both treat these as "inside the pod".
@@ -50,6 +53,16 @@ class Nic:
     name: str
     binding: NicBinding
     mac: str | None = None
+
+
+@dataclass(frozen=True, order=True)
+class Port:
+    """A guest port forwarded from the pod's IP (the pod NIC's passt)."""
+    number: int
+    protocol: PortProtocol = "tcp"
+
+    def __str__(self) -> str:
+        return f"{self.number}/{self.protocol}"
 
 
 @dataclass(frozen=True)
@@ -152,6 +165,7 @@ class VMSpec:
     devices: tuple[DeviceRequest, ...] = ()
     disks: tuple[Disk, ...] = ()
     nics: tuple[Nic, ...] = ()
+    ports: tuple[Port, ...] = ()        # forwarded into the guest through the pod NIC
     kernel: str | None = None           # inside the pod, or inside kernel_image
     initrd: str | None = None
     kernel_args: str | None = None
@@ -171,8 +185,9 @@ class VMSpec:
         return f"{KERNEL_BOOT_DIR}/{path.rsplit('/', 1)[1]}"
 
     @property
-    def uses_tap(self) -> bool:
-        return any(n.binding == "tap" for n in self.nics)
+    def pod_nic(self) -> Nic | None:
+        """The NIC behind the pod's IP (at most one: passt owns the pod's ports)."""
+        return next((n for n in self.nics if n.binding == "pod"), None)
 
     @property
     def hugepage_size(self) -> str | None:

@@ -10,6 +10,7 @@ Memory overhead formula (each term a constant in OverheadConstants):
              + launcher + libvirt + qemu_base         fixed process costs in the pod
              + video            (graphics=vnc)        emulated VGA framebuffer
              + tcg_cache        (allow-emulation)     TCG translation-block cache
+             + passt            (a pod NIC)           passt, the pod network's user-space stack
              + vfio             (passthrough)         locked DMA-mapping memory for VFIO
 
 - page tables: x86-64 maps 4 KiB pages with 8-byte entries, so the last level alone is
@@ -25,6 +26,8 @@ Memory overhead formula (each term a constant in OverheadConstants):
 - video: QEMU's standard VGA has a 16 MiB framebuffer.
 - tcg_cache: with emulation allowed the launcher caps QEMU's TCG translation cache
   (libvirt <tcg><tb-cache>) to this size; without the cap QEMU reserves up to 1 GiB.
+- passt: resident size of the passt process serving the pod NIC (31Mi measured idle:
+  its flow tables and packet buffers are static).
 - vfio: KubeVirt adds 1 GiB for VFIO devices' IOMMU mappings and QEMU's locked buffers.
 """
 
@@ -48,6 +51,7 @@ class OverheadConstants:
     qemu_base: int = 128 * MiB
     video: int = 16 * MiB
     tcg_cache: int = 64 * MiB
+    passt: int = 32 * MiB
     vfio: int = GiB
 
 
@@ -79,10 +83,12 @@ class Overhead:
     video: int
     tcg_cache: int
     vfio: int
+    network: int = 0
 
     @property
     def total(self) -> int:
-        return self.page_tables + self.vcpus + self.fixed + self.video + self.tcg_cache + self.vfio
+        return (self.page_tables + self.vcpus + self.fixed + self.video + self.tcg_cache
+                + self.vfio + self.network)
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,7 @@ def memory_overhead(spec: VMSpec, c: OverheadConstants = OverheadConstants()) ->
         video=c.video if spec.graphics == "vnc" else 0,
         tcg_cache=c.tcg_cache if spec.allow_emulation else 0,
         vfio=c.vfio if spec.devices else 0,
+        network=c.passt if spec.pod_nic else 0,
     )
 
 
@@ -140,10 +147,6 @@ def demand(spec: VMSpec, settings: CostSettings = DEFAULT_COSTS) -> Demand:
     names = settings.resources
     if not spec.allow_emulation:
         extended[names.kvm] = 1
-    if spec.uses_tap:
-        extended[names.tun] = 1
-        if not spec.allow_emulation:
-            extended[names.vhost_net] = 1
     for request in spec.devices:
         if request.resource:
             extended[request.resource] = extended.get(request.resource, 0) + request.count

@@ -14,7 +14,7 @@ from typing import Callable, Mapping
 
 from podvirt.quantity import QuantityError, format_bytes, human_bytes, parse_bytes
 from podvirt.vmspec import keys as k
-from podvirt.vmspec.model import (ALLOWED_PATH_ROOTS, CloudInit, DeviceRequest, Disk, Nic,
+from podvirt.vmspec.model import (ALLOWED_PATH_ROOTS, CloudInit, DeviceRequest, Disk, Nic, Port,
                                   Pinning, VMSpec)
 
 MiB = 2**20
@@ -287,15 +287,17 @@ def _nics(limits: Limits) -> Callable[[str], tuple[Nic, ...]]:
     def convert(raw: str) -> tuple[Nic, ...]:
         nics: list[Nic] = []
         for item in _items(raw):
-            name, sep, rest = item.partition("=")
-            if not sep:
-                raise _Rule(f"{item!r} must be <name>=<binding>[@<mac>]")
+            named, at, mac = item.partition("@")
+            name, sep, binding = named.partition("=")
+            binding = binding if sep else "pod"
             if not _NIC_NAME.match(name):
                 raise _Rule(f"NIC name {name!r} must be lowercase letters and digits, "
                             "starting with a letter, at most 15 characters")
-            binding, at, mac = rest.partition("@")
-            if binding not in ("user", "tap"):
-                raise _Rule(f"NIC {name!r}: binding must be user or tap, got {binding!r}")
+            if binding == "tap":
+                raise _Rule(f"NIC {name!r}: the tap binding was replaced by pod (the guest "
+                            f"behind the pod's IP, no NET_ADMIN needed): write {name}=pod")
+            if binding not in ("pod", "user"):
+                raise _Rule(f"NIC {name!r}: binding must be pod or user, got {binding!r}")
             if at:
                 mac = mac.lower()
                 if not _MAC.match(mac):
@@ -308,8 +310,28 @@ def _nics(limits: Limits) -> Callable[[str], tuple[Nic, ...]]:
         names = [n.name for n in nics]
         if len(set(names)) != len(names):
             raise _Rule("NIC names must be unique")
+        pod_nics = [n.name for n in nics if n.binding == "pod"]
+        if len(pod_nics) > 1:
+            raise _Rule(f"at most one NIC can sit behind the pod's IP, got {len(pod_nics)} "
+                        f"({', '.join(pod_nics)})")
         return tuple(nics)
     return convert
+
+
+def _ports(raw: str) -> tuple[Port, ...]:
+    ports: list[Port] = []
+    for item in _items(raw):
+        number, sep, protocol = item.partition("/")
+        protocol = protocol.lower() if sep else "tcp"
+        if protocol not in ("tcp", "udp"):
+            raise _Rule(f"port {item!r}: protocol must be tcp or udp, got {protocol!r}")
+        if not number.isdigit() or not 1 <= int(number) <= 65535:
+            raise _Rule(f"port {item!r}: must be a port number from 1 to 65535")
+        port = Port(int(number), protocol)  # type: ignore[arg-type]
+        if port in ports:
+            raise _Rule(f"port {port} is given twice")
+        ports.append(port)
+    return tuple(sorted(ports))
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -458,6 +480,12 @@ def parse_vm(annotations: Mapping[str, str] | None, *, name: str = "vm",
 
     disks = c.field(k.DISKS, conv.disks, ())
     nics = c.field(k.NICS, conv.nics, ())
+    ports = c.field(k.PORTS, _ports, ())
+    if ports and k.NICS not in a:
+        c.fail(k.PORTS, f"needs a NIC behind the pod's IP: add {k.NICS}: default (pod binding)")
+    elif ports and nics and not any(n.binding == "pod" for n in nics):
+        c.fail(k.PORTS, "are forwarded to the pod NIC, but every NIC in "
+               f"{k.NICS} uses the user binding")
     # Only when nothing was given: a broken podvirt.io/disks already has its own violation.
     if kernel is None and not disks and domain_xml is None and k.DISKS not in a \
             and k.KERNEL not in a and k.DOMAIN_XML not in a:
@@ -475,6 +503,7 @@ def parse_vm(annotations: Mapping[str, str] | None, *, name: str = "vm",
         devices=c.field(k.DEVICES, conv.devices, ()),
         disks=disks,
         nics=nics,
+        ports=ports,
         kernel=kernel,
         initrd=initrd,
         kernel_args=kernel_args,

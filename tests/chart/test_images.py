@@ -125,6 +125,7 @@ def test_conventions(path):
                  id="launcher"),
     pytest.param(IMAGES / "pause.Containerfile", ["/pause"], id="pause"),
     pytest.param(IMAGES / "tiny-guest.Containerfile", None, id="tiny-guest-is-data-only"),
+    pytest.param(IMAGES / "tiny-disk.Containerfile", None, id="tiny-disk-is-data-only"),
 ])
 def test_entrypoint(path, entrypoint):
     found = of(path, "ENTRYPOINT")
@@ -217,6 +218,12 @@ def test_tiny_guest_copies_what_hack_guest_builds():
     copies = of(IMAGES / "tiny-guest.Containerfile", "COPY")
     assert copies == ["vmlinuz initramfs.cpio.gz /boot/"]
     assert '"$out/vmlinuz"' in guest and '"$out/initramfs.cpio.gz"' in guest
+
+
+def test_tiny_disk_is_a_containerdisk_of_one_qcow2():
+    assert of(IMAGES / "tiny-disk.Containerfile", "FROM") == ["scratch"]
+    assert of(IMAGES / "tiny-disk.Containerfile", "COPY") == ["disk.qcow2 /disk/"]
+    assert "-O qcow2" in BUILD_SH
 
 
 def test_pause_is_built_from_the_pinned_kubernetes():

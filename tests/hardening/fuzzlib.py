@@ -28,7 +28,7 @@ from podvirt.vmspec import keys as k
 SEED_ANNOTATIONS: tuple[dict[str, str], ...] = (
     {k.MEMORY: "1Gi", k.DISKS: "root=pvc:root-claim"},
     {k.MEMORY: "2Gi", k.VCPUS: "2", k.DISKS: "root=containerdisk:quay.io/containerdisks/debian:12",
-     k.NICS: "eth0=tap", k.DEVICES: "example.com/gpu=1"},
+     k.NICS: "eth0", k.PORTS: "22,53/udp", k.DEVICES: "example.com/gpu=1"},
     {k.MEMORY: "4Gi", k.VCPUS: "4", k.DEDICATED_CPUS: "true", k.HUGEPAGES: "2Mi",
      k.DISKS: "root=scratch:10Gi,data=pvc:data", k.NODE_LABELS: "podvirt.io/zone=a",
      k.CPU_MODEL: "host-passthrough", k.START_RETRIES: "3", k.SHUTDOWN_GRACE: "30"},
@@ -79,7 +79,7 @@ _STRINGS = ("", " ", "0", "-1", "1e400", "9" * 40, "NaN", "null", "true", "Infin
             "1Gi", "-1Gi", "1.5", "１", "\u202e", "\x00", "a" * 300, "=", ",,,", "a=b=c",
             "../../etc/passwd", "/etc/shadow", "{{name}}", "{{disk:../x}}", "<domain/>",
             "pci:10de:1eb8=1", "example.com/gpu=99999999999999999999", "root=file:/etc",
-            "eth0=tap@zz:zz", "host-model", "podvirt.io/", "\ud800".encode("utf-8", "surrogatepass")
+            "eth0@zz:zz", "host-model", "podvirt.io/", "\ud800".encode("utf-8", "surrogatepass")
             .decode("utf-8", "replace"))
 _KEYS = tuple(k.USER_KEYS) + tuple(sorted(k.STATUS_KEYS)) + ("podvirt.io/bogus", "podvirt.io/",
                                                               "", "metadata")

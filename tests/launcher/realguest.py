@@ -18,17 +18,22 @@ CACHE = Path("/tmp/podvirt/libvirt-cache")
 
 
 class LauncherProcess:
-    def __init__(self, pod: Path, kernel_args: str, grace: str = "20s", accel: str = "tcg"):
+    def __init__(self, pod: Path, kernel_args: str, grace: str = "20s", accel: str = "tcg",
+                 annotations: dict[str, str] | None = None, netns: str | None = None):
+        """`annotations` add to the tiny guest's; `netns` runs the launcher in that network
+        namespace, as in a pod."""
         guest = ensure_guest().install(pod / "guest")
         (pod / "annotations").write_text(render_annotations_file({
             "podvirt.io/memory": "128Mi", "podvirt.io/allow-emulation": "true",
             "podvirt.io/kernel": str(guest.kernel), "podvirt.io/initrd": str(guest.initrd),
             "podvirt.io/kernel-args": f"console=ttyS0 quiet {kernel_args}",
-            "podvirt.io/shutdown-grace": grace, "podvirt.io/start-retries": "0"}))
+            "podvirt.io/shutdown-grace": grace, "podvirt.io/start-retries": "0",
+            **(annotations or {})}))
         self.pod, self.report = pod, pod / "report.jsonl"
         self.started = time.monotonic()
+        prefix = ["ip", "netns", "exec", netns] if netns else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "podvirt.cli", "launcher", "run",
+            [*prefix, sys.executable, "-m", "podvirt.cli", "launcher", "run",
              "--spec", str(pod / "annotations"), "--pod-root", str(pod), "--accel", accel,
              "--libvirt-cache", str(CACHE), "--report-json", str(self.report)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -64,20 +64,26 @@ def render(elements):
                  '<source file="/w/root.qcow2" /><target dev="vda" bus="virtio" /></disk>'
                  '<disk type="file" device="disk"><driver name="qemu" type="raw" />'
                  '<source file="/v/disk.img" /><target dev="vdb" bus="virtio" /></disk>'
-                 '<disk type="file" device="cdrom"><driver name="qemu" type="raw" />'
-                 '<source file="/w/seed.iso" /><target dev="sda" bus="sata" /><readonly />'
+                 '<disk type="file" device="disk"><driver name="qemu" type="raw" />'
+                 '<source file="/w/seed.iso" /><target dev="vdc" bus="virtio" /><readonly />'
                  '</disk>', id="disks-and-seed"),
     pytest.param(d.disks, spec(), HostContext(accel="kvm", uuid="u", disks=(
                      DiskAttachment("root", "/w/root.qcow2", "qcow2"),)),
                  '<disk type="file" device="disk"><driver name="qemu" type="qcow2" />'
                  '<source file="/w/root.qcow2" /><target dev="vda" bus="virtio" />'
                  '<boot order="1" /></disk>', id="boot-disk"),
-    pytest.param(d.nics, spec(nics="eth0=user@52:54:00:00:00:01,net1=tap"),
-                 HostContext(accel="kvm", uuid="u", tap_devices=(("net1", "tap7"),)),
+    pytest.param(d.nics, spec(nics="eth0=user@52:54:00:00:00:01,net1"),
+                 HostContext(accel="kvm", uuid="u", passt_socket="/w/passt.sock"),
                  '<interface type="user"><mac address="52:54:00:00:00:01" />'
-                 '<model type="virtio" /></interface><interface type="ethernet">'
-                 '<target dev="tap7" managed="no" /><model type="virtio" /></interface>',
-                 id="user-and-tap"),
+                 '<model type="virtio" /></interface>', id="user-nic-pod-nic-elsewhere"),
+    pytest.param(d.pod_nic_args, spec(nics="net1=pod@52:54:00:00:00:02", ports="22,53/udp"),
+                 HostContext(accel="kvm", uuid="u", passt_socket="/w/passt.sock"),
+                 '<qemu:commandline xmlns:qemu="http://libvirt.org/schemas/domain/qemu/1.0">'
+                 '<qemu:arg value="-netdev" /><qemu:arg value="stream,id=podnet,server=off,'
+                 'addr.type=unix,addr.path=/w/passt.sock" /><qemu:arg value="-device" />'
+                 '<qemu:arg value="virtio-net-pci,netdev=podnet,id=net-net1,bus=pcie.0,'
+                 'addr=0x1e,mac=52:54:00:00:00:02" /></qemu:commandline>', id="pod-nic-on-passt"),
+    pytest.param(d.pod_nic_args, spec(nics="eth0=user"), KVM, "", id="no-pod-nic"),
     pytest.param(d.hostdevs, spec(), HostContext(accel="kvm", uuid="u", assigned=(GPU,)),
                  '<hostdev mode="subsystem" type="pci" managed="no"><source><address '
                  'domain="0x0000" bus="0x3b" slot="0x00" function="0x0" /></source></hostdev>',
@@ -144,3 +150,16 @@ def test_user_domain_xml_rejects_hostdev_not_assigned():
         DiskAttachment("root", "/var/lib/podvirt/disks/root/d.qcow2", "qcow2"),))
     with pytest.raises(DomainXMLRejected, match="not a device assigned"):
         d.domain_xml(vm, ctx)
+
+
+def test_pod_nic_needs_a_running_passt():
+    with pytest.raises(ValueError, match="passt is not running"):
+        d.pod_nic_args(spec(nics="eth0"), KVM)
+
+
+def test_pod_nic_args_follow_devices_in_a_whole_domain():
+    root = ET.fromstring(d.domain_xml(spec(nics="eth0", machine="pc"),
+                                      HostContext(accel="kvm", uuid="u", passt_socket="/s")))
+    assert [child.tag for child in root][-2:] == ["devices", f"{{{d.QEMU_NS}}}commandline"]
+    assert "bus=pci.0,addr=0x1e" in root[-1][-1].get("value")
+    assert root.find("devices/interface") is None

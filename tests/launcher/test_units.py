@@ -126,6 +126,37 @@ def test_prepare_disk(tmp_path, disk, setup, expected):
         assert att.path == str(layout.mount_dir(disk) / "disk.img")
 
 
+def test_blank_claim_gets_a_sparse_raw_image_filling_its_filesystem(tmp_path):
+    import os
+    from podvirt.launcher.disks import blank_image_size
+    disk = Disk("vol", "pvc", "claim")
+    layout = DiskLayout(pod_root=tmp_path, work_dir=tmp_path / "work")
+    layout.mount_dir(disk).mkdir(parents=True)
+    att = prepare_disk(disk, layout)
+    image = Path(att.path)
+    st = os.statvfs(image.parent)
+    assert att.format == "raw" and image.name == "disk.img"
+    assert image.stat().st_size == blank_image_size(st.f_blocks * st.f_frsize) > 0
+    assert image.stat().st_blocks == 0                      # sparse: nothing written yet
+    image.write_bytes(b"data")                              # the guest's writes stay
+    assert prepare_disk(disk, layout).path == att.path and image.read_bytes() == b"data"
+
+
+@pytest.mark.parametrize("fs_bytes,expected", [
+    pytest.param(10 * 2**30, 10146021376, id="10Gi-less-5.5%-whole-MiB"),
+    pytest.param(2**20, 0, id="too-small"),
+])
+def test_blank_image_size(fs_bytes, expected):
+    from podvirt.launcher.disks import blank_image_size
+    assert blank_image_size(fs_bytes) == expected
+
+
+def test_unmounted_claim_is_named(tmp_path):
+    disk = Disk("vol", "pvc", "claim-x")
+    with pytest.raises(DiskError, match="claim 'claim-x' is not mounted"):
+        prepare_disk(disk, DiskLayout(pod_root=tmp_path, work_dir=tmp_path / "work"))
+
+
 @pytest.mark.parametrize("annotations,expected", [
     pytest.param({}, None, id="no-action"),
     pytest.param({"podvirt.io/action": "pause"}, "pause", id="new-action"),

@@ -13,27 +13,12 @@ from podvirt.launcher.kvmboot import MARKER
 from podvirt.vmspec import keys as k
 from podvirt.vmspec.overhead import DEFAULT_COSTS
 from tests.node.conftest import NAMESPACE
+from tests.node.vmpods import CONSOLE_TIMEOUT, delete as _delete, gone as _gone, phase as _phase, \
+    to_yaml as _yaml, wait_console as _wait_console
 
 pytestmark = pytest.mark.node
 
 DEPLOYMENT = Path(__file__).resolve().parents[2] / "examples" / "vm-deployment.yaml"
-CONSOLE_TIMEOUT = 180    # image copy + libvirtd start + QEMU capability probe + TCG boot
-
-
-def _phase(pod) -> str:
-    return (pod.metadata.annotations or {}).get(k.PHASE, "")
-
-
-def _wait_console(logs, name: str, timeout: float = CONSOLE_TIMEOUT) -> str:
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
-        text = logs(name)
-        if MARKER.decode() in text:
-            return text
-        time.sleep(1)
-    raise AssertionError(f"{MARKER.decode()} never appeared in {name}'s console; log:\n"
-                         f"{text[-3000:]}")
 
 
 def _qemu_running(name: str) -> bool:
@@ -42,29 +27,6 @@ def _qemu_running(name: str) -> bool:
     out = subprocess.run(["pgrep", "-af", "qemu-system"], capture_output=True, text=True).stdout
     return any(f"guest={NAMESPACE}_{name}" in line or f"-name guest={name}" in line
                or f" {name} " in line for line in out.splitlines())
-
-
-def _delete(core, name: str) -> None:
-    from kubernetes.client.exceptions import ApiException
-    try:
-        core.delete_namespaced_pod(name, NAMESPACE)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-
-
-def _gone(core, name: str, timeout: float) -> float:
-    from kubernetes.client.exceptions import ApiException
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            core.read_namespaced_pod(name, NAMESPACE)
-        except ApiException as exc:
-            if exc.status == 404:
-                return time.monotonic() - started
-            raise
-        time.sleep(0.5)
-    raise AssertionError(f"pod {name} still exists {timeout}s after its deletion")
 
 
 def test_tiny_guest_boots_in_its_pod_and_shuts_down_on_delete(cluster, core, vm_pod, wait_pod,
@@ -217,8 +179,3 @@ def _failed_scheduling(cluster, name: str, timeout: float) -> str:
             return items[-1]["message"]
         time.sleep(1)
     raise AssertionError(f"no FailedScheduling event for {name} in {timeout}s")
-
-
-def _yaml(manifest: dict) -> str:
-    import yaml
-    return yaml.safe_dump(manifest)

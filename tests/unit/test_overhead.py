@@ -54,10 +54,7 @@ def test_cpu_shared_and_dedicated():
 @pytest.mark.parametrize("extra, expected", [
     pytest.param({}, {"devices.podvirt.io/kvm": 1}, id="kvm-only"),
     pytest.param({"allow_emulation": "true"}, {}, id="emulation-needs-no-kvm"),
-    pytest.param({"nics": "eth0=tap"}, {"devices.podvirt.io/kvm": 1, "devices.podvirt.io/tun": 1,
-                                        "devices.podvirt.io/vhost-net": 1}, id="tap-nic"),
-    pytest.param({"nics": "eth0=tap", "allow_emulation": "true"},
-                 {"devices.podvirt.io/tun": 1}, id="tap-without-vhost-under-tcg"),
+    pytest.param({"nics": "eth0", "allow_emulation": "true"}, {}, id="pod-nic-needs-no-device"),
     pytest.param({"devices": "example.com/gpu=2,pci:10de:1eb8=1"},
                  {"devices.podvirt.io/kvm": 1, "example.com/gpu": 2}, id="named-devices-only"),
 ])

@@ -27,7 +27,7 @@ def test_full_vm():
                        node_labels="podvirt.io/zone=b,disk=ssd",
                        devices="example.com/gpu=2,pci:10DE:1eb8",
                        disks="root=pvc:root-disk,tmp=scratch:2Gi,iso=file:/var/lib/podvirt/x.iso",
-                       nics="eth0=tap@52:54:00:aa:bb:cc,eth1=user", graphics="vnc",
+                       nics="eth0@52:54:00:aa:bb:cc,eth1=user", ports="22,53/udp", graphics="vnc",
                        start_retries="5", shutdown_grace="2m", cloud_init="#cloud-config\n"))
     assert spec.vcpus == 4 and spec.hugepage_bytes == 2 * MiB and spec.hugepage_size == "2Mi"
     assert spec.pinning.node_names == ("n1", "n2")
@@ -36,7 +36,8 @@ def test_full_vm():
     assert spec.devices[0].count == 2 and spec.devices[1].count == 1
     assert [(d.kind, d.size_bytes) for d in spec.disks] == [("pvc", 0), ("scratch", 2 * GiB),
                                                             ("file", 0)]
-    assert spec.nics[0].mac == "52:54:00:aa:bb:cc" and spec.uses_tap
+    assert spec.nics[0].mac == "52:54:00:aa:bb:cc" and spec.pod_nic == spec.nics[0]
+    assert [str(p) for p in spec.ports] == ["22/tcp", "53/udp"]
     assert spec.shutdown_grace_seconds == 120 and spec.cloud_init.inline == "#cloud-config\n"
 
 
@@ -72,8 +73,17 @@ def test_full_vm():
                  id="disk-dotdot"),
     pytest.param(vm(disks="a=scratch:1Gi,a=scratch:1Gi"), k.DISKS, "unique", id="disk-dup"),
     pytest.param(vm(disks="root=scratch:1Ki"), k.DISKS, "at least 1Mi", id="scratch-size"),
-    pytest.param(vm(nics="eth0=bridge"), k.NICS, "user or tap", id="nic-binding"),
-    pytest.param(vm(nics="eth0=tap@01:00:00:00:00:01"), k.NICS, "multicast", id="nic-mac"),
+    pytest.param(vm(nics="eth0=bridge"), k.NICS, "pod or user", id="nic-binding"),
+    pytest.param(vm(nics="eth0=tap"), k.NICS, "write eth0=pod", id="nic-tap-removed"),
+    pytest.param(vm(nics="eth0,eth1=pod"), k.NICS, "at most one NIC", id="two-pod-nics"),
+    pytest.param(vm(nics="eth0@01:00:00:00:00:01"), k.NICS, "multicast", id="nic-mac"),
+    pytest.param(vm(ports="22"), k.PORTS, "needs a NIC", id="ports-without-nic"),
+    pytest.param(vm(nics="eth0=user", ports="22"), k.PORTS, "user binding",
+                 id="ports-on-user-nic"),
+    pytest.param(vm(nics="eth0", ports="22/sctp"), k.PORTS, "tcp or udp", id="port-protocol"),
+    pytest.param(vm(nics="eth0", ports="0"), k.PORTS, "1 to 65535", id="port-zero"),
+    pytest.param(vm(nics="eth0", ports="http"), k.PORTS, "1 to 65535", id="port-name"),
+    pytest.param(vm(nics="eth0", ports="22,22/tcp"), k.PORTS, "twice", id="port-dup"),
     pytest.param(vm(kernel="/boot/vmlinuz"), k.KERNEL, "inside the pod", id="kernel-path"),
     pytest.param(vm(initrd="/var/lib/podvirt/initrd"), k.INITRD, "needs podvirt.io/kernel",
                  id="initrd-without-kernel"),

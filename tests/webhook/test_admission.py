@@ -143,7 +143,7 @@ _VALUES = {
     k.NODE_LABELS: st.sampled_from(["zone=a", "a=b,c=d", "nolabel", "x=@"]),
     k.DISKS: st.sampled_from(["r=pvc:c", "r=scratch:1Gi", "r=containerdisk:img:1",
                               "r=file:/var/lib/podvirt/x", "r=file:/etc/shadow", "bad"]),
-    k.NICS: st.sampled_from(["eth0=tap", "eth0=user", "eth0=bridge", "e=tap@02:00:00:00:00:01"]),
+    k.NICS: st.sampled_from(["eth0=tap", "eth0=user", "eth0=bridge", "e@02:00:00:00:00:01", "eth0"]),
     k.DEVICES: st.sampled_from(["example.com/gpu=1", "pci:10de:1db4", "gpu"]),
     k.CLOUD_INIT_SECRET: st.sampled_from(["seed", "Bad Name"]),
     k.SHUTDOWN_GRACE: st.sampled_from(["30s", "5m", "2h", "x"]),

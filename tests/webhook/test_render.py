@@ -57,9 +57,6 @@ def test_spec_volume_is_downward_api():
                  id="dedicated-cpu-integer-request-equals-limit"),
     pytest.param({k.HUGEPAGES: "2Mi"}, {"hugepages-2Mi": "1Gi"}, {"hugepages-2Mi": "1Gi"},
                  id="hugepages-request-equals-limit"),
-    pytest.param({k.NICS: "eth0=tap"}, {"devices.podvirt.io/tun": "1",
-                                        "devices.podvirt.io/vhost-net": "1"},
-                 {"devices.podvirt.io/tun": "1"}, id="tap-nic-needs-tun-and-vhost"),
     pytest.param({k.DEVICES: "example.com/gpu=2"}, {"example.com/gpu": "2"},
                  {"example.com/gpu": "2"}, id="device-plugin-resources"),
     pytest.param({k.ALLOW_EMULATION: "true"}, {"podvirt.io/vm": "1"}, {}, id="emulation-no-kvm"),
@@ -175,7 +172,7 @@ def test_no_pinning_no_affinity():
 
 @pytest.mark.parametrize("extra, added", [
     pytest.param({}, [], id="only-libvirt-child-caps"),
-    pytest.param({k.NICS: "eth0=tap"}, ["NET_ADMIN"], id="tap-adds-net-admin"),
+    pytest.param({k.NICS: "eth0", k.PORTS: "22"}, [], id="pod-nic-needs-no-net-admin"),
     pytest.param({k.DEDICATED_CPUS: "true"}, ["SYS_NICE"], id="dedicated-adds-sys-nice"),
 ])
 def test_security(extra, added):
