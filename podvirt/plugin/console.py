@@ -46,7 +46,9 @@ def run_console(pods: KubePods, conn: Connection, name: str, *, stdin: int = 0,
                               daemon=True)
     reader.start()
     try:
-        err.write(f"Serial console of VM {pod.ref}; {ESCAPE_NAME} leaves.\n")
+        paused = " The VM is paused: it answers after `kubectl podvirt resume`." \
+            if pod.vm_phase == "Paused" else ""
+        err.write(f"Serial console of VM {pod.ref}; {ESCAPE_NAME} leaves.{paused}\n")
         err.flush()
         with kubectl.signals_unwind(), raw_terminal(stdin):
             end = relay(stdin, stdout, proc.stdin.fileno(), proc.stdout.fileno())

@@ -150,3 +150,12 @@ def test_sigterm_restores_the_terminal_and_stops_kubectl(fake_kubectl, tmp_path)
     finally:
         os.close(leader)
         os.close(follower)
+
+
+def test_console_of_a_paused_vm_says_it_will_not_answer_yet(fake_kubectl):
+    fake_kubectl("exec cat")
+    session = Session(FakePods(vm_facts("Paused"), lambda p: None))
+    session.type(b"\x1d")
+    assert session.end() == 0
+    assert "The VM is paused: it answers after `kubectl podvirt resume`." in \
+        session.err.getvalue()
