@@ -123,12 +123,27 @@ def resources(pod: Pod, ctx: RenderContext) -> None:
     _launcher(pod)["resources"] = {"requests": req, "limits": lim}
 
 
+# Ports below this need CAP_NET_BIND_SERVICE in the pod's network namespace, unless the
+# pod lowers the bound with this sysctl (namespaced, on kubelet's default safe list).
+UNPRIVILEGED_PORT_SYSCTL = "net.ipv4.ip_unprivileged_port_start"
+PRIVILEGED_PORTS_BELOW = 1024
+
+
 def guest_ports(pod: Pod, ctx: RenderContext) -> None:
     # passt listens on these in the pod and forwards them into the guest; declaring them
     # lets Services target them by name and shows them in `kubectl describe`.
     _launcher(pod)["ports"] = [
         {"name": f"{port.protocol}-{port.number}", "containerPort": port.number,
          "protocol": port.protocol.upper()} for port in ctx.spec.ports]
+    lowest = min(port.number for port in ctx.spec.ports)
+    if lowest < PRIVILEGED_PORTS_BELOW:
+        # passt (no capabilities) must bind the guest's port 22 in the pod: lower the
+        # bound for this pod's network namespace rather than grant NET_BIND_SERVICE.
+        sysctls = pod["spec"].setdefault("securityContext", {}).setdefault("sysctls", [])
+        given = next((x.get("value") for x in sysctls if x.get("name") == UNPRIVILEGED_PORT_SYSCTL),
+                     None)
+        if not (isinstance(given, str) and given.isdigit() and int(given) <= lowest):
+            _replace_named(sysctls, {"name": UNPRIVILEGED_PORT_SYSCTL, "value": str(lowest)})
 
 
 def spec_volume(pod: Pod, ctx: RenderContext) -> None:

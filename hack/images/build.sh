@@ -48,7 +48,7 @@ TINY_DISK="localhost/podvirt/tiny-disk:$VERSION"
 TINY_DISK_LINE="PODVIRT-DATA tiny-disk"
 DEBIAN_DISK="localhost/podvirt/debian-disk:$VERSION"
 DEBIAN_DISK_SIZE=2G
-DEBIAN_DISK_PACKAGES=linux-image-cloud-amd64,systemd-sysv,udev,cloud-init,openssh-server,ifupdown,isc-dhcp-client,netbase,iproute2,e2fsprogs,sudo
+DEBIAN_DISK_PACKAGES=linux-image-cloud-amd64,systemd-sysv,udev,dbus,cloud-init,openssh-server,ifupdown,isc-dhcp-client,netbase,iproute2,e2fsprogs,sudo
 # The base: bookworm with its updates and security suites (as the official image's sources),
 # docs, man pages and locales left out by dpkg like the official slim image, which keeps
 # derived images slim too; merged /usr set up the way debootstrap does it (the usrmerge package

@@ -2,6 +2,7 @@
 and the launcher processes a test started there, killed if still running at the end."""
 
 import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -20,4 +21,7 @@ def pod():
         if p.proc.poll() is None:
             p.proc.kill()
             p.proc.wait()
+    # A launcher killed mid-test leaves its children (libvirtd, QEMU, passt): they all
+    # name the pod directory on their command lines.
+    subprocess.run(["pkill", "-9", "-f", str(path)], capture_output=True, timeout=10)
     shutil.rmtree(path, ignore_errors=True)

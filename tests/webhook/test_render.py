@@ -276,3 +276,30 @@ def test_launcher_service_account_setting():
                                                    launcher_service_account="podvirt-launcher"))
     assert named["spec"]["serviceAccountName"] == "podvirt-launcher"
     assert named["spec"]["automountServiceAccountToken"] is True
+
+
+@pytest.mark.parametrize("ports, user_sysctls, expected", [
+    pytest.param("8080", None, None, id="unprivileged-ports-leave-sysctls-alone"),
+    pytest.param("22,8080/tcp", None, [{"name": "net.ipv4.ip_unprivileged_port_start",
+                                        "value": "22"}], id="port-22-lowers-the-bound"),
+    pytest.param("80", [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}],
+                 [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}],
+                 id="a-lower-user-bound-stays"),
+    pytest.param("80", [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "1024"},
+                        {"name": "kernel.shm_rmid_forced", "value": "1"}],
+                 [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "80"},
+                  {"name": "kernel.shm_rmid_forced", "value": "1"}], id="a-higher-one-is-lowered"),
+])
+def test_guest_ports_declared_and_bindable_without_capabilities(ports, user_sysctls, expected):
+    extra = {k.NICS: "eth0", k.PORTS: ports}
+    pod = rendered(extra) if user_sysctls is None else _rendered_with_sysctls(extra, user_sysctls)
+    assert [p["containerPort"] for p in launcher(pod)["ports"]] == \
+        sorted(int(p.split("/")[0]) for p in ports.split(","))
+    assert (pod["spec"].get("securityContext") or {}).get("sysctls") == expected
+
+
+def _rendered_with_sysctls(extra, sysctls):
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "vm", "annotations": {**BASIC, **extra}},
+           "spec": {"containers": [], "securityContext": {"sysctls": sysctls}}}
+    return r.render_launcher_pod(pod, parse_vm(pod["metadata"]["annotations"]))
