@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from podvirt.vmspec.model import CONSOLE_SOCKET
+
 
 KVM_GUEST_HELP = ("vmlinuz + initramfs.cpio.gz the KVM check boots (default "
                   "$PODVIRT_KVM_CHECK_GUEST, else the test-guest cache)")
@@ -33,6 +35,13 @@ def register(subparsers) -> None:
     run.add_argument("--report-json", metavar="PATH",
                      help="write status as JSON lines here ('-' = stderr) instead of the pod")
     run.set_defaults(func=_run)
+
+    console = sub.add_parser(
+        "console", help="attach stdin/stdout to the VM's serial console, inside the launcher "
+                        "pod (what `kubectl podvirt console` runs); Ctrl-] leaves")
+    console.add_argument("--socket", default=CONSOLE_SOCKET,
+                         help="the console socket QEMU listens on (default %(default)s)")
+    console.set_defaults(func=_console)
 
     probe = sub.add_parser("probe", help="print this node's VM facts; with --node, label it")
     probe.add_argument("--node", help="node to patch with the facts")
@@ -83,6 +92,11 @@ def _run(args: argparse.Namespace) -> int:
                        kvm_check_guest=Path(args.kvm_check_guest) if args.kvm_check_guest
                        else None)
     return Launcher(cfg, _reporter(args)).run()
+
+
+def _console(args: argparse.Namespace) -> int:
+    from podvirt.launcher.attach import main
+    return main(args.socket)
 
 
 def _probe(args: argparse.Namespace) -> int:

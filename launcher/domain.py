@@ -15,7 +15,7 @@ from typing import Callable
 
 from podvirt.launcher.hostcontext import HostContext
 from podvirt.vmspec.domainxml import fill_placeholders, sanitize_domain
-from podvirt.vmspec.model import PassthroughDevice, VMSpec
+from podvirt.vmspec.model import VNC_PORT, PassthroughDevice, VMSpec
 
 Configurator = Callable[[VMSpec, HostContext], list[ET.Element]]
 
@@ -176,6 +176,13 @@ def hostdevs(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
 
 
 def serial_console(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
+    if ctx.serial_socket and ctx.serial_log:
+        # A socket QEMU listens on for one interactive client at a time, and a log QEMU
+        # writes everything to whether a client is attached or not: the launcher tails
+        # the log to its stdout, so `kubectl logs` keeps the whole console.
+        return [_el("serial", type="unix", children=(
+            _el("source", mode="bind", path=ctx.serial_socket),
+            _el("log", file=ctx.serial_log, append="on"), _el("target", port="0")))]
     if ctx.serial_log:
         return [_el("serial", type="file", children=(
             _el("source", path=ctx.serial_log, append="on"), _el("target", port="0")))]
@@ -185,7 +192,9 @@ def serial_console(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
 def graphics(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
     if spec.graphics != "vnc":
         return []
-    return [_el("graphics", type="vnc", port="-1", autoport="yes", listen="127.0.0.1"),
+    # A fixed port on the pod's loopback: reachable only through the API server's
+    # port-forward (`kubectl podvirt vnc`), never from the pod network.
+    return [_el("graphics", type="vnc", port=str(VNC_PORT), autoport="no", listen="127.0.0.1"),
             _el("video", children=(_el("model", type="vga"),))]
 
 

@@ -34,6 +34,7 @@ class HostContext:
     disks: tuple[DiskAttachment, ...] = ()          # in the spec's order
     cloud_init_iso: str | None = None
     serial_log: str | None = None                    # None: a pty console
+    serial_socket: str | None = None                 # interactive console (with serial_log)
     assigned: tuple[PassthroughDevice, ...] = ()
     passt_socket: str | None = None                  # the pod NIC's passt (podnet.py)
     host_cpus: tuple[int, ...] = ()                  # the pod's CPUs, for dedicated pinning

@@ -109,6 +109,3 @@ def action_to_run(annotations: dict[str, str]) -> str | None:
         return None
     ack = annotations.get(k.ACTION_ACK, "")
     return None if ack.split(":", 1)[0] == action else action
-
-
-ACTIONS = ("pause", "resume", "reboot", "stop")

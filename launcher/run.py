@@ -32,7 +32,7 @@ from podvirt.vmspec import SpecInvalid, parse_vm
 from podvirt.vmspec import keys as k
 from podvirt.vmspec.domainxml import DomainXMLRejected
 from podvirt.vmspec.downward import DownwardFileError, parse_annotations_file
-from podvirt.vmspec.model import CLOUD_INIT_DIR, POD_ROOT, VMSpec
+from podvirt.vmspec.model import CLOUD_INIT_DIR, CONSOLE_SOCKET, POD_ROOT, VMSpec
 from podvirt.vmspec.overhead import OverheadConstants
 
 log = logging.getLogger("podvirt.launcher")
@@ -42,6 +42,8 @@ EXIT_START_FAILED = 1     # VMStartFailed: the extender's quarantine counts thes
 EXIT_CONFIG = 2           # the spec or the pod is unusable; retrying cannot help
 EXIT_VM_FAILED = 3        # crashed, destroyed, or forced off after the grace period
 EXIT_LIBVIRTD = 4         # libvirtd died or stopped answering
+
+CONSOLE_SOCKET_NAME = Path(CONSOLE_SOCKET).name   # in the work dir, which a pod puts there
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,8 @@ class Launcher:
             raise LaunchFailed(EXIT_CONFIG, "DiskUnavailable", str(exc)) from None
         serial = work / "serial.log"
         serial.unlink(missing_ok=True)
+        socket = work / CONSOLE_SOCKET_NAME
+        socket.unlink(missing_ok=True)
         if spec.pod_nic:
             self.passt = Passt(work, spec.ports)
             try:
@@ -216,7 +220,7 @@ class Launcher:
                                    f"pod network for NIC {spec.pod_nic.name!r}: {exc}") from None
         return HostContext(
             accel=accel, uuid=vm_uuid, emulator=cfg.emulator, disks=disks, cloud_init_iso=iso,
-            serial_log=str(serial), assigned=assigned,
+            serial_log=str(serial), serial_socket=str(socket), assigned=assigned,
             passt_socket=str(self.passt.sock) if self.passt else None,
             host_cpus=tuple(sorted(os.sched_getaffinity(0))),
             tcg_cache_bytes=OverheadConstants().tcg_cache)
@@ -327,18 +331,25 @@ class Launcher:
                     else:
                         ok = True
                 else:
-                    ok = self._try({"pause": self.hv.pause, "resume": self.hv.resume,
-                                    "reboot": self.hv.reboot}.get(action, _unknown(action)))
+                    error = self._attempt({"pause": self.hv.pause, "resume": self.hv.resume,
+                                           "reboot": self.hv.reboot}.get(action, _unknown(action)))
+                    ok = not error
+                    if error:   # before the ack: whoever waits for it finds the reason
+                        self.reporter.event(k.EVENT_ACTION_FAILED, f"{action}: {error}", warning=True)
                 if not token.startswith("signal-"):
                     self.reporter.ack(action, token, ok)
 
     def _try(self, fn) -> bool:
+        return not self._attempt(fn)
+
+    def _attempt(self, fn) -> str:
+        """Run fn; the error's message if it failed, else ""."""
         try:
             fn()
-            return True
+            return ""
         except (LibvirtError, ValueError) as exc:
             log.warning("%s", exc)
-            return False
+            return str(exc) or type(exc).__name__
 
     def _health_check(self) -> None:
         if self.daemons is not None and not self.daemons.alive():

@@ -10,6 +10,8 @@
 #   podvirt.disk-write=vda:TEXT,...   then write "PODVIRT-DATA TEXT" at the disk's start
 #   podvirt.seed=KEY   mount the cloud-init seed (the ISO disk with meta-data), print
 #                      PODVIRT-GUEST-SEED <value of "KEY:" in its user-data>
+#   podvirt.shell=1    after PODVIRT-GUEST-UP, an interactive shell on ttyS0 (respawned
+#                      when it exits) instead of podvirt.sleep; ACPI still powers off
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -124,6 +126,14 @@ for item in $(echo "$disk_write" | tr , ' '); do
         && echo "PODVIRT-GUEST-WROTE $dev"
 done
 echo "PODVIRT-GUEST-UP"
+
+# podvirt.shell=1: a root shell on the serial console, for `kubectl podvirt console`.
+if grep -qw "podvirt.shell=1" /proc/cmdline; then
+    # setsid + cttyhack: the shell leads its own session with ttyS0 as controlling
+    # terminal, so Ctrl-C reaches its foreground job.
+    # The pause keeps a shell that cannot start from spinning a TCG vCPU.
+    while :; do setsid cttyhack sh -i </dev/ttyS0 >/dev/ttyS0 2>&1; sleep 1; done
+fi
 
 if [ "$sleep_s" = "wait" ]; then
     while :; do sleep 3600; done

@@ -85,6 +85,10 @@ ACCEL = PREFIX + "accel"
 # Users request an operation with ACTION; the launcher answers in ACTION_ACK.
 ACTION = PREFIX + "action"
 ACTION_ACK = PREFIX + "action-ack"
+# ACTION values; the ack is "<action>:<resourceVersion the launcher saw>:ok|error", and a
+# failed action also leaves a Warning Event with this reason and the error.
+ACTIONS = ("pause", "resume", "reboot", "stop")
+EVENT_ACTION_FAILED = "ActionFailed"
 
 STATUS_KEYS: frozenset[str] = frozenset({
     RENDERED, ASSIGNED_DEVICES, PHASE, DOMAIN_STATE, NODE, STARTED_AT, GUEST_IP, QEMU_RSS,

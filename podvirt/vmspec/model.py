@@ -24,6 +24,13 @@ SPEC_FILE = SPEC_DIR + "/annotations"
 CLOUD_INIT_DIR = SPEC_DIR + "/cloud-init"
 # Where an init container copies kernel and initrd out of podvirt.io/kernel-image.
 KERNEL_BOOT_DIR = POD_ROOT + "/kernel-boot"
+# The launcher's scratch directory; its serial console socket is there, where
+# `podvirt launcher console` (run by `kubectl podvirt console`) finds it.
+LAUNCHER_WORK_DIR = POD_ROOT + "/launcher"
+CONSOLE_SOCKET = LAUNCHER_WORK_DIR + "/console.sock"
+# A VM's VNC server listens on the pod's loopback at this fixed port, the one
+# `kubectl podvirt vnc` forwards (each pod has its own network namespace, so no clash).
+VNC_PORT = 5900
 # Paths a VM may name directly (file: disks, kernel, initrd, domain XML sources).
 ALLOWED_PATH_ROOTS: tuple[str, ...] = (POD_ROOT, SPEC_DIR, "/var/run/podvirt", "/tmp/podvirt")
 

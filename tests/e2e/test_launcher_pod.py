@@ -3,7 +3,8 @@
 A VM pod goes through the webhook and the scheduler (kwok plays its node); the launcher
 then runs here as kubelet would run it there, reading the stored pod's annotations as its
 downward-API file and reporting through the API: annotations, Events, and the requested
-pause, resume, reboot and stop, each acknowledged.
+pause, resume, reboot and stop, each acknowledged (an impossible action with an error ack
+and an ActionFailed Event).
 """
 
 import os
@@ -91,6 +92,14 @@ def test_launcher_reports_to_its_pod_and_obeys_actions(cluster, core, namespace,
         request("reboot")
         _until(lambda: (tmp_path / "launcher.log").read_text().count("PODVIRT-GUEST-UP") >= 2,
                60, "the guest's marker again after the reboot")
+
+        # An action the launcher cannot carry out: an error ack, and the reason in an Event.
+        assert request("hibernate")[k.ACTION_ACK].endswith(":error")
+        failed = core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name=vm-real,"
+                                      f"reason={k.EVENT_ACTION_FAILED}").items
+        assert [e.type for e in failed] == ["Warning"]
+        assert failed[0].message.startswith("hibernate: unknown action"), failed[0].message
 
         ack = request("stop")[k.ACTION_ACK]
         assert ack.endswith(":ok")

@@ -88,13 +88,18 @@ def render(elements):
                  '<hostdev mode="subsystem" type="pci" managed="no"><source><address '
                  'domain="0x0000" bus="0x3b" slot="0x00" function="0x0" /></source></hostdev>',
                  id="assigned-hostdev"),
+    pytest.param(d.serial_console, spec(),
+                 HostContext(accel="kvm", uuid="u", serial_log="/w/s", serial_socket="/w/c.sock"),
+                 '<serial type="unix"><source mode="bind" path="/w/c.sock" />'
+                 '<log file="/w/s" append="on" /><target port="0" /></serial>',
+                 id="serial-socket-with-log"),
     pytest.param(d.serial_console, spec(), HostContext(accel="kvm", uuid="u", serial_log="/w/s"),
                  '<serial type="file"><source path="/w/s" append="on" /><target port="0" />'
                  '</serial>', id="serial-file"),
     pytest.param(d.serial_console, spec(), KVM,
                  '<serial type="pty"><target port="0" /></serial>', id="serial-pty"),
     pytest.param(d.graphics, spec(graphics="vnc"), KVM,
-                 '<graphics type="vnc" port="-1" autoport="yes" listen="127.0.0.1" />'
+                 '<graphics type="vnc" port="5900" autoport="no" listen="127.0.0.1" />'
                  '<video><model type="vga" /></video>', id="vnc-loopback"),
     pytest.param(d.graphics, spec(), KVM, "", id="no-graphics"),
 ])
