@@ -9,6 +9,8 @@ Fixtures:
   vm_pod     vm_pod(name, **annotations) -> manifest of a tiny-guest VM pod (default ns)
   wait_pod   wait_pod(name, predicate, timeout) -> V1Pod, via a watch (default ns)
   logs       logs(name, container) -> the container's log so far
+  plugin_env the environment `kubectl podvirt` runs in: this cluster's kubectl and the
+             venv's kubectl-podvirt on PATH, KUBECONFIG set
 VM pods go to the `default` namespace: the chart gives the launcher ServiceAccount only
 to its VM namespaces (cluster/chart.py). Each test deletes what it created.
 """
@@ -81,3 +83,12 @@ def logs(cluster) -> Callable[[str, str], str]:
     def _logs(name: str, container: str = "launcher") -> str:
         return cluster.kubectl("logs", "-n", NAMESPACE, name, "-c", container, check=False).stdout
     return _logs
+
+
+@pytest.fixture(scope="session")
+def plugin_env(cluster) -> dict[str, str]:
+    import os
+    import sys
+    path = [str(cluster.binaries.kubectl.parent), str(Path(sys.executable).parent),
+            os.environ.get("PATH", "")]
+    return {**os.environ, "PATH": os.pathsep.join(path), "KUBECONFIG": str(cluster.kubeconfig)}

@@ -9,12 +9,10 @@ podvirt.shell=1 (a shell on its serial port) and a VNC display.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import pytest
 
 from podvirt.vmspec import keys as k
 from tests.node.conftest import NAMESPACE
-from tests.node.test_vm_in_pod import _delete, _gone, _wait_console
+from tests.node.vmpods import delete as _delete, gone as _gone, wait_console as _wait_console
 
 pexpect = pytest.importorskip("pexpect")
 
@@ -31,14 +29,6 @@ pytestmark = pytest.mark.node
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "vm-console.yaml"
 NAME = "vm-console"
 PROMPT = r"# "
-
-
-@pytest.fixture(scope="module")
-def plugin_env(cluster) -> dict[str, str]:
-    """kubectl (this cluster's) and kubectl-podvirt (this venv's) on PATH."""
-    path = [str(cluster.binaries.kubectl.parent), str(Path(sys.executable).parent),
-            os.environ.get("PATH", "")]
-    return {**os.environ, "PATH": os.pathsep.join(path), "KUBECONFIG": str(cluster.kubeconfig)}
 
 
 @pytest.fixture(scope="module")

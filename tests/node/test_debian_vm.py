@@ -1,7 +1,8 @@
 """A KubeVirt user's first hour with a real distribution, on the real node: the Debian 12
 containerdisk built here boots under TCG in a launcher pod, cloud-init creates a user with
 an SSH key from a Secret's user data, `ssh` through the pod IP logs in, the console is in
-`kubectl logs`, and `kubectl delete` shuts the guest down over ACPI."""
+`kubectl logs` and `kubectl podvirt console` logs in on it, and `kubectl delete` shuts the
+guest down over ACPI."""
 
 from __future__ import annotations
 
@@ -31,13 +32,34 @@ def _ssh(key: Path, host: str, command: str, timeout: float = 60) -> subprocess.
          f"debian@{host}", command], capture_output=True, text=True, timeout=timeout)
 
 
+def _console_login(plugin_env, name: str) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    session = pexpect.spawn("kubectl", ["podvirt", "console", name, "-n", NAMESPACE],
+                            env=plugin_env, timeout=60)
+    try:
+        session.expect("leaves")
+        session.send("\r")
+        session.expect("login: ")
+        session.send("debian\r")
+        session.expect("Password: ")
+        session.send("podvirt\r")
+        session.expect(r"\$ ")
+        session.send("echo console-$((6*7)) $(id -un)\r")
+        session.expect(r"\nconsole-42 debian\r*\n")
+        session.send("exit\r")
+        session.send("\x1d")    # Ctrl-] leaves
+        session.expect(pexpect.EOF)
+    finally:
+        session.close(force=True)
+
+
 def test_debian_boots_takes_its_user_from_cloud_init_and_answers_ssh(cluster, core, wait_pod,
-                                                                     logs, tmp_path):
+                                                                     logs, plugin_env, tmp_path):
     from kubernetes import client
     key = tmp_path / "id"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     user_data = ("#cloud-config\nusers:\n  - name: debian\n    sudo: ALL=(ALL) NOPASSWD:ALL\n"
-                 "    shell: /bin/bash\n"
+                 "    shell: /bin/bash\n    lock_passwd: false\n    plain_text_passwd: podvirt\n"
                  f"    ssh_authorized_keys: [\"{key.with_suffix('.pub').read_text().strip()}\"]\n")
     manifest = yaml.safe_load(EXAMPLE.read_text())
     name = manifest["metadata"]["name"]
@@ -58,8 +80,10 @@ def test_debian_boots_takes_its_user_from_cloud_init_and_answers_ssh(cluster, co
             assert time.monotonic() < deadline, f"no SSH login in {BOOT_TIMEOUT}s: {out.stderr}"
             time.sleep(5)
         assert out.stdout.split() == [name, "debian", "12"], out.stdout
-        # The serial console (systemd's getty on ttyS0) is mirrored to the container log.
+        # The serial console (systemd's getty on ttyS0) is mirrored to the container log,
+        # and `kubectl podvirt console` logs in on it through the API server.
         wait_console(logs, name, f"{name} login:", timeout=60)
+        _console_login(plugin_env, name)
 
         started = time.monotonic()
         delete(core, name)
