@@ -37,7 +37,9 @@ class LauncherProcess:
              "--spec", str(pod / "annotations"), "--pod-root", str(pod), "--accel", accel,
              "--libvirt-cache", str(CACHE), "--report-json", str(self.report)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "POD_NAME": "vm-" + pod.name[-6:]})
+            env={**os.environ, "POD_NAME": "vm-" + pod.name[-6:]},
+            # Its own process group: cleanup can end its libvirtd, virtlogd and passt too.
+            start_new_session=True)
         self.stdout: list[str] = []
         self.stderr: list[str] = []
         for stream, sink in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr)):

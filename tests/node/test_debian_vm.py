@@ -45,7 +45,7 @@ def _console_login(plugin_env, name: str) -> None:
         session.send("podvirt\r")
         session.expect(r"\$ ")
         session.send("echo console-$((6*7)) $(id -un)\r")
-        session.expect(r"\nconsole-42 debian\r*\n")
+        session.expect(r"console-42 debian\r*\n")     # the answer, not the echoed line
         session.send("exit\r")
         session.send("\x1d")    # Ctrl-] leaves
         session.expect(pexpect.EOF)
