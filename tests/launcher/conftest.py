@@ -20,13 +20,28 @@ def pod():
     procs: list[LauncherProcess] = []
     yield path, procs
     for p in procs:
-        # A launcher killed mid-test would leave its children: its process group holds
-        # libvirtd, virtlogd and passt; QEMU (daemonized by libvirt) names the pod
-        # directory on its command line.
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait()
+    # A launcher killed mid-test leaves its children: libvirtd, virtlogd (sessions of their
+    # own) and passt inherit its POD_NAME; QEMU (libvirt clears its environment) names the
+    # pod directory on its command line.
+    for pid in _inheriting(f"POD_NAME={LauncherProcess.pod_name(path)}"):
         try:
-            os.killpg(p.proc.pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        p.proc.wait()
     subprocess.run(["pkill", "-9", "-f", str(path)], capture_output=True, timeout=10)
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _inheriting(variable: str) -> list[int]:
+    needle = variable.encode() + b"\0"
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if needle in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:
+            pass
+    return found

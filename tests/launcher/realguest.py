@@ -37,14 +37,16 @@ class LauncherProcess:
              "--spec", str(pod / "annotations"), "--pod-root", str(pod), "--accel", accel,
              "--libvirt-cache", str(CACHE), "--report-json", str(self.report)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "POD_NAME": "vm-" + pod.name[-6:]},
-            # Its own process group: cleanup can end its libvirtd, virtlogd and passt too.
-            start_new_session=True)
+            env={**os.environ, "POD_NAME": self.pod_name(pod)})
         self.stdout: list[str] = []
         self.stderr: list[str] = []
         for stream, sink in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr)):
             threading.Thread(target=lambda s=stream, o=sink: o.extend(iter(s.readline, "")),
                              daemon=True).start()
+
+    @staticmethod
+    def pod_name(pod: Path) -> str:
+        return "vm-" + pod.name[-6:]
 
     def wait_for_output(self, marker: str, timeout: float = 60) -> float:
         deadline = time.monotonic() + timeout
