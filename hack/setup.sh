@@ -16,7 +16,7 @@ cd "$root"
 APT_PACKAGES=(libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86
               qemu-utils busybox-static libvirt-dev pkg-config cpio gcc libc6-dev
               containerd runc containernetworking-plugins conntrack iptables
-              buildah mmdebstrap uidmap passt openssh-client)
+              buildah mmdebstrap uidmap passt openssh-client ovmf swtpm swtpm-tools)
 
 phase() { echo; echo "=== [setup $(date +%H:%M:%S)] $*"; }
 timed() {  # name cmd...

@@ -29,6 +29,9 @@ remember_owner = 0
 security_driver = "none"
 cgroup_controllers = [ ]
 namespaces = [ ]
+# swtpm (an emulated TPM) too; Debian's default account for it, tss, does not exist here.
+swtpm_user = "root"
+swtpm_group = "root"
 """
 LIBVIRTD_CONF = """\
 unix_sock_group = "root"

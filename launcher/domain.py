@@ -70,8 +70,29 @@ def cputune(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
     return [_el("cputune", children=pins)]
 
 
+# Debian's ovmf package: 4 MiB flash images; .secboot is the Secure Boot build (SMM
+# required), .ms the variable store with Microsoft's keys enrolled (what shim and the
+# signed kernels of Debian, Ubuntu and Fedora chain to).
+OVMF_DIR = "/usr/share/OVMF"
+
+
+def ovmf_files(secure_boot: bool) -> tuple[str, str]:
+    """(firmware code, variable-store template) for an EFI guest."""
+    if secure_boot:
+        return f"{OVMF_DIR}/OVMF_CODE_4M.secboot.fd", f"{OVMF_DIR}/OVMF_VARS_4M.ms.fd"
+    return f"{OVMF_DIR}/OVMF_CODE_4M.fd", f"{OVMF_DIR}/OVMF_VARS_4M.fd"
+
+
 def os_boot(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
     children = [_el("type", "hvm", arch="x86_64", machine=spec.machine)]
+    if spec.firmware == "efi":
+        code, template = ovmf_files(spec.secure_boot)
+        if ctx.nvram is None:
+            raise ValueError("an EFI guest needs a path for its variable store (nvram)")
+        # libvirt copies the template on first start; the copy lives in the pod.
+        children += [_el("loader", code, readonly="yes", type="pflash",
+                         secure="yes" if spec.secure_boot else "no"),
+                     _el("nvram", ctx.nvram, template=template)]
     if spec.kernel:
         children.append(_el("kernel", spec.boot_path(spec.kernel)))
         if spec.initrd:
@@ -84,6 +105,8 @@ def features(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
     # ACPI: without it a guest's poweroff does not end the domain and virDomainShutdown
     # has no power button to press.
     children = [_el("acpi")]
+    if spec.secure_boot:
+        children.append(_el("smm", state="on"))   # OVMF's Secure Boot build needs SMM
     if ctx.accel == "tcg":
         children.append(_el("tcg", children=(
             _el("tb-cache", _mib(ctx.tcg_cache_bytes), unit="MiB"),)))
@@ -198,6 +221,14 @@ def graphics(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
             _el("video", children=(_el("model", type="vga"),))]
 
 
+def tpm(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
+    if not spec.tpm:
+        return []
+    # libvirt runs swtpm for it; the TPM's state stays in the launcher's libvirt directory.
+    return [_el("tpm", model="tpm-crb",
+                children=(_el("backend", type="emulator", version="2.0"),))]
+
+
 def memballoon(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
     # The pod's memory is a hard limit; a balloon cannot give anything back to the node.
     return [_el("memballoon", model="none")]
@@ -207,7 +238,8 @@ TOP_LEVEL: tuple[Configurator, ...] = (identity, cpu_memory, memory_backing, cpu
                                        features, lifecycle)
 # After <devices>: libvirt's schema wants the QEMU namespace's elements last.
 TRAILING: tuple[Configurator, ...] = (pod_nic_args,)
-DEVICES: tuple[Configurator, ...] = (disks, nics, hostdevs, serial_console, graphics, memballoon)
+DEVICES: tuple[Configurator, ...] = (disks, nics, hostdevs, serial_console, graphics, tpm,
+                                     memballoon)
 
 
 def domain_xml(spec: VMSpec, ctx: HostContext) -> str:

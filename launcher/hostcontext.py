@@ -37,6 +37,7 @@ class HostContext:
     serial_socket: str | None = None                 # interactive console (with serial_log)
     assigned: tuple[PassthroughDevice, ...] = ()
     passt_socket: str | None = None                  # the pod NIC's passt (podnet.py)
+    nvram: str | None = None                         # an EFI guest's variable store
     host_cpus: tuple[int, ...] = ()                  # the pod's CPUs, for dedicated pinning
     tcg_cache_bytes: int = OverheadConstants().tcg_cache
 

@@ -222,6 +222,7 @@ class Launcher:
             accel=accel, uuid=vm_uuid, emulator=cfg.emulator, disks=disks, cloud_init_iso=iso,
             serial_log=str(serial), serial_socket=str(socket), assigned=assigned,
             passt_socket=str(self.passt.sock) if self.passt else None,
+            nvram=str(work / "nvram.fd") if spec.firmware == "efi" else None,
             host_cpus=tuple(sorted(os.sched_getaffinity(0))),
             tcg_cache_bytes=OverheadConstants().tcg_cache)
 

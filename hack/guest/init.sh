@@ -8,6 +8,8 @@
 #   podvirt.reach=URL  fetch URL once the network is up, print PODVIRT-GUEST-REACHED <body>
 #   podvirt.disk-read=vda,...         print PODVIRT-GUEST-READ <dev> <first line of the disk>
 #   podvirt.disk-write=vda:TEXT,...   then write "PODVIRT-DATA TEXT" at the disk's start
+#   podvirt.firmware   print PODVIRT-GUEST-FIRMWARE efi|bios (whether the kernel came up
+#                      under UEFI) and PODVIRT-GUEST-TPM <TPM devices the kernel found>
 #   podvirt.seed=KEY   mount the cloud-init seed (the ISO disk with meta-data), print
 #                      PODVIRT-GUEST-SEED <value of "KEY:" in its user-data>
 #   podvirt.shell=1    after PODVIRT-GUEST-UP, an interactive shell on ttyS0 (respawned
@@ -24,7 +26,7 @@ done
 
 sleep_s=0
 touch_mib=0
-net="" serve="" reach="" seed="" disk_read="" disk_write=""
+firmware="" net="" serve="" reach="" seed="" disk_read="" disk_write=""
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         podvirt.sleep=*) sleep_s="${arg#podvirt.sleep=}" ;;
@@ -33,6 +35,7 @@ for arg in $(cat /proc/cmdline); do
         podvirt.serve=*) serve="${arg#podvirt.serve=}" ;;
         podvirt.reach=*) reach="${arg#podvirt.reach=}" ;;
         podvirt.seed=*) seed="${arg#podvirt.seed=}" ;;
+        podvirt.firmware) firmware=1 ;;
         podvirt.disk-read=*) disk_read="${arg#podvirt.disk-read=}" ;;
         podvirt.disk-write=*) disk_write="${arg#podvirt.disk-write=}" ;;
     esac
@@ -113,6 +116,11 @@ if [ -n "$seed" ]; then
     else
         echo "PODVIRT-GUEST-SEED-MISSING"
     fi
+fi
+if [ -n "$firmware" ]; then
+    if [ -d /sys/firmware/efi ]; then echo "PODVIRT-GUEST-FIRMWARE efi"
+    else echo "PODVIRT-GUEST-FIRMWARE bios"; fi
+    echo "PODVIRT-GUEST-TPM $(ls /sys/class/tpm 2>/dev/null | tr '\n' ' ')none"
 fi
 for dev in $(echo "$disk_read" | tr , ' '); do
     # The first sector only (a blank disk has no newline to stop at); printable ASCII

@@ -35,6 +35,9 @@ CLOUD_INIT = PREFIX + "cloud-init"
 CLOUD_INIT_SECRET = PREFIX + "cloud-init-secret"
 CLOUD_INIT_CONFIGMAP = PREFIX + "cloud-init-configmap"
 GRAPHICS = PREFIX + "graphics"
+FIRMWARE = PREFIX + "firmware"
+SECURE_BOOT = PREFIX + "secure-boot"
+TPM = PREFIX + "tpm"
 START_RETRIES = PREFIX + "start-retries"
 SHUTDOWN_GRACE = PREFIX + "shutdown-grace"
 ALLOW_EMULATION = PREFIX + "allow-emulation"
@@ -61,6 +64,9 @@ USER_KEYS: dict[str, str] = {
     CLOUD_INIT_SECRET: "name of a Secret whose 'userdata' key is the cloud-init user data",
     CLOUD_INIT_CONFIGMAP: "name of a ConfigMap whose 'userdata' key is the cloud-init user data",
     GRAPHICS: "none (default) or vnc",
+    FIRMWARE: "bios (default, SeaBIOS) or efi (OVMF, with its variables kept in the pod: ephemeral)",
+    SECURE_BOOT: "true boots efi with Secure Boot (q35, SMM; Microsoft's keys enrolled)",
+    TPM: "true gives the guest an emulated TPM 2.0 (swtpm; its state lives in the pod: ephemeral)",
     START_RETRIES: "further start attempts after a failed start (default 2, at most 10)",
     SHUTDOWN_GRACE: "seconds an ACPI shutdown may take before the VM is destroyed (default 60s)",
     ALLOW_EMULATION: "true lets the VM run under software emulation (TCG) where KVM is unusable",

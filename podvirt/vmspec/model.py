@@ -172,6 +172,9 @@ class VMSpec:
     kernel_image: str | None = None     # image the kernel and initrd are copied out of
     cloud_init: CloudInit | None = None
     graphics: Literal["none", "vnc"] = "none"
+    firmware: Literal["bios", "efi"] = "bios"
+    secure_boot: bool = False
+    tpm: bool = False
     start_retries: int = 2
     shutdown_grace_seconds: int = 60
     allow_emulation: bool = False

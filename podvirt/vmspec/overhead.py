@@ -11,6 +11,8 @@ Memory overhead formula (each term a constant in OverheadConstants):
              + video            (graphics=vnc)        emulated VGA framebuffer
              + tcg_cache        (allow-emulation)     TCG translation-block cache
              + passt            (a pod NIC)           passt, the pod network's user-space stack
+             + efi_flash        (firmware: efi)       OVMF's code and variable flash in QEMU
+             + tpm              (tpm: true)           swtpm, the emulated TPM
              + vfio             (passthrough)         locked DMA-mapping memory for VFIO
 
 - page tables: x86-64 maps 4 KiB pages with 8-byte entries, so the last level alone is
@@ -28,6 +30,8 @@ Memory overhead formula (each term a constant in OverheadConstants):
   (libvirt <tcg><tb-cache>) to this size; without the cap QEMU reserves up to 1 GiB.
 - passt: resident size of the passt process serving the pod NIC (31Mi measured idle:
   its flow tables and packet buffers are static).
+- efi_flash: QEMU maps OVMF's two 4 MiB flash images (code, variables) as guest ROM/flash.
+- tpm: resident size of swtpm (6.7Mi measured with a TPM 2.0 in use by the guest kernel).
 - vfio: KubeVirt adds 1 GiB for VFIO devices' IOMMU mappings and QEMU's locked buffers.
 """
 
@@ -52,6 +56,8 @@ class OverheadConstants:
     video: int = 16 * MiB
     tcg_cache: int = 64 * MiB
     passt: int = 32 * MiB
+    efi_flash: int = 8 * MiB
+    tpm: int = 8 * MiB
     vfio: int = GiB
 
 
@@ -84,11 +90,12 @@ class Overhead:
     tcg_cache: int
     vfio: int
     network: int = 0
+    firmware: int = 0          # EFI flash and the TPM emulator
 
     @property
     def total(self) -> int:
         return (self.page_tables + self.vcpus + self.fixed + self.video + self.tcg_cache
-                + self.vfio + self.network)
+                + self.vfio + self.network + self.firmware)
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,7 @@ def memory_overhead(spec: VMSpec, c: OverheadConstants = OverheadConstants()) ->
         tcg_cache=c.tcg_cache if spec.allow_emulation else 0,
         vfio=c.vfio if spec.devices else 0,
         network=c.passt if spec.pod_nic else 0,
+        firmware=(c.efi_flash if spec.firmware == "efi" else 0) + (c.tpm if spec.tpm else 0),
     )
 
 

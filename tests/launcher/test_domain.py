@@ -163,3 +163,32 @@ def test_pod_nic_args_follow_devices_in_a_whole_domain():
     assert [child.tag for child in root][-2:] == ["devices", f"{{{d.QEMU_NS}}}commandline"]
     assert "bus=pci.0,addr=0x1e" in root[-1][-1].get("value")
     assert root.find("devices/interface") is None
+
+
+@pytest.mark.parametrize("annotations, loader, template, smm", [
+    pytest.param({"firmware": "efi"}, "/usr/share/OVMF/OVMF_CODE_4M.fd",
+                 "/usr/share/OVMF/OVMF_VARS_4M.fd", False, id="efi"),
+    pytest.param({"firmware": "efi", "secure_boot": "true"},
+                 "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd",
+                 True, id="secure-boot"),
+])
+def test_efi_firmware_with_its_variables_in_the_pod(annotations, loader, template, smm):
+    vm = spec(**annotations)
+    root = ET.fromstring(d.domain_xml(vm, HostContext(accel="tcg", uuid="u", nvram="/w/nvram.fd")))
+    assert root.find("os/loader").text == loader
+    assert root.find("os/loader").get("secure") == ("yes" if smm else "no")
+    assert (root.findtext("os/nvram"), root.find("os/nvram").get("template")) == \
+        ("/w/nvram.fd", template)
+    assert (root.find("features/smm") is not None) == smm
+
+
+def test_bios_guest_has_no_loader_and_efi_needs_an_nvram_path():
+    assert ET.fromstring(d.domain_xml(spec(), KVM)).find("os/loader") is None
+    with pytest.raises(ValueError, match="variable store"):
+        d.os_boot(spec(firmware="efi"), KVM)
+
+
+def test_tpm_is_an_emulated_tpm2_crb():
+    assert render(d.tpm(spec(tpm="true"), KVM)) == (
+        '<tpm model="tpm-crb"><backend type="emulator" version="2.0" /></tpm>')
+    assert d.tpm(spec(), KVM) == []

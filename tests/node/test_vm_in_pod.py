@@ -179,3 +179,23 @@ def _failed_scheduling(cluster, name: str, timeout: float) -> str:
             return items[-1]["message"]
         time.sleep(1)
     raise AssertionError(f"no FailedScheduling event for {name} in {timeout}s")
+
+
+def test_efi_vm_with_a_tpm_boots_in_its_pod(cluster, core, vm_pod, wait_pod, logs):
+    """OVMF and swtpm come with the launcher image: the guest comes up under UEFI and its
+    kernel finds the TPM."""
+    from tests.node.vmpods import console_value
+    name = "vm-efi"
+    manifest = vm_pod(name, firmware="efi", tpm="true",
+                      kernel_args="console=ttyS0 quiet podvirt.sleep=wait podvirt.firmware")
+    cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=_yaml(manifest))
+    try:
+        pod = wait_pod(name, lambda p: _phase(p) in ("Running", "Failed"), CONSOLE_TIMEOUT)
+        ann = pod.metadata.annotations
+        assert _phase(pod) == "Running", (ann.get(k.FAILURE_REASON), ann.get(k.FAILURE_MESSAGE))
+        console = _wait_console(logs, name)
+        assert console_value(console, "PODVIRT-GUEST-FIRMWARE") == "efi"
+        assert console_value(console, "PODVIRT-GUEST-TPM") == "tpm0 none"
+    finally:
+        _delete(core, name)
+        _gone(core, name, 60)

@@ -67,3 +67,11 @@ def test_resource_names_and_constants_are_configurable():
                             cpu_allocation_ratio=1)
     d = demand(spec(vcpus="2"), settings)
     assert d.overhead.fixed == 0 and d.cpu_request_millis == 2000
+
+
+def test_efi_flash_tpm_and_passt_are_priced():
+    base = memory_overhead(spec())
+    full = memory_overhead(spec(firmware="efi", tpm="true", nics="eth0"))
+    c = OverheadConstants()
+    assert full.firmware == c.efi_flash + c.tpm and full.network == c.passt
+    assert full.total - base.total == c.efi_flash + c.tpm + c.passt
