@@ -32,6 +32,8 @@ def register(subparsers) -> None:
     run.add_argument("--libvirt-cache", metavar="DIR",
                      help="keep libvirt's QEMU capabilities cache here across runs")
     run.add_argument("--kubeconfig", help="report to the pod via this kubeconfig")
+    run.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
+                     help="serve the domain's Prometheus metrics on this port (0: off)")
     run.add_argument("--report-json", metavar="PATH",
                      help="write status as JSON lines here ('-' = stderr) instead of the pod")
     run.set_defaults(func=_run)
@@ -90,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
                        node=os.environ.get("NODE_NAME", ""),
                        libvirt_cache=Path(args.libvirt_cache) if args.libvirt_cache else None,
                        kvm_check_guest=Path(args.kvm_check_guest) if args.kvm_check_guest
-                       else None)
+                       else None, metrics_port=args.metrics_port)
     return Launcher(cfg, _reporter(args)).run()
 
 

@@ -61,6 +61,7 @@ class LaunchConfig:
     start_retry_delay: float = 1.0
     libvirt_cache: Path | None = None     # shared QEMU capabilities cache (tests, bench)
     kvm_check_guest: Path | None = None   # boot payload for the KVM check (default: kvmboot)
+    metrics_port: int = 0                 # Prometheus endpoint of the domain; 0: none
 
     @property
     def work(self) -> Path:
@@ -124,6 +125,7 @@ class Launcher:
         self.console: ConsoleTail | None = None
         self.passt: Passt | None = None
         self.passt_lost = False
+        self.metrics = None
         self.stop_signal = ""       # name of the first SIGTERM/SIGINT received, if any
 
     def _publish(self, **changes) -> None:
@@ -271,6 +273,8 @@ class Launcher:
             self.qemu_pid = _read_pid(Path(f"/run/libvirt/qemu/{spec.name}.pid"))
         serial = self.cfg.work / "serial.log"
         self.console = ConsoleTail(serial).start()
+        if self.cfg.metrics_port:
+            self._serve_metrics(spec.name)
         self._publish(phase="Running", domain_state=self.hv.state(), started_at=now_rfc3339(),
                       qemu_rss=qemu_rss(self.qemu_pid) if self.qemu_pid else None,
                       guest_ip=(passt_guest_address() or "") if spec.pod_nic else "")
@@ -402,6 +406,20 @@ class Launcher:
         self.reporter.event("LibvirtdLost", message, warning=True)
         return EXIT_LIBVIRTD
 
+    def _serve_metrics(self, vm: str) -> None:
+        from prometheus_client import CollectorRegistry, start_http_server
+        from podvirt.launcher.metrics import DomainCollector
+        hv = self.hv
+        assert hv is not None
+        registry = CollectorRegistry()
+        registry.register(DomainCollector(vm, hv.stats))
+        try:
+            self.metrics, _ = start_http_server(self.cfg.metrics_port, registry=registry)
+        except OSError as exc:     # the VM runs on; say why it cannot be watched
+            log.error("metrics port %d: %s", self.cfg.metrics_port, exc)
+            self.reporter.event("MetricsUnavailable", f"port {self.cfg.metrics_port}: {exc}",
+                                warning=True)
+
     def _teardown(self) -> None:
         if self.console is not None:
             self.console.stop()
@@ -414,6 +432,8 @@ class Launcher:
             self.daemons.stop()
         if self.passt is not None:
             self.passt.stop()
+        if self.metrics is not None:
+            self.metrics.shutdown()
         self.reporter.close()
 
 

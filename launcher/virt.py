@@ -143,6 +143,14 @@ class Hypervisor:
                 except libvirt.libvirtError:
                     pass
 
+    def stats(self) -> dict | None:
+        """libvirt's stats record of the domain (state, cpu, balloon, vcpu, block, net),
+        or None while no domain is defined."""
+        if self.domain is None:
+            return None
+        records = self._call("domain stats", self.conn.domainListGetStats, [self.domain], 0)
+        return dict(records[0][1]) if records else None
+
     def state(self) -> str:
         assert self.domain is not None
         state, _reason = self._call("domain state", self.domain.state)

@@ -18,7 +18,7 @@ import orjson
 
 from podvirt.quantity import format_bytes, format_millis
 from podvirt.vmspec import Demand, VMSpec, demand, keys as k, vm_annotations
-from podvirt.vmspec.model import KERNEL_BOOT_DIR, SPEC_DIR, SPEC_FILE
+from podvirt.vmspec.model import KERNEL_BOOT_DIR, METRICS_PORT, SPEC_DIR, SPEC_FILE
 from podvirt.webhook.settings import RenderSettings
 
 Pod = dict[str, Any]
@@ -97,7 +97,8 @@ def launcher_container(pod: Pod, ctx: RenderContext) -> None:
         "image": ctx.settings.launcher_image,
         # The image's entrypoint (tini -> podvirt, images/launcher.Containerfile) stays:
         # its PID 1 reaps the processes QEMU daemonizes.
-        "args": ["launcher", "run", "--spec", SPEC_FILE],
+        "args": ["launcher", "run", "--spec", SPEC_FILE, "--metrics-port", str(METRICS_PORT)],
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
         "env": [{"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
                 for name, path in _ENV],
         "volumeMounts": [{"name": SPEC_VOLUME, "mountPath": SPEC_DIR, "readOnly": True}],
@@ -132,9 +133,10 @@ PRIVILEGED_PORTS_BELOW = 1024
 def guest_ports(pod: Pod, ctx: RenderContext) -> None:
     # passt listens on these in the pod and forwards them into the guest; declaring them
     # lets Services target them by name and shows them in `kubectl describe`.
-    _launcher(pod)["ports"] = [
-        {"name": f"{port.protocol}-{port.number}", "containerPort": port.number,
-         "protocol": port.protocol.upper()} for port in ctx.spec.ports]
+    ports = _launcher(pod).setdefault("ports", [])
+    for port in ctx.spec.ports:
+        _replace_named(ports, {"name": f"{port.protocol}-{port.number}",
+                               "containerPort": port.number, "protocol": port.protocol.upper()})
     lowest = min(port.number for port in ctx.spec.ports)
     if lowest < PRIVILEGED_PORTS_BELOW:
         # passt (no capabilities) must bind the guest's port 22 in the pod: lower the
@@ -258,7 +260,12 @@ def pod_policy(pod: Pod, ctx: RenderContext) -> None:
                                              + ctx.settings.grace_margin_seconds)
     meta = pod["metadata"]
     meta.setdefault("labels", {})[k.OPT_IN_LABEL] = k.OPT_IN_VALUE
-    meta.setdefault("annotations", {})[k.RENDERED] = rendered_hash(meta.get("annotations"))
+    annotations = meta.setdefault("annotations", {})
+    # Where Prometheus' pod discovery (the common prometheus.io/* convention) scrapes the
+    # launcher's domain metrics.
+    annotations.update({"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT),
+                        "prometheus.io/path": "/metrics"})
+    annotations[k.RENDERED] = rendered_hash(meta.get("annotations"))
 
 
 # libvirtd runs as root in the launcher container and forks QEMU through

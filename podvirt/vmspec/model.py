@@ -21,6 +21,8 @@ POD_ROOT = "/var/lib/podvirt"
 DISKS_ROOT = POD_ROOT + "/disks"
 SPEC_DIR = "/etc/podvirt"
 SPEC_FILE = SPEC_DIR + "/annotations"
+# The launcher's Prometheus endpoint in every VM pod (launcher/metrics.py).
+METRICS_PORT = 9101
 CLOUD_INIT_DIR = SPEC_DIR + "/cloud-init"
 # Where an init container copies kernel and initrd out of podvirt.io/kernel-image.
 KERNEL_BOOT_DIR = POD_ROOT + "/kernel-boot"

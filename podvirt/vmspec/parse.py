@@ -14,8 +14,8 @@ from typing import Callable, Mapping
 
 from podvirt.quantity import QuantityError, format_bytes, human_bytes, parse_bytes
 from podvirt.vmspec import keys as k
-from podvirt.vmspec.model import (ALLOWED_PATH_ROOTS, CloudInit, DeviceRequest, Disk, Nic, Port,
-                                  Pinning, VMSpec)
+from podvirt.vmspec.model import (ALLOWED_PATH_ROOTS, METRICS_PORT, CloudInit, DeviceRequest, Disk,
+                                  Nic, Pinning, Port, VMSpec)
 
 MiB = 2**20
 GiB = 2**30
@@ -331,6 +331,8 @@ def _ports(raw: str) -> tuple[Port, ...]:
         if not number.isdigit() or not 1 <= int(number) <= 65535:
             raise _Rule(f"port {item!r}: must be a port number from 1 to 65535")
         port = Port(int(number), protocol)  # type: ignore[arg-type]
+        if port == Port(METRICS_PORT):
+            raise _Rule(f"port {port} is the launcher's metrics port in every VM pod")
         if port in ports:
             raise _Rule(f"port {port} is given twice")
         ports.append(port)

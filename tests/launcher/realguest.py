@@ -19,7 +19,8 @@ CACHE = Path("/tmp/podvirt/libvirt-cache")
 
 class LauncherProcess:
     def __init__(self, pod: Path, kernel_args: str, grace: str = "20s", accel: str = "tcg",
-                 annotations: dict[str, str] | None = None, netns: str | None = None):
+                 annotations: dict[str, str] | None = None, netns: str | None = None,
+                 args: tuple[str, ...] = ()):
         """`annotations` add to the tiny guest's; `netns` runs the launcher in that network
         namespace, as in a pod."""
         guest = ensure_guest().install(pod / "guest")
@@ -35,7 +36,7 @@ class LauncherProcess:
         self.proc = subprocess.Popen(
             [*prefix, sys.executable, "-m", "podvirt.cli", "launcher", "run",
              "--spec", str(pod / "annotations"), "--pod-root", str(pod), "--accel", accel,
-             "--libvirt-cache", str(CACHE), "--report-json", str(self.report)],
+             "--libvirt-cache", str(CACHE), "--report-json", str(self.report), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "POD_NAME": self.pod_name(pod)})
         self.stdout: list[str] = []

@@ -100,6 +100,12 @@ def test_guest_behind_the_pod_ip_by_dhcp_reached_by_pod_ip_and_service(
         assert _get(f"http://{pod_ip}:{GUEST_PORT}/").strip() == f"PODVIRT-GUEST-HTTP {pod_ip}/24"
         cluster_ip = core.read_namespaced_service(name, NAMESPACE).spec.cluster_ip
         assert _get(f"http://{cluster_ip}:80/").strip() == f"PODVIRT-GUEST-HTTP {pod_ip}/24"
+
+        # The launcher's metrics where the pod's prometheus.io/* annotations say.
+        assert ann["prometheus.io/scrape"] == "true"
+        metrics = _get(f"http://{pod_ip}:{ann['prometheus.io/port']}{ann['prometheus.io/path']}")
+        assert f'podvirt_vm_up{{vm="{name}"}} 1.0' in metrics
+        assert f'podvirt_vm_state{{vm="{name}",state="running"}} 1.0' in metrics
     finally:
         core.delete_namespaced_service(name, NAMESPACE)
         delete(core, name)

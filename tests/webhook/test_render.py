@@ -35,7 +35,9 @@ def volume(pod: dict, name: str) -> dict:
 def test_launcher_container_contract():
     c = launcher(rendered())
     assert "command" not in c     # the image's entrypoint (tini, then podvirt) runs it
-    assert c["args"] == ["launcher", "run", "--spec", "/etc/podvirt/annotations"]
+    assert c["args"] == ["launcher", "run", "--spec", "/etc/podvirt/annotations",
+                         "--metrics-port", "9101"]
+    assert c["ports"] == [{"name": "metrics", "containerPort": 9101, "protocol": "TCP"}]
     assert {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]} == {
         "POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace",
         "NODE_NAME": "spec.nodeName"}
@@ -294,7 +296,7 @@ def test_guest_ports_declared_and_bindable_without_capabilities(ports, user_sysc
     extra = {k.NICS: "eth0", k.PORTS: ports}
     pod = rendered(extra) if user_sysctls is None else _rendered_with_sysctls(extra, user_sysctls)
     assert [p["containerPort"] for p in launcher(pod)["ports"]] == \
-        sorted(int(p.split("/")[0]) for p in ports.split(","))
+        [9101, *sorted(int(p.split("/")[0]) for p in ports.split(","))]
     assert (pod["spec"].get("securityContext") or {}).get("sysctls") == expected
 
 
