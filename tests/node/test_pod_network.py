@@ -84,7 +84,7 @@ def test_guest_behind_the_pod_ip_by_dhcp_reached_by_pod_ip_and_service(
         launcher = next(c for c in pod.spec.containers if c.name == "launcher")
         assert "NET_ADMIN" not in launcher.security_context.capabilities.add
         assert [(p.name, p.container_port) for p in launcher.ports] == \
-            [(f"tcp-{GUEST_PORT}", GUEST_PORT)]
+            [("metrics", 9101), (f"tcp-{GUEST_PORT}", GUEST_PORT)]
 
         console = wait_console(logs, name, "PODVIRT-GUEST-UP")
         # DHCP inside the pod gave the guest the pod's own address, and the launcher

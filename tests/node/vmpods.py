@@ -31,7 +31,8 @@ def wait_console(logs, name: str, marker: str = MARKER.decode(),
 
 def console_value(text: str, marker: str) -> str:
     """What the guest printed after `marker` on its console line (hack/guest/init.sh)."""
-    found = re.search(rf"^{re.escape(marker)} ?(.*?)\r?$", text, re.M)
+    # Not anchored at the line's start: firmware (OVMF) leaves terminal codes before it.
+    found = re.search(rf"{re.escape(marker)} ?(.*?)\r?$", text, re.M)
     assert found, f"no {marker} line in the console:\n{text[-2000:]}"
     return found.group(1)
 
