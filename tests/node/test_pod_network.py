@@ -104,8 +104,11 @@ def test_guest_behind_the_pod_ip_by_dhcp_reached_by_pod_ip_and_service(
         # The launcher's metrics where the pod's prometheus.io/* annotations say.
         assert ann["prometheus.io/scrape"] == "true"
         metrics = _get(f"http://{pod_ip}:{ann['prometheus.io/port']}{ann['prometheus.io/path']}")
-        assert f'podvirt_vm_up{{vm="{name}"}} 1.0' in metrics
-        assert f'podvirt_vm_state{{vm="{name}",state="running"}} 1.0' in metrics
+        from prometheus_client.parser import text_string_to_metric_families
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in text_string_to_metric_families(metrics) for s in family.samples}
+        assert samples[("podvirt_vm_up", (("vm", name),))] == 1
+        assert samples[("podvirt_vm_state", (("state", "running"), ("vm", name)))] == 1
     finally:
         core.delete_namespaced_service(name, NAMESPACE)
         delete(core, name)
