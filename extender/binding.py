@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Callable
 
 from podvirt.extender.decide import DevicesUnavailable, Policy, choose_devices, filter_node
@@ -70,7 +71,8 @@ def bind(state: ClusterState, api: ApiWriter, req: BindRequest, *, policy: Polic
         try:
             if devices:
                 api.patch_pod_annotations(req.pod_namespace, req.pod_name, uid, {
-                    k.ASSIGNED_DEVICES: json.dumps([d.to_json() for d in devices])})
+                    k.ASSIGNED_DEVICES: json.dumps([d.to_json() for d in devices]),
+                    k.ASSIGNED_AT: _rfc3339_micros(now())})
             api.create_binding(req.pod_namespace, req.pod_name, uid, req.node)
         except Exception as exc:
             state.forget(key)
@@ -79,6 +81,11 @@ def bind(state: ClusterState, api: ApiWriter, req: BindRequest, *, policy: Polic
     log.info("bound %s%s", where,
              f" with devices {', '.join(d.address for d in devices)}" if devices else "")
     return ""
+
+
+def _rfc3339_micros(t: float) -> str:
+    """Sortable as text: the device plugin orders a node's pending pods by it."""
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _api_error(exc: Exception) -> str:

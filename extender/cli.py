@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quarantine-failures", type=int, default=3, metavar="N",
                    help="avoid a node after N VM start failures within the window (0: never)")
     p.add_argument("--quarantine-window", type=float, default=600.0, metavar="SECONDS")
+    from podvirt.vmspec import devicemap
+    p.add_argument("--device-resources", type=devicemap.argument, default=devicemap.NO_RULES,
+                   metavar="RULES", help=devicemap.ARGUMENT_HELP)
     p.add_argument("--max-body-bytes", type=int, default=32 * 2**20)
     p.add_argument("--print-scheduler-config", metavar="KUBECONFIG",
                    help="print a KubeSchedulerConfiguration for this extender (the scheduler "
@@ -53,8 +56,11 @@ def run(args: argparse.Namespace) -> int:
     from podvirt.extender.app import Settings
     from podvirt.extender.decide import Policy
     from podvirt.extender.serve import ServeOptions, serve
+    from dataclasses import replace
+    from podvirt.vmspec import DEFAULT_COSTS
     settings = Settings(policy=Policy(args.policy, args.quarantine_failures,
                                       args.quarantine_window),
+                        costs=replace(DEFAULT_COSTS, devices=args.device_resources),
                         max_body_bytes=args.max_body_bytes)
     options = ServeOptions(bind=args.bind, port=args.port, cert=args.cert, key=args.key,
                            kubeconfig=args.kubeconfig, worker_class=args.worker_class,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from podvirt.extender.decide import Policy, Verdict, filter_node, score_nodes
@@ -62,6 +62,8 @@ def vm_of(pod: Mapping[str, Any], costs: CostSettings) -> tuple[VMSpec, Demand] 
     if not is_vm_pod(meta.get("labels")):
         return None
     spec = parse_vm(meta.get("annotations"), name=str(meta.get("name") or "vm"))
+    # pci: requests match only devices of the resource the pod requests (devicemap.py).
+    spec = replace(spec, devices=costs.devices.resolve(spec.devices))
     return spec, demand(spec, costs)
 
 

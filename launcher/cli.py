@@ -50,6 +50,12 @@ def register(subparsers) -> None:
     probe.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster config)")
     probe.add_argument("--sys-root", default="/sys")
     probe.add_argument("--proc-root", default="/proc")
+    probe.add_argument("--pci-sys-root", metavar="DIR",
+                       help="sysfs root to scan PCI devices in (default: --sys-root)")
+    from podvirt.vmspec import devicemap
+    probe.add_argument("--device-resources", type=devicemap.argument,
+                       default=devicemap.NO_RULES, metavar="RULES",
+                       help=devicemap.ARGUMENT_HELP)
     probe.add_argument("--kvm-check-guest", metavar="DIR", help=KVM_GUEST_HELP)
     probe.add_argument("--once", action="store_true", help="probe once instead of looping")
     probe.add_argument("--interval", type=float, default=300.0, help="seconds between probes")
@@ -118,7 +124,9 @@ def _probe(args: argparse.Namespace) -> int:
     guest_dirs = (Path(args.kvm_check_guest),) if args.kvm_check_guest else None
     while True:
         facts = gather_facts(sys_root=Path(args.sys_root), proc_root=Path(args.proc_root),
-                             kvm=check_kvm(guest_dirs=guest_dirs))
+                             kvm=check_kvm(guest_dirs=guest_dirs),
+                             pci_sys_root=Path(args.pci_sys_root) if args.pci_sys_root
+                             else None, resources=args.device_resources)
         print(json.dumps(facts.to_json(), indent=2), flush=True)
         if api is not None:
             from kubernetes.client.exceptions import ApiException

@@ -1,4 +1,4 @@
-"""Node facts for the extender: KVM usability, CPU model, hugepages, PCI devices.
+"""Node facts for the extender: KVM usability, CPU model, hugepages, PCI devices (pci.py).
 
 `gather_facts` is a pure function of a sysfs/procfs root and the KVM verdict, so tests
 feed it a fake tree; `node_patch` turns facts into the node labels and annotations in
@@ -12,13 +12,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from podvirt.launcher import pci
 from podvirt.launcher.kvm import KvmVerdict
 from podvirt.quantity import format_bytes
 from podvirt.vmspec import keys as k
+from podvirt.vmspec.devicemap import NO_RULES, DeviceResources
 from podvirt.vmspec.model import PassthroughDevice
 
-# PCI classes that are never passthrough candidates: host, ISA and PCI bridges.
-_BRIDGE_CLASSES = ("0x0600", "0x0601", "0x0604")
 _LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -60,29 +60,14 @@ def hugepages(sys_root: Path) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(sizes, key=lambda s: s[0]))
 
 
-def pci_devices(sys_root: Path) -> tuple[PassthroughDevice, ...]:
-    """Devices with an IOMMU group that are not bridges: what VFIO could pass through."""
-    base = sys_root / "bus/pci/devices"
-    found = []
-    for d in sorted(base.iterdir()) if base.is_dir() else []:
-        group = d / "iommu_group"
-        if not group.exists() or _read(d / "class")[:6] in _BRIDGE_CLASSES:
-            continue
-        driver = d / "driver"
-        found.append(PassthroughDevice(
-            address=d.name,
-            vendor=_read(d / "vendor").removeprefix("0x"),
-            device=_read(d / "device").removeprefix("0x"),
-            numa_node=int(_read(d / "numa_node", "-1") or -1),
-            iommu_group=int(group.resolve().name) if group.resolve().name.isdigit() else -1,
-            driver=driver.resolve().name if driver.exists() else ""))
-    return tuple(found)
-
-
 def gather_facts(*, sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc"),
-                 kvm: KvmVerdict) -> NodeFacts:
+                 kvm: KvmVerdict, pci_sys_root: Path | None = None,
+                 resources: DeviceResources = NO_RULES) -> NodeFacts:
+    """`pci_sys_root` (default `sys_root`) is where PCI devices are scanned: the node
+    tier points it at a fake tree while hugepages still come from the real /sys."""
     return NodeFacts(kvm=kvm, cpu_model=cpu_model(_read(proc_root / "cpuinfo")),
-                     hugepages=hugepages(sys_root), pci_devices=pci_devices(sys_root))
+                     hugepages=hugepages(sys_root),
+                     pci_devices=pci.scan(pci_sys_root or sys_root, resources))
 
 
 def capacity_patch(vm_slots: int) -> dict:

@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler-name", default="default-scheduler")
     p.add_argument("--launcher-service-account", default=None, metavar="NAME",
                    help="ServiceAccount for launcher pods (the chart's podvirt-launcher)")
+    from podvirt.vmspec import devicemap
+    p.add_argument("--device-resources", type=devicemap.argument, default=devicemap.NO_RULES,
+                   metavar="RULES", help=devicemap.ARGUMENT_HELP)
     p.add_argument("--grace-margin", type=int, default=15,
                    help="seconds added to the VM's shutdown grace for the pod")
     # Benchmark only: a POST /noop route on the same stack, without the admission decision.
@@ -68,11 +71,14 @@ def run(args: argparse.Namespace) -> int:
     from podvirt.webhook.app import create_app
     from podvirt.webhook.server import WebhookServer, gunicorn_options
     from podvirt.webhook.settings import RenderSettings
+    from dataclasses import replace
+    from podvirt.vmspec import DEFAULT_COSTS
 
     settings = RenderSettings(launcher_image=args.launcher_image,
                               scheduler_name=args.scheduler_name,
                               launcher_service_account=args.launcher_service_account,
-                              grace_margin_seconds=args.grace_margin)
+                              grace_margin_seconds=args.grace_margin,
+                              costs=replace(DEFAULT_COSTS, devices=args.device_resources))
     options = gunicorn_options(bind=args.bind, port=args.port, cert=args.cert, key=args.key,
                                workers=args.workers, worker_class=args.worker_class,
                                threads=args.threads,

@@ -1,4 +1,5 @@
-"""`podvirt device-plugin`: serve the host's VM devices to pods through kubelet."""
+"""`podvirt device-plugin`: serve the host's VM devices (and VFIO-bound PCI devices) to
+pods through kubelet."""
 
 from __future__ import annotations
 
@@ -52,6 +53,25 @@ def register(subparsers) -> None:
                              "(default %(default)s, kubelet's default pod limit)")
     parser.add_argument("--resources", metavar="NAME[,NAME...]",
                         help=f"serve only these (default: all of {names})")
+    vfio_group = parser.add_argument_group(
+        "passthrough", "with --sys-root, also serve VFIO-bound PCI devices: one plugin per "
+                       "resource, one device per PCI address")
+    vfio_group.add_argument("--sys-root", type=Path, metavar="DIR",
+                            help="sysfs to find VFIO-bound devices in (the host's /sys; "
+                                 "default: no passthrough devices)")
+    vfio_group.add_argument("--vfio-dir", default="/dev/vfio", metavar="HOSTDIR",
+                            help="the host's directory of VFIO group nodes, handed to "
+                                 "containers as /dev/vfio (seen under --dev-root; default "
+                                 "%(default)s)")
+    from podvirt.vmspec import devicemap
+    vfio_group.add_argument("--device-resources", type=devicemap.argument,
+                            default=devicemap.NO_RULES, metavar="RULES",
+                            help=devicemap.ARGUMENT_HELP)
+    vfio_group.add_argument("--node", default=os.environ.get("NODE_NAME"),
+                            help="this node's name, to find the pods kubelet admits and "
+                                 "prefer the devices the extender assigned them "
+                                 "(default $NODE_NAME)")
+    vfio_group.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster config)")
     parser.add_argument("--poll-interval", type=_seconds, default=2.0, metavar="SECONDS",
                         help="how often device nodes and sockets are checked "
                              "(default %(default)s)")
@@ -86,14 +106,29 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as e:
         return _error(f"--resources: {e}", 2)
     problem = (_check_dir(args.plugin_dir, "plugin directory", writable=True)
-               or _check_dir(args.dev_root, "dev root"))
+               or _check_dir(args.dev_root, "dev root")
+               or (args.sys_root is not None and _check_dir(args.sys_root, "--sys-root")))
     if problem:
         return _error(problem, 2)
     try:
-        from podvirt.launcher.deviceplugin.manager import Manager, Settings
+        from podvirt.launcher.deviceplugin.manager import Manager, Settings, VfioSettings
         from podvirt.launcher.deviceplugin.service import ServeError
     except ImportError as e:
         return _error(str(e), 1)
+    vfio = None
+    if args.sys_root is not None:
+        if not args.vfio_dir.startswith("/"):
+            return _error(f"--vfio-dir {args.vfio_dir}: must be an absolute host path", 2)
+        pods = None
+        if args.node:
+            from podvirt.launcher.deviceplugin.vfioserve import api_pod_source
+            try:
+                pods = api_pod_source(args.node, args.kubeconfig)
+            except Exception as e:  # kubernetes' config errors have no common base
+                return _error(f"cannot reach the API server for --node {args.node}: {e}", 2)
+        vfio = VfioSettings(sys_root=args.sys_root.absolute(),
+                            host_vfio_dir=args.vfio_dir.rstrip("/") or "/",
+                            resources=args.device_resources, pods=pods)
 
     _setup_logging()
     import logging
@@ -108,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     manager = Manager(Settings(plugin_dir=args.plugin_dir.absolute(),
                                dev_root=args.dev_root.absolute(), slots=args.slots, specs=specs,
-                               poll_interval=args.poll_interval))
+                               poll_interval=args.poll_interval, vfio=vfio))
     try:
         manager.start()
     except ServeError as e:

@@ -9,8 +9,8 @@ from pathlib import Path
 import grpc
 
 from podvirt.launcher.deviceplugin.api import pb, rpc
-from podvirt.launcher.deviceplugin.devices import API_VERSION, PluginSpec
-from podvirt.launcher.deviceplugin.service import plugin_options
+from podvirt.launcher.deviceplugin.devices import API_VERSION
+from podvirt.launcher.deviceplugin.service import Served
 
 
 class RegistrationError(RuntimeError):
@@ -28,11 +28,11 @@ def socket_identity(path: Path) -> tuple[int, int, int] | None:
     return st.st_dev, st.st_ino, st.st_ctime_ns
 
 
-def register(kubelet_socket: Path, spec: PluginSpec, *, timeout: float = 5.0) -> None:
-    """Register spec's socket (a name relative to kubelet's directory, as the API wants)
+def register(kubelet_socket: Path, spec: Served, *, timeout: float = 5.0) -> None:
+    """Register the plugin's socket (a name relative to kubelet's directory, as the API wants)
     under its resource name. Fails fast when nothing listens on kubelet.sock."""
     request = pb.RegisterRequest(version=API_VERSION, endpoint=spec.socket_name,
-                                 resource_name=spec.resource, options=plugin_options())
+                                 resource_name=spec.resource, options=spec.options())
     with grpc.insecure_channel(f"unix://{kubelet_socket}") as channel:
         try:
             rpc.RegistrationStub(channel).Register(request, timeout=timeout)

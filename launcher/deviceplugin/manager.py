@@ -6,6 +6,8 @@ creates kubelet.sock anew; plugins must serve again and register again. Every ti
 therefore checks, per plugin: is our socket file still ours (else serve again), and is the
 kubelet.sock we registered with still the one there (else register again). Polling keeps
 it simple and needs nothing from the host but stat(); a tick is `poll_interval` seconds.
+With VFIO settings a tick also rescans sysfs: a resource whose first device is bound to
+vfio-pci gets its plugin then, and device lists follow binds, unbinds and group nodes.
 """
 
 from __future__ import annotations
@@ -15,12 +17,27 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from podvirt.launcher.deviceplugin import devices
+from podvirt.launcher import pci
+from podvirt.launcher.deviceplugin import devices, vfio
 from podvirt.launcher.deviceplugin.devices import PluginSpec
 from podvirt.launcher.deviceplugin.kubelet import RegistrationError, register, socket_identity
-from podvirt.launcher.deviceplugin.service import Health, PluginServer, ServeError
+from podvirt.launcher.deviceplugin.service import (Health, PluginServer, ServeError,
+                                                   SharedNode)
+from podvirt.launcher.deviceplugin.vfioserve import PodSource, VfioResource
+from podvirt.vmspec.devicemap import NO_RULES, DeviceResources
 
 log = logging.getLogger("podvirt.deviceplugin")
+
+
+@dataclass(frozen=True)
+class VfioSettings:
+    """Where VFIO devices are seen: sysfs for what is bound (pci.scan), and the host's
+    directory of group nodes, which kubelet hands to containers (the plugin stats it
+    under dev_root)."""
+    sys_root: Path = Path("/sys")
+    host_vfio_dir: str = "/dev/vfio"
+    resources: DeviceResources = NO_RULES
+    pods: PodSource | None = None     # pending pods on this node, for preferred allocation
 
 
 @dataclass(frozen=True)
@@ -31,6 +48,7 @@ class Settings:
     specs: tuple[PluginSpec, ...] = field(default_factory=devices.plugin_specs)
     poll_interval: float = 2.0
     register_timeout: float = 5.0
+    vfio: VfioSettings | None = None  # None: no passthrough devices served
 
     @property
     def kubelet_socket(self) -> Path:
@@ -41,35 +59,48 @@ def _health_word(healthy: bool) -> str:
     return devices.HEALTHY if healthy else devices.UNHEALTHY
 
 
-class _Plugin:
-    """One resource's runtime state: its server, health and registration."""
+def _describe(value) -> str:
+    if isinstance(value, bool):
+        return _health_word(value)
+    return ", ".join(f"{d.address} {vfio.health(d)}" for d in value) or "no devices"
 
-    def __init__(self, spec: PluginSpec, settings: Settings) -> None:
-        self.spec = spec
-        self.node = spec.node_under(settings.dev_root)
-        self.health = Health(devices.device_present(self.node))
-        self.server = PluginServer(spec, settings.slots, settings.plugin_dir, self.node,
-                                   self.health)
+
+class _Plugin:
+    """One resource's runtime state: its server, what it serves, and its registration."""
+
+    def __init__(self, served, settings: Settings, value) -> None:
+        self.served = served
+        self.health = Health(value)
+        self.server = PluginServer(served, settings.plugin_dir, self.health)
         self.registered_with: tuple[int, int, int] | None = None
         self.registrations = 0
         self.last_error = ""
 
+    @property
+    def name(self) -> str:
+        return self.served.name
+
     def error_once(self, message: str) -> None:
         """Log a failure when it differs from the last one: a tick repeats it otherwise."""
         if message != self.last_error:
-            log.warning("%s: %s", self.spec.name, message)
+            log.warning("%s: %s", self.name, message)
             self.last_error = message
 
 
 class Manager:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._plugins = [_Plugin(spec, settings) for spec in settings.specs]
+        self._plugins: list[_Plugin] = []
+        for spec in settings.specs:
+            shared = SharedNode(spec, settings.slots, spec.node_under(settings.dev_root))
+            self._plugins.append(_Plugin(shared, settings, shared.refresh()))
+        self._vfio: dict[str, _Plugin] = {}
         self._kubelet_missing_logged = False
 
     def start(self) -> None:
         """Serve every plugin; raises ServeError (nothing left served) when one cannot."""
         try:
+            self._add_vfio_plugins(self._vfio_scan(), serve=False)
             for p in self._plugins:
                 self._serve(p)
         except ServeError:
@@ -79,21 +110,55 @@ class Manager:
     def _serve(self, p: _Plugin) -> None:
         p.server.start()
         p.registered_with = None
-        _, healthy = p.health.snapshot()
-        log.info("%s: serving %s on %s: %d devices %s (%s)", p.spec.name, p.spec.resource,
-                 p.server.socket, self.settings.slots, _health_word(healthy), p.node)
+        _, value = p.health.snapshot()
+        where = p.served.node if isinstance(p.served, SharedNode) else "VFIO"
+        log.info("%s: serving %s on %s: %s (%s)", p.name, p.served.resource, p.server.socket,
+                 f"{self.settings.slots} devices {_health_word(value)}"
+                 if isinstance(value, bool) else _describe(value), where)
+
+    # --- VFIO ------------------------------------------------------------------------------
+
+    def _vfio_scan(self):
+        """(resource -> its devices now), or {} without VFIO settings."""
+        v = self.settings.vfio
+        if v is None:
+            return {}
+        scan = pci.scan(v.sys_root, v.resources)
+        seen = Path(self.settings.dev_root, v.host_vfio_dir.lstrip("/"))
+        present = {g: devices.device_present(seen / str(g))
+                   for g in {d.iommu_group for d in scan if d.iommu_group >= 0}}
+        vfio_present = devices.device_present(seen / vfio.VFIO_CONTAINER)
+        return {r: vfio.devices_of(r, scan, present, vfio_present)
+                for r in set(vfio.resources_of(scan)) | set(self._vfio)}
+
+    def _add_vfio_plugins(self, found, serve: bool) -> None:
+        v = self.settings.vfio
+        for resource, value in sorted(found.items()):
+            if resource in self._vfio or v is None:
+                continue
+            p = _Plugin(VfioResource(resource, v.host_vfio_dir, v.pods), self.settings, value)
+            self._vfio[resource] = p
+            self._plugins.append(p)
+            if serve:
+                self._serve(p)
 
     def tick(self) -> None:
         kubelet = socket_identity(self.settings.kubelet_socket)
         if kubelet is None and not self._kubelet_missing_logged:
             log.info("waiting for kubelet: %s does not exist", self.settings.kubelet_socket)
         self._kubelet_missing_logged = kubelet is None
+        found = self._vfio_scan()
+        for p in list(self._plugins):
+            self._refresh(p, found)
+        try:
+            self._add_vfio_plugins(found, serve=True)
+        except ServeError as e:
+            log.warning("%s", e)
         for p in self._plugins:
-            self._check_health(p)
             if not p.server.intact():
                 if p.server.serving:
                     log.info("%s: %s is gone (kubelet restarted?): serving again",
-                             p.spec.name, p.server.socket)
+                             p.name, p.server.socket)
                     p.server.stop()
                 try:
                     self._serve(p)
@@ -103,18 +168,26 @@ class Manager:
             if kubelet is not None and p.registered_with != kubelet:
                 self._register(p, kubelet)
 
-    def _check_health(self, p: _Plugin) -> None:
-        healthy = devices.device_present(p.node)
-        if p.health.set(healthy):
-            log.info("%s: health %s -> %s: %s %s", p.spec.name, _health_word(not healthy),
-                     _health_word(healthy), p.node,
-                     "is a character device again" if healthy
-                     else "is missing or not a character device")
+    def _refresh(self, p: _Plugin, found) -> None:
+        if isinstance(p.served, SharedNode):
+            value = p.served.refresh()
+        else:
+            value = found.get(p.served.resource, ())
+        _, old = p.health.snapshot()
+        if p.health.set(value):
+            if isinstance(value, bool):
+                log.info("%s: health %s -> %s: %s %s", p.name, _health_word(old),
+                         _health_word(value), p.served.node,
+                         "is a character device again" if value
+                         else "is missing or not a character device")
+            else:
+                log.info("%s: devices %s -> %s", p.name, _describe(old), _describe(value))
 
     def _register(self, p: _Plugin, kubelet: tuple[int, int, int]) -> None:
         why = "our socket is new" if p.registered_with is None else "kubelet.sock is new"
         try:
-            register(self.settings.kubelet_socket, p.spec, timeout=self.settings.register_timeout)
+            register(self.settings.kubelet_socket, p.served,
+                     timeout=self.settings.register_timeout)
         except RegistrationError as e:
             p.error_once(f"registration with {self.settings.kubelet_socket} failed: {e}")
             return
@@ -122,11 +195,11 @@ class Manager:
         p.registrations += 1
         p.last_error = ""
         if p.registrations == 1:
-            log.info("%s: registered %s with kubelet (endpoint %s)", p.spec.name,
-                     p.spec.resource, p.spec.socket_name)
+            log.info("%s: registered %s with kubelet (endpoint %s)", p.name,
+                     p.served.resource, p.served.socket_name)
         else:
-            log.info("%s: re-registered %s with kubelet (endpoint %s): %s", p.spec.name,
-                     p.spec.resource, p.spec.socket_name, why)
+            log.info("%s: re-registered %s with kubelet (endpoint %s): %s", p.name,
+                     p.served.resource, p.served.socket_name, why)
 
     def run(self, stop: threading.Event) -> None:
         """Tick until stop is set, then shut down. start() must have succeeded."""
@@ -143,4 +216,4 @@ class Manager:
             ours = p.server.intact()
             p.server.stop()
             if ours:
-                log.info("%s: stopped, removed %s", p.spec.name, p.server.socket)
+                log.info("%s: stopped, removed %s", p.name, p.server.socket)

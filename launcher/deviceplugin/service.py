@@ -1,7 +1,8 @@
 """One resource's DevicePlugin gRPC service and the unix-socket server it runs on.
 
-The handlers only translate: the answers come from podvirt.launcher.deviceplugin.devices,
-the device node's health from a shared Health that the manager's poller updates.
+The handlers only translate: the answers come from a Served (SharedNode here, VfioResource
+in vfioserve.py) built on the pure devices.py and vfio.py, the state from a shared Health
+that the manager's poller updates.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import threading
 from concurrent import futures
 from pathlib import Path
+from typing import Any, Protocol
 
 import grpc
 
@@ -25,38 +27,53 @@ _STREAM_CHECK = 0.5
 
 
 class Health:
-    """A device node's health, written by the poller (and Allocate), read by the streams.
+    """What a plugin serves right now (a shared node's health, or a VFIO resource's device
+    list), written by the poller (and Allocate), read by the streams.
 
     A version number counts changes, so a stream that wakes up knows whether it has
     anything new to send."""
 
-    def __init__(self, healthy: bool) -> None:
+    def __init__(self, value: Any) -> None:
         self._cond = threading.Condition()
-        self._healthy = healthy
+        self._value = value
         self._version = 0
 
-    def snapshot(self) -> tuple[int, bool]:
+    def snapshot(self) -> tuple[int, Any]:
         with self._cond:
-            return self._version, self._healthy
+            return self._version, self._value
 
-    def set(self, healthy: bool) -> bool:
-        """Record the health; True when it changed (and the streams were woken)."""
+    def set(self, value: Any) -> bool:
+        """Record the value; True when it changed (and the streams were woken)."""
         with self._cond:
-            if healthy == self._healthy:
+            if value == self._value:
                 return False
-            self._healthy = healthy
+            self._value = value
             self._version += 1
             self._cond.notify_all()
             return True
 
-    def wait_change(self, version: int, timeout: float) -> tuple[int, bool]:
+    def wait_change(self, version: int, timeout: float) -> tuple[int, Any]:
         with self._cond:
             self._cond.wait_for(lambda: self._version != version, timeout=timeout)
-            return self._version, self._healthy
+            return self._version, self._value
 
     def wake(self) -> None:
         with self._cond:
             self._cond.notify_all()
+
+
+class Served(Protocol):
+    """One resource's answers; the servicer below only translates them to gRPC."""
+    resource: str
+    name: str                       # for logs and thread names
+    socket_name: str
+
+    def options(self) -> pb.DevicePluginOptions: ...
+    def list_response(self, value: Any) -> pb.ListAndWatchResponse: ...
+    def allocate(self, request: pb.AllocateRequest, health: Health) -> pb.AllocateResponse:
+        """Raises devices.AllocationError (DeviceAbsent: the node's state is wrong)."""
+    def preferred(self, request: pb.PreferredAllocationRequest,
+                  value: Any) -> pb.PreferredAllocationResponse: ...
 
 
 def list_response(spec: PluginSpec, slots: int, healthy: bool) -> pb.ListAndWatchResponse:
@@ -72,57 +89,84 @@ def plugin_options() -> pb.DevicePluginOptions:
                                   get_preferred_allocation_available=False)
 
 
-class DevicePluginService(rpc.DevicePluginServicer):
-    def __init__(self, spec: PluginSpec, slots: int, node: Path, health: Health,
-                 stopping: threading.Event) -> None:
-        self._spec = spec
+def container_response(mounts, env=()) -> pb.ContainerAllocateResponse:
+    return pb.ContainerAllocateResponse(
+        devices=[pb.DeviceSpec(container_path=m.container_path, host_path=m.host_path,
+                               permissions=m.permissions) for m in mounts],
+        envs=dict(env))
+
+
+class SharedNode:
+    """A host device node (/dev/kvm, ...) shared by `slots` interchangeable device IDs."""
+
+    def __init__(self, spec: PluginSpec, slots: int, node: Path) -> None:
+        self.spec, self.resource, self.name = spec, spec.resource, spec.name
+        self.socket_name = spec.socket_name
+        self.node = node
         self._slots = slots
-        self._node = node
-        self._health = health
-        self._stopping = stopping
         self._ids = frozenset(spec.device_ids(slots))
 
-    def GetDevicePluginOptions(self, request, context):
+    def refresh(self) -> bool:
+        return devices.device_present(self.node)
+
+    def options(self) -> pb.DevicePluginOptions:
         return plugin_options()
 
-    def ListAndWatch(self, request, context):
-        """The device list now, then again on every health change, until kubelet hangs up
-        or this server stops."""
-        version, healthy = self._health.snapshot()
-        yield list_response(self._spec, self._slots, healthy)
-        while context.is_active() and not self._stopping.is_set():
-            new_version, healthy = self._health.wait_change(version, _STREAM_CHECK)
-            if new_version != version and not self._stopping.is_set():
-                version = new_version
-                yield list_response(self._spec, self._slots, healthy)
+    def list_response(self, value: bool) -> pb.ListAndWatchResponse:
+        return list_response(self.spec, self._slots, value)
 
-    def GetPreferredAllocation(self, request, context):
+    def preferred(self, request, value) -> pb.PreferredAllocationResponse:
         return pb.PreferredAllocationResponse(container_responses=[
             pb.ContainerPreferredAllocationResponse(deviceIDs=devices.preferred_allocation(
                 r.available_deviceIDs, r.must_include_deviceIDs, r.allocation_size))
             for r in request.container_requests])
 
-    def Allocate(self, request, context):
+    def allocate(self, request, health: Health) -> pb.AllocateResponse:
         requests = [list(r.devices_ids) for r in request.container_requests]
-        present = devices.device_present(self._node)
-        if not present and self._health.set(False):
+        present = devices.device_present(self.node)
+        if not present and health.set(False):
             # The API: fail the allocation and send a ListAndWatch update.
             log.warning("%s: health Healthy -> Unhealthy: %s is gone (seen by Allocate)",
-                        self._spec.name, self._node)
+                        self.name, self.node)
+        mounts = devices.allocate(self.spec, requests, known_ids=self._ids, present=present)
+        log.info("%s: allocate %d container(s) %s -> %s %s", self.name, len(requests),
+                 requests, self.spec.device_path, self.spec.permissions)
+        return pb.AllocateResponse(container_responses=[container_response([m])
+                                                        for m in mounts])
+
+
+class DevicePluginService(rpc.DevicePluginServicer):
+    def __init__(self, served: Served, health: Health, stopping: threading.Event) -> None:
+        self._served = served
+        self._health = health
+        self._stopping = stopping
+
+    def GetDevicePluginOptions(self, request, context):
+        return self._served.options()
+
+    def ListAndWatch(self, request, context):
+        """The device list now, then again on every change, until kubelet hangs up or
+        this server stops."""
+        version, value = self._health.snapshot()
+        yield self._served.list_response(value)
+        while context.is_active() and not self._stopping.is_set():
+            new_version, value = self._health.wait_change(version, _STREAM_CHECK)
+            if new_version != version and not self._stopping.is_set():
+                version = new_version
+                yield self._served.list_response(value)
+
+    def GetPreferredAllocation(self, request, context):
+        return self._served.preferred(request, self._health.snapshot()[1])
+
+    def Allocate(self, request, context):
         try:
-            mounts = devices.allocate(self._spec, requests, known_ids=self._ids, present=present)
+            return self._served.allocate(request, self._health)
         except devices.AllocationError as e:
-            log.warning("%s: allocate %s refused: %s", self._spec.name, requests, e)
+            log.warning("%s: allocate %s refused: %s", self._served.name,
+                        [list(r.devices_ids) for r in request.container_requests], e)
             code = (grpc.StatusCode.FAILED_PRECONDITION if isinstance(e, devices.DeviceAbsent)
                     else grpc.StatusCode.INVALID_ARGUMENT)
             context.abort(code, str(e))
-        log.info("%s: allocate %d container(s) %s -> %s %s", self._spec.name, len(requests),
-                 requests, self._spec.device_path, self._spec.permissions)
-        return pb.AllocateResponse(container_responses=[
-            pb.ContainerAllocateResponse(devices=[pb.DeviceSpec(
-                container_path=m.container_path, host_path=m.host_path,
-                permissions=m.permissions)])
-            for m in mounts])
 
     def PreStartContainer(self, request, context):
         return pb.PreStartContainerResponse()
@@ -144,12 +188,9 @@ class PluginServer:
     """One plugin's gRPC server on <plugin-dir>/<socket name>. Kubelet deletes the sockets
     in its directory when it starts, so `intact()` tells whether ours is still there."""
 
-    def __init__(self, spec: PluginSpec, slots: int, plugin_dir: Path, node: Path,
-                 health: Health) -> None:
-        self.spec = spec
-        self.socket = plugin_dir / spec.socket_name
-        self._slots = slots
-        self._node = node
+    def __init__(self, served: Served, plugin_dir: Path, health: Health) -> None:
+        self.served = served
+        self.socket = plugin_dir / served.socket_name
         self._health = health
         self._server: grpc.Server | None = None
         self._stopping = threading.Event()
@@ -164,10 +205,9 @@ class PluginServer:
             raise ServeError(f"cannot remove the old {self.socket}: {e.strerror}") from e
         self._stopping = threading.Event()
         server = grpc.server(futures.ThreadPoolExecutor(
-            max_workers=8, thread_name_prefix=f"dp-{self.spec.name}"))
+            max_workers=8, thread_name_prefix=f"dp-{self.served.name}"))
         rpc.add_DevicePluginServicer_to_server(
-            DevicePluginService(self.spec, self._slots, self._node, self._health,
-                                self._stopping), server)
+            DevicePluginService(self.served, self._health, self._stopping), server)
         try:
             bound = server.add_insecure_port(f"unix://{self.socket}")
         except RuntimeError as e:  # grpc raises on bind failures (older versions return 0)

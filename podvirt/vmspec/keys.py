@@ -78,6 +78,9 @@ USER_KEYS: dict[str, str] = {
 RENDERED = PREFIX + "rendered"
 # Extender (bind): JSON list of the concrete PCI devices given to the pod.
 ASSIGNED_DEVICES = PREFIX + "assigned-devices"
+# Extender (bind): when it assigned them (RFC 3339, microseconds): binds to one node are
+# serialized, so this orders them, and the device plugin finds the pod kubelet admits.
+ASSIGNED_AT = PREFIX + "assigned-at"
 # Launcher: what it observes of the VM.
 PHASE = PREFIX + "phase"
 DOMAIN_STATE = PREFIX + "domain-state"
@@ -97,8 +100,8 @@ ACTIONS = ("pause", "resume", "reboot", "stop")
 EVENT_ACTION_FAILED = "ActionFailed"
 
 STATUS_KEYS: frozenset[str] = frozenset({
-    RENDERED, ASSIGNED_DEVICES, PHASE, DOMAIN_STATE, NODE, STARTED_AT, GUEST_IP, QEMU_RSS,
-    FAILURE_REASON, FAILURE_MESSAGE, ACCEL, ACTION_ACK,
+    RENDERED, ASSIGNED_DEVICES, ASSIGNED_AT, PHASE, DOMAIN_STATE, NODE, STARTED_AT, GUEST_IP,
+    QEMU_RSS, FAILURE_REASON, FAILURE_MESSAGE, ACCEL, ACTION_ACK,
 })
 # ACTION is a user key at run time, but not part of the VM's definition.
 RUNTIME_KEYS: frozenset[str] = frozenset({ACTION})

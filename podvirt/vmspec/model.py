@@ -69,7 +69,8 @@ class Port:
 
 @dataclass(frozen=True)
 class DeviceRequest:
-    """Passthrough devices by extended-resource name, or by PCI vendor:device."""
+    """Passthrough devices by extended-resource name, or by PCI vendor:device (whose
+    resource devicemap.DeviceResources.resolve fills in)."""
     count: int
     resource: str | None = None
     vendor: str | None = None    # 4 lowercase hex digits
@@ -77,12 +78,14 @@ class DeviceRequest:
 
     @property
     def label(self) -> str:
-        return self.resource or f"pci:{self.vendor}:{self.device}"
+        return f"pci:{self.vendor}:{self.device}" if self.vendor else str(self.resource)
 
     def matches(self, dev: "PassthroughDevice") -> bool:
-        if self.resource is not None:
-            return dev.resource == self.resource
-        return dev.vendor == self.vendor and dev.device == self.device
+        """A pci: request resolved by devicemap carries both: the PCI ID and the resource
+        kubelet allocates it from must match."""
+        if self.resource is not None and dev.resource != self.resource:
+            return False
+        return self.vendor is None or (dev.vendor, dev.device) == (self.vendor, self.device)
 
 
 @dataclass(frozen=True)

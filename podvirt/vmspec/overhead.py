@@ -40,6 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from podvirt.quantity import human_bytes
+from podvirt.vmspec.devicemap import NO_RULES, DeviceResources
 from podvirt.vmspec.model import VMSpec
 
 MiB = 2**20
@@ -73,6 +74,8 @@ class ResourceNames:
 class CostSettings:
     overhead: OverheadConstants = field(default_factory=OverheadConstants)
     resources: ResourceNames = field(default_factory=ResourceNames)
+    # The extended resource each passthrough device counts under (devicemap.py).
+    devices: DeviceResources = NO_RULES
     # Shared (non-dedicated) vCPUs request 1/ratio of a core each, as KubeVirt's
     # cpuAllocationRatio does; dedicated vCPUs take whole cores.
     cpu_allocation_ratio: int = 10
@@ -156,8 +159,8 @@ def demand(spec: VMSpec, settings: CostSettings = DEFAULT_COSTS) -> Demand:
     if not spec.allow_emulation:
         extended[names.kvm] = 1
     for request in spec.devices:
-        if request.resource:
-            extended[request.resource] = extended.get(request.resource, 0) + request.count
+        resource = settings.devices.for_request(request)
+        extended[resource] = extended.get(resource, 0) + request.count
     return Demand(
         guest_memory=spec.memory_bytes,
         overhead=overhead,

@@ -14,6 +14,7 @@ from typing import Callable, Mapping
 
 from podvirt.quantity import QuantityError, format_bytes, human_bytes, parse_bytes
 from podvirt.vmspec import keys as k
+from podvirt.vmspec.devicemap import RESOURCE_NAME
 from podvirt.vmspec.model import (ALLOWED_PATH_ROOTS, METRICS_PORT, CloudInit, DeviceRequest, Disk,
                                   Nic, Pinning, Port, VMSpec)
 
@@ -62,7 +63,7 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
-_RESOURCE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_RESOURCE = RESOURCE_NAME
 _PCI_ID = re.compile(r"^[0-9a-f]{4}$")
 _CPU_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _MACHINE = re.compile(r"^(q35|pc|pc-q35-[0-9]+\.[0-9]+|pc-i440fx-[0-9]+\.[0-9]+)$")

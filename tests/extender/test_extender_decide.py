@@ -9,7 +9,8 @@ import pytest
 from podvirt.extender.decide import (DevicesUnavailable, Policy, choose_devices, filter_node,
                                      score_nodes)
 from podvirt.extender.facts import NodeFacts, NodeUsage
-from podvirt.vmspec import demand, parse_vm
+from podvirt.extender.scheduling import vm_of
+from podvirt.vmspec import DEFAULT_COSTS, CostSettings, DeviceResources, demand, parse_vm
 from podvirt.vmspec import keys as k
 
 from extender_fixtures import BASE_VM, GiB, gpu
@@ -30,13 +31,18 @@ def node(name="n1", *, memory=16 * GiB, cpu=8000, labels=None, hugepages=None, e
                      kvm_usable=kvm, devices=tuple(devices))
 
 
-def vm(**extra):
-    spec = parse_vm({**BASE_VM, **extra})
-    return spec, demand(spec)
+# The fixtures' GPUs are 10de:1db6 devices advertised as nvidia.com/gpu.
+COSTS = CostSettings(devices=DeviceResources.parse("10de:1db6=nvidia.com/gpu"))
 
 
-def verdict(n: NodeFacts, u: NodeUsage, annotations: dict, policy=Policy()):
-    spec, dem = vm(**annotations)
+def vm(costs=COSTS, **extra):
+    """The VM as the extender sees it (vm_of: pci: requests resolved to their resource)."""
+    return vm_of({"metadata": {"labels": {k.OPT_IN_LABEL: k.OPT_IN_VALUE},
+                               "annotations": {**BASE_VM, **extra}}}, costs)
+
+
+def verdict(n: NodeFacts, u: NodeUsage, annotations: dict, policy=Policy(), costs=COSTS):
+    spec, dem = vm(costs, **annotations)
     return filter_node(n, u, spec, dem, NOW, policy)
 
 
@@ -88,6 +94,8 @@ FILTER_CASES = [
                  NodeUsage(claimed=frozenset(d.address for d in FOUR_GPUS)),
                  {k.DEVICES: "pci:10de:1db6=1"}, "needs 1 pci:10de:1db6, all 4 claimed", False,
                  id="devices-all-claimed"),
+    pytest.param(node(devices=FOUR_GPUS), NodeUsage(), {k.DEVICES: "pci:10de:1db6=2"}, "",
+                 False, id="pci-request-fits-mapped-devices"),
     pytest.param(node(devices=FOUR_GPUS),
                  NodeUsage(claimed=frozenset(d.address for d in FOUR_GPUS[:3])),
                  {k.DEVICES: "nvidia.com/gpu=2"}, "needs 2 nvidia.com/gpu, 1 of 4 free", False,
@@ -108,6 +116,14 @@ def test_filter_node(n, usage, annotations, reason, unresolvable):
     assert v.reason == reason
     assert v.unresolvable is unresolvable
     assert v.fits is (reason == "")
+
+
+def test_pci_request_needs_devices_of_the_resource_it_counts_under():
+    """Without a rule the request counts under pci.podvirt.io/10de-1db6, which kubelet could
+    never allocate from devices advertised as nvidia.com/gpu: they do not match."""
+    v = verdict(node(devices=FOUR_GPUS), NodeUsage(), {k.DEVICES: "pci:10de:1db6=1"},
+                costs=DEFAULT_COSTS)
+    assert (v.reason, v.unresolvable) == ("no device of type pci:10de:1db6 on node", True)
 
 
 def _iso(t: float) -> str:

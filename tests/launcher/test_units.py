@@ -15,6 +15,7 @@ from podvirt.launcher.kvm import KvmVerdict
 from podvirt.launcher.report import VMStatus, action_to_run
 from podvirt.launcher.run import LaunchFailed, load_spec
 from podvirt.vmspec.downward import render_annotations_file
+from podvirt.vmspec.devicemap import DeviceResources
 from podvirt.vmspec.model import Disk
 
 OK = KvmVerdict(True, "halted")
@@ -38,6 +39,8 @@ def _fake_sysfs(root: Path) -> None:
     dev("0000:00:00.0", "0x8086", "0x1237", "0x060000", group=0)           # host bridge
     dev("0000:3b:00.0", "0x10de", "0x1db6", "0x030200", group=27, driver="vfio-pci", numa="1")
     dev("0000:00:1f.2", "0x8086", "0x2922", "0x010601")                    # no IOMMU group
+    dev("0000:5e:00.0", "0x144d", "0xa808", "0x010802", group=40, driver="nvme")  # host driver
+    dev("0000:af:00.1", "0x15b3", "0x101e", "0x020000", group=81, driver="mlx5_vfio_pci")
     for size, free in (("2048kB", "512"), ("1048576kB", "2")):
         h = root / "sys/kernel/mm/hugepages" / f"hugepages-{size}"
         h.mkdir(parents=True)
@@ -49,12 +52,19 @@ def _fake_sysfs(root: Path) -> None:
 
 def test_probe_fake_sysfs(tmp_path):
     _fake_sysfs(tmp_path)
-    facts = probe.gather_facts(sys_root=tmp_path / "sys", proc_root=tmp_path / "proc", kvm=OK)
+    facts = probe.gather_facts(sys_root=tmp_path / "sys", proc_root=tmp_path / "proc", kvm=OK,
+                               resources=DeviceResources.parse("driver:mlx5_vfio_pci=x.io/vf"))
     assert facts.cpu_model == "Intel-R-Xeon-R-Platinum-8375C-CPU-2.90GHz"
     assert facts.hugepages == (("1Gi", 2), ("2Mi", 512))
+    # Only VFIO-bound devices get a resource: the device plugin serves exactly those.
     assert [d.to_json() for d in facts.pci_devices] == [
-        {"address": "0000:3b:00.0", "vendor": "10de", "device": "1db6", "resource": "",
-         "numaNode": 1, "iommuGroup": 27, "driver": "vfio-pci"}]
+        {"address": "0000:3b:00.0", "vendor": "10de", "device": "1db6",
+         "resource": "pci.podvirt.io/10de-1db6", "numaNode": 1, "iommuGroup": 27,
+         "driver": "vfio-pci"},
+        {"address": "0000:5e:00.0", "vendor": "144d", "device": "a808", "resource": "",
+         "numaNode": 0, "iommuGroup": 40, "driver": "nvme"},
+        {"address": "0000:af:00.1", "vendor": "15b3", "device": "101e", "resource": "x.io/vf",
+         "numaNode": 0, "iommuGroup": 81, "driver": "mlx5_vfio_pci"}]
     patch = probe.node_patch(facts)
     assert patch["metadata"]["labels"] == {"podvirt.io/kvm": "true",
                                            "podvirt.io/cpu-model": facts.cpu_model}

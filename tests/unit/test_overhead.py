@@ -1,6 +1,6 @@
 import pytest
 
-from podvirt.vmspec import CostSettings, OverheadConstants, demand, memory_overhead, parse_vm
+from podvirt.vmspec import CostSettings, DeviceResources, OverheadConstants, demand, memory_overhead, parse_vm
 from podvirt.vmspec import keys as k
 
 MiB, GiB = 2**20, 2**30
@@ -51,15 +51,20 @@ def test_cpu_shared_and_dedicated():
     assert dedicated.cpu_request_millis == dedicated.cpu_limit_millis == 4000
 
 
-@pytest.mark.parametrize("extra, expected", [
-    pytest.param({}, {"devices.podvirt.io/kvm": 1}, id="kvm-only"),
-    pytest.param({"allow_emulation": "true"}, {}, id="emulation-needs-no-kvm"),
-    pytest.param({"nics": "eth0", "allow_emulation": "true"}, {}, id="pod-nic-needs-no-device"),
-    pytest.param({"devices": "example.com/gpu=2,pci:10de:1eb8=1"},
-                 {"devices.podvirt.io/kvm": 1, "example.com/gpu": 2}, id="named-devices-only"),
+@pytest.mark.parametrize("extra, rules, expected", [
+    pytest.param({}, "", {"devices.podvirt.io/kvm": 1}, id="kvm-only"),
+    pytest.param({"allow_emulation": "true"}, "", {}, id="emulation-needs-no-kvm"),
+    pytest.param({"nics": "eth0", "allow_emulation": "true"}, "", {},
+                 id="pod-nic-needs-no-device"),
+    pytest.param({"devices": "example.com/gpu=2,pci:10de:1eb8=1"}, "",
+                 {"devices.podvirt.io/kvm": 1, "example.com/gpu": 2,
+                  "pci.podvirt.io/10de-1eb8": 1}, id="pci-request-counts-under-default-name"),
+    pytest.param({"devices": "example.com/gpu=2,pci:10de:1eb8=1"}, "10de:1eb8=example.com/gpu",
+                 {"devices.podvirt.io/kvm": 1, "example.com/gpu": 3}, id="pci-request-mapped"),
 ])
-def test_extended_resources(extra, expected):
-    assert dict(demand(spec(**extra)).extended) == expected
+def test_extended_resources(extra, rules, expected):
+    settings = CostSettings(devices=DeviceResources.parse(rules))
+    assert dict(demand(spec(**extra), settings).extended) == expected
 
 
 def test_resource_names_and_constants_are_configurable():
