@@ -53,3 +53,29 @@ def parse_assigned_devices(text: str | None) -> tuple[PassthroughDevice, ...]:
     except ValueError as exc:
         raise AssignedDevicesInvalid(f"podvirt.io/assigned-devices is not a JSON list of "
                                      f"devices with an address: {exc}") from None
+
+class DevicesNotAllocated(ValueError):
+    """kubelet gave the container other devices than the extender assigned the pod."""
+
+
+def check_allocation(assigned: tuple[PassthroughDevice, ...],
+                     allocated: frozenset[str]) -> None:
+    """The extender's choice (podvirt.io/assigned-devices) against what kubelet allocated
+    (the device plugin's PODVIRT_ALLOCATED_* env): the container's device cgroup holds
+    only the allocated groups, so a VM with any other device must not start."""
+    wanted = frozenset(d.address for d in assigned)
+    if wanted == allocated:
+        return
+    if not allocated:
+        raise DevicesNotAllocated(
+            f"the extender assigned {', '.join(sorted(wanted))} (podvirt.io/assigned-devices) "
+            "but kubelet allocated no passthrough device to this container: is podvirt's "
+            "device plugin serving them (device-plugin --sys-root)?")
+    if not wanted:
+        raise DevicesNotAllocated(
+            f"kubelet allocated {', '.join(sorted(allocated))} but the pod has no "
+            "podvirt.io/assigned-devices: it was not bound by podvirt's extender")
+    raise DevicesNotAllocated(
+        f"kubelet allocated {', '.join(sorted(allocated))}, the extender assigned "
+        f"{', '.join(sorted(wanted))} (podvirt.io/assigned-devices): the VM does not start "
+        "with devices nobody chose for it")

@@ -23,7 +23,8 @@ from podvirt.launcher.disks import DiskError, DiskLayout, cloud_init_userdata, p
     write_seed_iso
 from podvirt.launcher.domain import domain_xml
 from podvirt.launcher.hostcontext import AssignedDevicesInvalid, HostContext, \
-    parse_assigned_devices
+    DevicesNotAllocated, check_allocation, parse_assigned_devices
+from podvirt.launcher.deviceplugin.vfio import allocated_addresses
 from podvirt.launcher.kvm import AccelUnavailable, KvmVerdict, check_kvm, choose_accel
 from podvirt.launcher.podnet import Passt, PasstError, passt_guest_address
 from podvirt.launcher.report import PodReporter, VMStatus, now_rfc3339
@@ -151,6 +152,11 @@ class Launcher:
             try:
                 spec, annotations = load_spec(cfg.spec_file, name)
                 assigned = parse_assigned_devices(annotations.get(k.ASSIGNED_DEVICES))
+                check_allocation(assigned, allocated_addresses(os.environ))
+                if assigned:
+                    log.info("passthrough devices: %s; /dev/vfio holds %s",
+                             ", ".join(f"{d.address} (IOMMU group {d.iommu_group})"
+                                       for d in assigned), _listing(Path("/dev/vfio")))
                 self._publish()
                 accel = self._choose_accel(spec)
                 self._publish(accel=accel)
@@ -158,6 +164,9 @@ class Launcher:
                 xml = domain_xml(spec, ctx)
             except AssignedDevicesInvalid as exc:
                 raise LaunchFailed(EXIT_CONFIG, "SpecInvalid", str(exc)) from None
+            except DevicesNotAllocated as exc:
+                raise LaunchFailed(EXIT_CONFIG, k.REASON_DEVICES_NOT_ALLOCATED,
+                                   str(exc)) from None
             except DomainXMLRejected as exc:
                 raise LaunchFailed(EXIT_CONFIG, "DomainXMLRejected", str(exc)) from None
             self._unless_stopping()
@@ -248,6 +257,7 @@ class Launcher:
     def _start(self, spec: VMSpec, xml: str) -> None:
         assert self.hv is not None
         (self.cfg.work / "domain.xml").write_text(xml)
+        log.info("domain XML:\n%s", xml)    # what libvirt is asked to define, in the pod's log
         attempts = 1 + spec.start_retries
         for attempt in range(1, attempts + 1):
             self._unless_stopping()
@@ -441,6 +451,13 @@ def _unknown(action: str):
     def fail() -> None:
         raise ValueError(f"unknown action {action!r} (pause, resume, reboot, stop)")
     return fail
+
+
+def _listing(directory: Path) -> str:
+    try:
+        return ", ".join(sorted(p.name for p in directory.iterdir())) or "nothing"
+    except OSError as exc:
+        return f"nothing ({exc.strerror})"
 
 
 def _read_text(path: Path) -> str | None:

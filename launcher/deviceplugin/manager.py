@@ -100,7 +100,7 @@ class Manager:
     def start(self) -> None:
         """Serve every plugin; raises ServeError (nothing left served) when one cannot."""
         try:
-            self._add_vfio_plugins(self._vfio_scan(), serve=False)
+            self._add_vfio_plugins(self._vfio_scan())
             for p in self._plugins:
                 self._serve(p)
         except ServeError:
@@ -131,7 +131,8 @@ class Manager:
         return {r: vfio.devices_of(r, scan, present, vfio_present)
                 for r in set(vfio.resources_of(scan)) | set(self._vfio)}
 
-    def _add_vfio_plugins(self, found, serve: bool) -> None:
+    def _add_vfio_plugins(self, found) -> None:
+        """A plugin for each new resource; the tick's loop serves and registers it."""
         v = self.settings.vfio
         for resource, value in sorted(found.items()):
             if resource in self._vfio or v is None:
@@ -139,8 +140,6 @@ class Manager:
             p = _Plugin(VfioResource(resource, v.host_vfio_dir, v.pods), self.settings, value)
             self._vfio[resource] = p
             self._plugins.append(p)
-            if serve:
-                self._serve(p)
 
     def tick(self) -> None:
         kubelet = socket_identity(self.settings.kubelet_socket)
@@ -148,12 +147,9 @@ class Manager:
             log.info("waiting for kubelet: %s does not exist", self.settings.kubelet_socket)
         self._kubelet_missing_logged = kubelet is None
         found = self._vfio_scan()
-        for p in list(self._plugins):
+        for p in self._plugins:
             self._refresh(p, found)
-        try:
-            self._add_vfio_plugins(found, serve=True)
-        except ServeError as e:
-            log.warning("%s", e)
+        self._add_vfio_plugins(found)
         for p in self._plugins:
             if not p.server.intact():
                 if p.server.serving:

@@ -17,6 +17,7 @@ are bound to it. Should kubelet still allocate others, the launcher compares and
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,8 @@ def env_name(resource: str) -> str:
 
 
 def socket_name(resource: str) -> str:
-    return "podvirt-vfio-" + re.sub(r"[^A-Za-z0-9_.-]", "-", resource) + ".sock"
+    """Short whatever the resource's length: a unix socket path has at most 107 bytes."""
+    return f"podvirt-vfio-{hashlib.sha256(resource.encode()).hexdigest()[:12]}.sock"
 
 
 @dataclass(frozen=True, order=True)

@@ -125,3 +125,5 @@ REASON_QEMU_EXITED = "QEMUExited"          # QEMU died under a running guest
 REASON_STOPPED_BEFORE_START = "StoppedBeforeStart"  # SIGTERM before the domain ran
 REASON_VM_STOPPED = "VMStopped"            # destroyed: grace ran out or a second SIGTERM
 REASON_LIBVIRTD_LOST = "LibvirtdLost"      # the launcher's libvirtd went away
+# kubelet allocated other passthrough devices than the extender assigned (or none).
+REASON_DEVICES_NOT_ALLOCATED = "DevicesNotAllocated"

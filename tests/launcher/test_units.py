@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import pytest
 from podvirt.launcher import probe
 from podvirt.launcher.disks import DiskError, DiskLayout, create_overlay, prepare_disk, \
     seed_iso_bytes
-from podvirt.launcher.hostcontext import AssignedDevicesInvalid, parse_assigned_devices
+from podvirt.launcher.deviceplugin.vfio import allocated_addresses
+from podvirt.launcher.hostcontext import (AssignedDevicesInvalid, DevicesNotAllocated,
+                                          check_allocation, parse_assigned_devices)
 from podvirt.launcher.kvm import KvmVerdict
 from podvirt.launcher.report import VMStatus, action_to_run
 from podvirt.launcher.run import LaunchFailed, load_spec
@@ -192,6 +195,33 @@ def test_assigned_devices(text, expected):
             parse_assigned_devices(text)
     else:
         assert len(parse_assigned_devices(text)) == expected
+
+
+_A = '{"address": "0000:3b:00.0", "vendor": "10de", "device": "1db6"}'
+_B = '{"address": "0000:af:00.0", "vendor": "10de", "device": "1db6"}'
+
+
+@pytest.mark.parametrize("assigned, env, message", [
+    pytest.param(None, {}, None, id="no-devices"),
+    pytest.param(f"[{_A},{_B}]",
+                 {"PODVIRT_ALLOCATED_X_IO_GPU": "0000:af:00.0,0000:3b:00.0"}, None, id="same"),
+    pytest.param(f"[{_A},{_B}]", {"PODVIRT_ALLOCATED_X_IO_GPU": "0000:af:00.0",
+                                  "PODVIRT_ALLOCATED_X_IO_NIC": "0000:3b:00.0"}, None,
+                 id="same-over-two-resources"),
+    pytest.param(f"[{_A}]", {"PODVIRT_ALLOCATED_X_IO_GPU": "0000:af:00.0"},
+                 "kubelet allocated 0000:af:00.0, the extender assigned 0000:3b:00.0 "
+                 "(podvirt.io/assigned-devices)", id="other-device"),
+    pytest.param(f"[{_A}]", {}, "kubelet allocated no passthrough device", id="none-allocated"),
+    pytest.param(None, {"PODVIRT_ALLOCATED_X_IO_GPU": "0000:af:00.0"},
+                 "the pod has no podvirt.io/assigned-devices", id="not-assigned"),
+])
+def test_allocation_checked_against_assignment(assigned, env, message):
+    devices = parse_assigned_devices(assigned)
+    if message is None:
+        check_allocation(devices, allocated_addresses(env))
+    else:
+        with pytest.raises(DevicesNotAllocated, match=re.escape(message)):
+            check_allocation(devices, allocated_addresses(env))
 
 
 @pytest.mark.parametrize("content,reason", [
