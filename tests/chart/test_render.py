@@ -177,6 +177,33 @@ def test_container_args_parse_with_the_real_cli(render, values, kind, name, modu
     assert callable(parsed.func)
 
 
+PASSTHROUGH = {"passthrough": {"resources": {"10de:1eb8": "example.com/gpu",
+                                              "driver:mlx5_vfio_pci": "x.io/vf"},
+                                "sysRoot": "/srv/fake/sys", "vfioDir": "/srv/fake/vfio"}}
+
+
+def test_passthrough_values_reach_every_component_alike(render):
+    """One map, rendered once, parsed by each component's own --device-resources."""
+    from podvirt.vmspec.devicemap import DeviceResources
+    objects = render(PASSTHROUGH)
+    probe = find(objects, "DaemonSet", "-probe")["spec"]["template"]["spec"]
+    containers = [container(find(objects, "Deployment", "-webhook")),
+                  container(find(objects, "Deployment", "-extender")), *probe["containers"]]
+    parsed = [_parser().parse_args([a.replace("$(NODE_NAME)", "n") for a in c["args"]])
+              for c in containers]
+    assert {p.device_resources for p in parsed} == {DeviceResources.parse(
+        "10de:1eb8=example.com/gpu,driver:mlx5_vfio_pci=x.io/vf")}
+    plugin = parsed[-1]
+    assert (str(plugin.sys_root), plugin.vfio_dir) == ("/host/sys", "/srv/fake/vfio")
+    volumes = {v["name"]: v["hostPath"]["path"] for v in probe["volumes"] if "hostPath" in v}
+    mounts = {m["name"]: m["mountPath"] for m in probe["containers"][1]["volumeMounts"]}
+    assert (volumes["pci-sys"], mounts["pci-sys"]) == ("/srv/fake/sys", "/host/sys")
+    # The plugin stats group nodes under --dev-root /host: the host's dir mounted there.
+    assert (volumes["vfio-dir"], mounts["vfio-dir"]) == ("/srv/fake/vfio", "/host/srv/fake/vfio")
+    assert "vfio-dir" not in {v["name"] for v in find(render(), "DaemonSet", "-probe")[
+        "spec"]["template"]["spec"]["volumes"]}    # /dev/vfio: already under /host/dev
+
+
 def test_certs_hook_args_parse_with_the_hook_script(render):
     from .test_certs_hook import hook_module
     hook = hook_module()
@@ -265,7 +292,8 @@ def rules_of(objects, kind: str, suffix: str) -> list[tuple[str, ...]]:
         ("", "pods", "get"), ("", "pods", "list"), ("", "pods", "watch"), ("", "pods", "patch"),
         ("", "pods/binding", "create"), ("", "bindings", "create")}, id="extender"),
     pytest.param("ClusterRole", "-probe", {
-        ("", "nodes", "get"), ("", "nodes", "patch"), ("", "nodes/status", "patch")}, id="probe"),
+        ("", "nodes", "get"), ("", "nodes", "patch"), ("", "nodes/status", "patch"),
+        ("", "pods", "list")}, id="probe"),
     pytest.param("Role", "-launcher", {
         ("", "pods", "get"), ("", "pods", "list"), ("", "pods", "watch"), ("", "pods", "patch"),
         ("", "pods/status", "patch"), ("", "events", "create"), ("", "events", "patch")}, id="launcher"),

@@ -176,12 +176,26 @@ def test_no_pinning_no_affinity():
     pytest.param({}, [], id="only-libvirt-child-caps"),
     pytest.param({k.NICS: "eth0", k.PORTS: "22"}, [], id="pod-nic-needs-no-net-admin"),
     pytest.param({k.DEDICATED_CPUS: "true"}, ["SYS_NICE"], id="dedicated-adds-sys-nice"),
+    pytest.param({k.DEVICES: "pci:10de:1eb8"}, ["SYS_RESOURCE"],
+                 id="passthrough-adds-sys-resource-for-memlock"),
 ])
 def test_security(extra, added):
     sc = launcher(rendered(extra))["securityContext"]
     assert sc["privileged"] is False and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"]["drop"] == ["ALL"]
     assert sc["capabilities"]["add"] == [*r.LIBVIRT_CHILD_CAPS, *added]
+
+
+def test_pci_request_becomes_the_resource_the_device_plugin_serves():
+    from dataclasses import replace
+    from podvirt.vmspec import DEFAULT_COSTS, DeviceResources
+    mapped = RenderSettings(costs=replace(DEFAULT_COSTS, devices=DeviceResources.parse(
+        "10de:1eb8=example.com/gpu")))
+    for settings, resource in ((RenderSettings(), "pci.podvirt.io/10de-1eb8"),
+                               (mapped, "example.com/gpu")):
+        limits = launcher(rendered({k.DEVICES: "pci:10de:1eb8=2"}, settings=settings))[
+            "resources"]["limits"]
+        assert limits[resource] == "2"
 
 
 def test_pod_policy():

@@ -77,6 +77,15 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
+{{/* passthrough.resources as every component's --device-resources (podvirt.vmspec.devicemap). */}}
+{{- define "podvirt.deviceResources" -}}
+{{- $rules := list -}}
+{{- range $match, $resource := .Values.passthrough.resources -}}
+{{- $rules = append $rules (printf "%s=%s" $match $resource) -}}
+{{- end -}}
+{{- join "," $rules -}}
+{{- end -}}
+
 {{/* Fails rendering on values that would give a broken install. */}}
 {{- define "podvirt.validate" -}}
 {{- if and .Values.certManager.enabled .Values.tls.caBundle -}}
