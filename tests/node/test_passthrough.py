@@ -1,0 +1,173 @@
+"""PCI passthrough on the real node, without passthrough hardware: the chart's probe and
+device plugin read a fake sysfs tree (three 10de:1eb8 devices bound to vfio-pci, in IOMMU
+groups 30, 31, 80) and serve stand-in group nodes (character devices with /dev/null's
+numbers). Proven here: the device the extender assigns is the device kubelet allocates, the
+container holds exactly its group nodes, the domain XML names exactly its addresses, and
+a pod whose assignment cannot be honoured fails with the reason. Not proven: a guest
+using a device (libvirt finds no such PCI device in the container's real sysfs, and the
+stand-in nodes are no VFIO groups), nor the memlock limit VFIO needs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+import yaml
+
+from podvirt.cluster import chart
+from podvirt.cluster.node import NODE_NAME
+from podvirt.vmspec import keys as k
+from tests.fakepci import FakeDevice, make_char_device, make_tree
+from tests.node.conftest import NAMESPACE
+from tests.node.vmpods import delete, gone, phase, to_yaml
+
+pytestmark = pytest.mark.node
+
+GPU = "example.com/gpu"
+DEVICES = (FakeDevice("0000:3b:00.0", group=30, numa=0),
+           FakeDevice("0000:3c:00.0", group=31, numa=0),
+           FakeDevice("0000:af:00.0", group=80, numa=1))
+GROUP = {d.address: d.group for d in DEVICES}
+START = 240         # image copy, KVM check, libvirtd: until the launcher reports Failed
+
+
+@pytest.fixture(scope="module")
+def fake_devices(cluster, core, tmp_path_factory):
+    """The chart upgraded to read the fake tree (and to name 10de:1eb8 example.com/gpu),
+    rolled back afterwards."""
+    root = tmp_path_factory.mktemp("fake-pci")
+    sys_root, vfio_dir = make_tree(root, DEVICES)
+    values = root / "passthrough.yaml"
+    values.write_text(yaml.safe_dump({"passthrough": {
+        "sysRoot": str(sys_root), "vfioDir": str(vfio_dir), "resources": {"10de:1eb8": GPU}}}))
+    helm = (cluster.binaries.kubectl.parent / "helm", cluster.kubeconfig)
+    chart.helm(*helm, "upgrade", chart.RELEASE, str(chart.CHART), "--namespace",
+               chart.NAMESPACE, "--reuse-values", "--values", str(values), "--wait",
+               "--timeout", "300s", timeout=330)
+    try:
+        _wait_node(core, lambda node: _published(node) == set(GROUP) and
+                   int((node.status.allocatable or {}).get(GPU, "0")) == len(DEVICES))
+        yield vfio_dir
+    finally:
+        chart.helm(*helm, "rollback", chart.RELEASE, "--namespace", chart.NAMESPACE, "--wait",
+                   "--timeout", "300s", timeout=330)
+
+
+def _published(node) -> set[str]:
+    raw = json.loads((node.metadata.annotations or {}).get(k.NODE_PCI_DEVICES) or "[]")
+    return {d["address"] for d in raw if d.get("resource") == GPU}
+
+
+def _wait_node(core, predicate, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while True:
+        node = core.read_node(NODE_NAME)
+        if predicate(node):
+            return node
+        if time.monotonic() > deadline:
+            raise AssertionError(f"node never got the fake devices: allocatable "
+                                 f"{node.status.allocatable}, pci-devices "
+                                 f"{(node.metadata.annotations or {}).get(k.NODE_PCI_DEVICES)}")
+        time.sleep(1)
+
+
+def _gpu_pod(vm_pod, name: str, devices: str) -> dict:
+    # Retries keep the container alive a few seconds after the first failed start, for exec.
+    return vm_pod(name, devices=devices, start_retries="4")
+
+
+def _assigned(pod) -> list[str]:
+    return sorted(d["address"] for d in
+                  json.loads((pod.metadata.annotations or {}).get(k.ASSIGNED_DEVICES, "[]")))
+
+
+def _exec_ls(cluster, name: str, timeout: float = START) -> set[str]:
+    """`ls /dev/vfio` in the launcher container, as soon as it runs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = cluster.kubectl("exec", "-n", NAMESPACE, name, "-c", "launcher", "--", "ls",
+                               "/dev/vfio", check=False)
+        if proc.returncode == 0:
+            return set(proc.stdout.split())
+        if time.monotonic() > deadline:
+            raise AssertionError(f"cannot exec into {name}: {proc.stderr}")
+        time.sleep(0.5)
+
+
+def _domain_hostdevs(log: str) -> list[str]:
+    """PCI addresses of the <hostdev>s in the domain XML the launcher logged."""
+    found = re.search(r"<domain .*?</domain>", log, re.S)
+    assert found, f"no domain XML in the launcher's log:\n{log[-3000:]}"
+    out = []
+    for a in ET.fromstring(found.group(0)).findall("devices/hostdev/source/address"):
+        d, b, s, f = (int(a.get(x), 16) for x in ("domain", "bus", "slot", "function"))
+        out.append(f"{d:04x}:{b:02x}:{s:02x}.{f:x}")
+    return sorted(out)
+
+
+def test_racing_vm_pods_get_different_devices_each_exactly_its_own(
+        cluster, core, vm_pod, wait_pod, logs, fake_devices):
+    names = ("gpu-a", "gpu-b")
+    manifests = [_gpu_pod(vm_pod, n, f"{GPU}=1") for n in names]
+    cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-",
+                    input="---\n".join(to_yaml(m) for m in manifests))
+    try:
+        bound = {n: wait_pod(n, lambda p: bool(p.spec.node_name and _assigned(p)), 120)
+                 for n in names}
+        assigned = {n: _assigned(p) for n, p in bound.items()}
+        assert all(len(a) == 1 for a in assigned.values()), assigned
+        assert assigned["gpu-a"] != assigned["gpu-b"], assigned
+        for n in names:
+            (address,) = assigned[n]
+            # kubelet allocated the extender's choice: the container holds its group only.
+            assert _exec_ls(cluster, n) == {"vfio", str(GROUP[address])}, n
+        for n in names:
+            pod = wait_pod(n, lambda p: phase(p) == "Failed", START)
+            ann = pod.metadata.annotations
+            (address,) = assigned[n]
+            # The honest end: libvirt cannot find the fake device in the container's sysfs.
+            assert ann[k.FAILURE_REASON] == k.REASON_START_FAILED, ann
+            assert address in ann[k.FAILURE_MESSAGE], ann[k.FAILURE_MESSAGE]
+            log = logs(n)
+            assert _domain_hostdevs(log) == assigned[n]
+            assert f"/dev/vfio holds {GROUP[address]}, vfio" in log
+    finally:
+        for n in names:
+            delete(core, n)
+        for n in names:
+            gone(core, n, 60)
+
+
+def test_assignment_kubelet_cannot_honour_fails_the_pod_with_the_reason(
+        cluster, core, vm_pod, wait_pod, fake_devices):
+    """The extender assigns the lowest free device; its group node is gone, so the device
+    plugin reports it Unhealthy and kubelet allocates another: the launcher refuses."""
+    first = DEVICES[0]
+    node_path = fake_devices / str(first.group)
+    node_path.unlink()
+    name = "gpu-mismatch"
+    try:
+        _wait_node(core, lambda n: int((n.status.allocatable or {}).get(GPU, "0"))
+                   == len(DEVICES) - 1)
+        cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-",
+                        input=to_yaml(_gpu_pod(vm_pod, name, "pci:10de:1eb8=1")))
+        pod = wait_pod(name, lambda p: phase(p) == "Failed" or p.status.phase == "Failed",
+                       START)
+        ann = pod.metadata.annotations or {}
+        assert _assigned(pod) == [first.address]
+        assert ann.get(k.FAILURE_REASON) == k.REASON_DEVICES_NOT_ALLOCATED, \
+            (ann, pod.status.reason, pod.status.message)
+        assert (f"the extender assigned {first.address} (podvirt.io/assigned-devices)"
+                in ann[k.FAILURE_MESSAGE]), ann[k.FAILURE_MESSAGE]
+        events = cluster.kubectl("get", "events", "-n", NAMESPACE, "--field-selector",
+                                 f"involvedObject.name={name}", "-o", "json").stdout
+        assert any(e["reason"] == k.REASON_DEVICES_NOT_ALLOCATED
+                   for e in json.loads(events)["items"])
+    finally:
+        delete(core, name)
+        gone(core, name, 60)
+        make_char_device(node_path)
