@@ -32,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from podvirt.vmspec import devicemap
     p.add_argument("--device-resources", type=devicemap.argument, default=devicemap.NO_RULES,
                    metavar="RULES", help=devicemap.ARGUMENT_HELP)
+    p.add_argument("--no-vfio-memlock-capability", dest="vfio_memlock_capability",
+                   action="store_false",
+                   help="do not add CAP_SYS_RESOURCE to launchers of VMs with passthrough "
+                        "devices (libvirt then cannot raise QEMU's memlock limit for VFIO)")
     p.add_argument("--grace-margin", type=int, default=15,
                    help="seconds added to the VM's shutdown grace for the pod")
     # Benchmark only: a POST /noop route on the same stack, without the admission decision.
@@ -78,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
                               scheduler_name=args.scheduler_name,
                               launcher_service_account=args.launcher_service_account,
                               grace_margin_seconds=args.grace_margin,
+                              vfio_memlock_capability=args.vfio_memlock_capability,
                               costs=replace(DEFAULT_COSTS, devices=args.device_resources))
     options = gunicorn_options(bind=args.bind, port=args.port, cert=args.cert, key=args.key,
                                workers=args.workers, worker_class=args.worker_class,

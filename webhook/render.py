@@ -281,7 +281,7 @@ def security(pod: Pod, ctx: RenderContext) -> None:
     add = list(LIBVIRT_CHILD_CAPS)
     if ctx.spec.dedicated_cpus:
         add.append("SYS_NICE")      # pin vCPU threads to the exclusive CPUs (sched_setaffinity)
-    if ctx.spec.devices:
+    if ctx.spec.devices and ctx.settings.vfio_memlock_capability:
         # VFIO pins all guest RAM: libvirt raises QEMU's RLIMIT_MEMLOCK to guest RAM + 1GiB
         # (the overhead's vfio term), above the container's hard limit: setrlimit needs it.
         add.append("SYS_RESOURCE")

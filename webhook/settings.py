@@ -27,5 +27,8 @@ class RenderSettings:
     # The static busybox of the launcher image (images/launcher.Containerfile): the copy
     # tool init containers bring into images that have none.
     static_busybox: str = "/usr/lib/podvirt/busybox"
+    # CAP_SYS_RESOURCE for launchers of VMs with passthrough devices (VFIO's memlock limit,
+    # docs/passthrough.md); off only where the nodes' runtime cannot grant it.
+    vfio_memlock_capability: bool = True
     costs: CostSettings = field(default_factory=lambda: DEFAULT_COSTS)
     limits: Limits = field(default_factory=lambda: DEFAULT_LIMITS)

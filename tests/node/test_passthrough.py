@@ -43,7 +43,8 @@ def fake_devices(cluster, core, tmp_path_factory):
     sys_root, vfio_dir = make_tree(root, DEVICES)
     values = root / "passthrough.yaml"
     values.write_text(yaml.safe_dump({"passthrough": {
-        "sysRoot": str(sys_root), "vfioDir": str(vfio_dir), "resources": {"10de:1eb8": GPU}}}))
+        "sysRoot": str(sys_root), "vfioDir": str(vfio_dir), "resources": {"10de:1eb8": GPU},
+        "memlockCapability": _runtime_can_grant_sys_resource()}}))
     helm = (cluster.binaries.kubectl.parent / "helm", cluster.kubeconfig)
     chart.helm(*helm, "upgrade", chart.RELEASE, str(chart.CHART), "--namespace",
                chart.NAMESPACE, "--reuse-values", "--values", str(values), "--wait",
@@ -55,6 +56,13 @@ def fake_devices(cluster, core, tmp_path_factory):
     finally:
         chart.helm(*helm, "rollback", chart.RELEASE, "--namespace", chart.NAMESPACE, "--wait",
                    "--timeout", "300s", timeout=330)
+
+
+def _runtime_can_grant_sys_resource() -> bool:
+    """runc can only give containers capabilities in its own bounding set; some sandboxes
+    (this project's development machines) lack CAP_SYS_RESOURCE (bit 24) there."""
+    status = dict(line.split(":\t", 1) for line in open("/proc/self/status") if ":\t" in line)
+    return bool(int(status["CapBnd"], 16) >> 24 & 1)
 
 
 def _published(node) -> set[str]:

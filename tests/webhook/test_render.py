@@ -186,6 +186,12 @@ def test_security(extra, added):
     assert sc["capabilities"]["add"] == [*r.LIBVIRT_CHILD_CAPS, *added]
 
 
+def test_memlock_capability_can_be_withheld():
+    sc = launcher(rendered({k.DEVICES: "pci:10de:1eb8"},
+                           settings=RenderSettings(vfio_memlock_capability=False)))
+    assert sc["securityContext"]["capabilities"]["add"] == list(r.LIBVIRT_CHILD_CAPS)
+
+
 def test_pci_request_becomes_the_resource_the_device_plugin_serves():
     from dataclasses import replace
     from podvirt.vmspec import DEFAULT_COSTS, DeviceResources
