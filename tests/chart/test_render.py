@@ -177,7 +177,7 @@ def test_container_args_parse_with_the_real_cli(render, values, kind, name, modu
     assert callable(parsed.func)
 
 
-PASSTHROUGH = {"passthrough": {"resources": {"10de:1eb8": "example.com/gpu",
+PASSTHROUGH = {"passthrough": {"enabled": True, "resources": {"10de:1eb8": "example.com/gpu",
                                               "driver:mlx5_vfio_pci": "x.io/vf"},
                                 "sysRoot": "/srv/fake/sys", "vfioDir": "/srv/fake/vfio"}}
 
@@ -200,7 +200,9 @@ def test_passthrough_values_reach_every_component_alike(render):
     assert (volumes["pci-sys"], mounts["pci-sys"]) == ("/srv/fake/sys", "/host/sys")
     # The plugin stats group nodes under --dev-root /host: the host's dir mounted there.
     assert (volumes["vfio-dir"], mounts["vfio-dir"]) == ("/srv/fake/vfio", "/host/srv/fake/vfio")
-    assert "vfio-dir" not in {v["name"] for v in find(render(), "DaemonSet", "-probe")[
+    assert ("", "pods", "list") in rules_of(objects, "ClusterRole", "-probe")
+    on_dev = render({"passthrough": {"enabled": True}})
+    assert "vfio-dir" not in {v["name"] for v in find(on_dev, "DaemonSet", "-probe")[
         "spec"]["template"]["spec"]["volumes"]}    # /dev/vfio: already under /host/dev
 
 
@@ -292,8 +294,7 @@ def rules_of(objects, kind: str, suffix: str) -> list[tuple[str, ...]]:
         ("", "pods", "get"), ("", "pods", "list"), ("", "pods", "watch"), ("", "pods", "patch"),
         ("", "pods/binding", "create"), ("", "bindings", "create")}, id="extender"),
     pytest.param("ClusterRole", "-probe", {
-        ("", "nodes", "get"), ("", "nodes", "patch"), ("", "nodes/status", "patch"),
-        ("", "pods", "list")}, id="probe"),
+        ("", "nodes", "get"), ("", "nodes", "patch"), ("", "nodes/status", "patch")}, id="probe"),
     pytest.param("Role", "-launcher", {
         ("", "pods", "get"), ("", "pods", "list"), ("", "pods", "watch"), ("", "pods", "patch"),
         ("", "pods/status", "patch"), ("", "events", "create"), ("", "events", "patch")}, id="launcher"),

@@ -43,15 +43,21 @@ def fake_devices(cluster, core, tmp_path_factory):
     sys_root, vfio_dir = make_tree(root, DEVICES)
     values = root / "passthrough.yaml"
     values.write_text(yaml.safe_dump({"passthrough": {
-        "sysRoot": str(sys_root), "vfioDir": str(vfio_dir), "resources": {"10de:1eb8": GPU},
+        "enabled": True, "sysRoot": str(sys_root), "vfioDir": str(vfio_dir), "resources": {"10de:1eb8": GPU},
         "memlockCapability": _runtime_can_grant_sys_resource()}}))
     helm = (cluster.binaries.kubectl.parent / "helm", cluster.kubeconfig)
     chart.helm(*helm, "upgrade", chart.RELEASE, str(chart.CHART), "--namespace",
                chart.NAMESPACE, "--reuse-values", "--values", str(values), "--wait",
                "--timeout", "300s", timeout=330)
     try:
-        _wait_node(core, lambda node: _published(node) == set(GROUP) and
-                   int((node.status.allocatable or {}).get(GPU, "0")) == len(DEVICES))
+        try:
+            _wait_node(core, lambda node: _published(node) == set(GROUP) and
+                       int((node.status.allocatable or {}).get(GPU, "0")) == len(DEVICES))
+        except AssertionError as exc:
+            agents = cluster.kubectl("logs", "-n", chart.NAMESPACE, "--tail", "40",
+                                     "--all-containers", "-l", "app.kubernetes.io/component=probe",
+                                     check=False)
+            raise AssertionError(f"{exc}\nprobe pod logs:\n{agents.stdout}{agents.stderr}")
         yield vfio_dir
     finally:
         chart.helm(*helm, "rollback", chart.RELEASE, "--namespace", chart.NAMESPACE, "--wait",
