@@ -54,10 +54,14 @@ def fake_devices(cluster, core, tmp_path_factory):
             _wait_node(core, lambda node: _published(node) == set(GROUP) and
                        int((node.status.allocatable or {}).get(GPU, "0")) == len(DEVICES))
         except AssertionError as exc:
-            agents = cluster.kubectl("logs", "-n", chart.NAMESPACE, "--tail", "40",
-                                     "--all-containers", "-l", "app.kubernetes.io/component=probe",
+            selector = ("-n", chart.NAMESPACE, "-l", "app.kubernetes.io/component=probe")
+            plugin = cluster.kubectl("logs", *selector, "-c", "device-plugin", "--tail", "30",
                                      check=False)
-            raise AssertionError(f"{exc}\nprobe pod logs:\n{agents.stdout}{agents.stderr}")
+            states = cluster.kubectl("get", "pods", *selector, "-o",
+                                     "jsonpath={.items[*].status.containerStatuses}",
+                                     check=False)
+            raise AssertionError(f"{exc}\ndevice plugin log:\n{plugin.stdout}{plugin.stderr}"
+                                 f"\ncontainer states: {states.stdout}{states.stderr}")
         yield vfio_dir
     finally:
         chart.helm(*helm, "rollback", chart.RELEASE, "--namespace", chart.NAMESPACE, "--wait",
