@@ -111,8 +111,10 @@ def _exec_ls(cluster, name: str, timeout: float = START) -> set[str]:
                                "/dev/vfio", check=False)
         if proc.returncode == 0:
             return set(proc.stdout.split())
-        if time.monotonic() > deadline:
-            raise AssertionError(f"cannot exec into {name}: {proc.stderr}")
+        if time.monotonic() > deadline or "completed pod" in proc.stderr:
+            log = cluster.kubectl("logs", "-n", NAMESPACE, name, "-c", "launcher",
+                                  check=False).stdout
+            raise AssertionError(f"cannot exec into {name}: {proc.stderr}\n{log[-3000:]}")
         time.sleep(0.5)
 
 
