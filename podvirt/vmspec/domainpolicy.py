@@ -203,14 +203,15 @@ def _check(el: ET.Element, rule: Rule, scope: Scope, *, segments: tuple[str, ...
         value = given if given is not None else rule.default
         if given is not None:
             segment += f" {rule.attr}='{given}'"
+        allowed = ", ".join(v for v in rule.variants if v) or "none"
         if value is None:
-            raise refuse(f"needs {rule.attr}= (allowed: {', '.join(rule.variants)})")
+            raise refuse(f"needs {rule.attr}= (allowed: {allowed})")
         consumed.add(rule.attr)
         if value in rule.refused:
             raise refuse(rule.refused[value])
         if value not in rule.variants:
             raise refuse(f"{rule.attr}='{value}' is not on podvirt's list known safe inside a "
-                         f"pod (allowed: {', '.join(rule.variants) or 'none'})")
+                         f"pod (allowed: {allowed})")
         rule = rule.variants[value]
     if isinstance(rule, Refused):
         raise refuse(rule.why)
