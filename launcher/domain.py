@@ -236,15 +236,15 @@ def memballoon(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
 
 TOP_LEVEL: tuple[Configurator, ...] = (identity, cpu_memory, memory_backing, cputune, os_boot,
                                        features, lifecycle)
-DEVICES: tuple[Configurator, ...] = (disks, nics, hostdevs, serial_console, graphics, tpm,
-                                     memballoon)
 # After <devices>: libvirt's schema wants the QEMU namespace's elements last.
 TRAILING: tuple[Configurator, ...] = (pod_nic_args,)
+DEVICES: tuple[Configurator, ...] = (disks, nics, hostdevs, serial_console, graphics, tpm,
+                                     memballoon)
 
 
 def checked_domain(spec: VMSpec, ctx: HostContext) -> ET.Element:
     """Everything of the launcher's own domain that the sanitizer's rules cover: it must
-    pass them like any user domain (tests/launcher/test_domain.py checks many specs)."""
+    pass them like any user domain (tests/unit/test_domainxml.py checks many specs)."""
     root = _el("domain", type="kvm" if ctx.accel == "kvm" else "qemu")
     for configure in TOP_LEVEL:
         root.extend(configure(spec, ctx))
