@@ -4,7 +4,8 @@ Configurators are pure: each returns the elements for its concern (top-level dom
 children or <devices> children) and `domain_xml` composes them in a fixed order.
 A user-supplied domain XML takes the other path: placeholders filled, sanitized by
 the core with the devices this pod was actually assigned, then adjusted to the host
-(domain type, TCG cache cap, assigned hostdevs, a serial console).
+(domain type, TCG cache cap, assigned hostdevs, a serial console). Both paths end with
+the launcher's trusted additions (`add_trusted`), which no user XML may carry.
 """
 
 from __future__ import annotations
