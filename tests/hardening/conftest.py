@@ -82,11 +82,16 @@ def restart_component(cluster: Any, name: str, down_seconds: float) -> None:
 
 
 def _running(pid: int) -> bool:
-    """Alive and not a zombie (a zombie holds no sockets)."""
+    """Some thread of the process is still alive. The leader of a multi-threaded (Go)
+    process reads as a zombie as soon as its own thread exits, while the other threads
+    still hold the shared file table, listening sockets included: restarting then failed
+    with "bind: address already in use". Only a zombie leader alone holds nothing."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return False
+    return state != "Z" or len(tasks) > 1
 
 
 def _cluster(state_dir: Path):
