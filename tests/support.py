@@ -42,14 +42,16 @@ def watch_pod(core, namespace: str, name: str, predicate, timeout: float):
 
 
 def restart_component(cluster, name: str, down_seconds: float = 0,
-                      sig: signal.Signals = signal.SIGKILL) -> None:
+                      sig: signal.Signals = signal.SIGKILL, group: bool = True) -> None:
     """Signal a component's process group (SIGKILL: a crash; SIGTERM: a service restart),
-    wait until it is gone, keep it down a while, start the same argv and wait for it to be
-    healthy. The cluster's state file records the new pid, so `down` stops it."""
+    or with group=False its main process only (containerd's service does that, so the
+    container shims, and the containers, live on), wait until it is gone, keep it down a
+    while, start the same argv and wait for it to be healthy. The cluster's state file
+    records the new pid, so `down` stops it."""
     from podvirt.cluster import processes, state
     component = cluster.state.component(name)
     argv = Path(f"/proc/{component.pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-    os.killpg(component.pid, sig)
+    (os.killpg if group else os.kill)(component.pid, sig)
     deadline = time.monotonic() + 30
     while _running(component.pid) and time.monotonic() < deadline:   # its ports freed
         time.sleep(0.05)
