@@ -412,7 +412,8 @@ class Launcher:
         log.error("%s", message)
         self._publish(phase="Failed", domain_state="shutoff", failure_reason=reason,
                       failure_message=message)
-        self.reporter.event("Crashed" if detail in ("crashed", "failed") else "Stopped",
+        self.reporter.event(reason if reason == k.REASON_OOM_KILLED else
+                            "Crashed" if detail in ("crashed", "failed") else "Stopped",
                             message, warning=True)
         return EXIT_VM_FAILED
 
