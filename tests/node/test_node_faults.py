@@ -206,10 +206,10 @@ def test_qemu_or_libvirtd_killed_in_the_container_fails_the_pod_with_the_reason(
     have terminated (restartPolicy Never: the VM is not silently booted again)."""
     qemu_vm, libvirtd_vm = "vm-kill-qemu", "vm-kill-libvirtd"
     try:
-        _boot(cluster, vm_pod, wait_pod, logs, qemu_vm, libvirtd_vm)
+        pods = _boot(cluster, vm_pod, wait_pod, logs, qemu_vm, libvirtd_vm)
         qpid = qemu_pid(qemu_vm)
         subprocess.run(["kill", "-KILL", str(qpid)], check=True)
-        lpid = _libvirtd_pid(libvirtd_vm)
+        lpid = _libvirtd_pid(pods[libvirtd_vm])
         subprocess.run(["kill", "-KILL", str(lpid)], check=True)
         for name, reason in ((qemu_vm, k.REASON_QEMU_EXITED),
                              (libvirtd_vm, k.REASON_LIBVIRTD_LOST)):
@@ -222,15 +222,15 @@ def test_qemu_or_libvirtd_killed_in_the_container_fails_the_pod_with_the_reason(
         _cleanup(core, qemu_vm, libvirtd_vm)
 
 
-def _libvirtd_pid(name: str) -> int:
-    """The libvirt daemon (libvirtd or virtqemud) that is this VM's QEMU's parent."""
+def _libvirtd_pid(pod) -> int:
+    """The launcher's libvirt daemon: the libvirtd (or virtqemud) process in the launcher
+    container's cgroup. Not QEMU's parent: QEMU daemonizes and tini adopts it."""
     from pathlib import Path
-    qpid = qemu_pid(name)
-    assert qpid
-    ppid = int(Path(f"/proc/{qpid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    comm = Path(f"/proc/{ppid}/comm").read_text().strip()
-    assert comm in ("libvirtd", "virtqemud"), comm
-    return ppid
+    procs = (container_cgroup(pod, "memory") / "cgroup.procs").read_text().split()
+    daemons = [int(pid) for pid in procs
+               if Path(f"/proc/{pid}/comm").read_text().strip() in ("libvirtd", "virtqemud")]
+    assert len(daemons) == 1, daemons
+    return daemons[0]
 
 
 def test_webhook_and_extender_deleted_while_vm_pods_are_created(cluster, core, vm_pod):
