@@ -7,8 +7,8 @@ On SIGTERM (the kubelet's) each worker
      requests already in flight included, says `Connection: close`, so kept-alive clients
      (the API server, kube-scheduler) reconnect to another replica;
   2. then stops: closes the listener, gives each idle keep-alive connection at most
-     drain.LINGER seconds for a request already on its way (answered with `Connection: close`),
-     closes it, and lets in-flight requests finish within the graceful timeout.
+     drain.LINGER seconds for a request already on its way (answered with `Connection:
+     close`), closes it, and lets in-flight requests finish within the graceful timeout.
 
 Why the gevent subclass: gunicorn's gevent worker waits at stop until every connection
 greenlet has ended, and an idle keep-alive one ends only with its keepalive timeout (75 s
@@ -30,6 +30,7 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from podvirt import drain
 
+
 class _Draining:
     drain_seconds = 0        # per server: gunicorn_settings() makes a subclass
 
@@ -37,6 +38,7 @@ class _Draining:
         super().__init__(*args, **kwargs)
         self.draining = False
         self._drain_started = False
+        self._early_term = False
         # Requests between gunicorn's pre_request and post_request hooks; the lock is for
         # gthread's pool threads (gevent never yields while holding it).
         self._in_flight: set[Any] = set()
@@ -51,7 +53,7 @@ class _Draining:
 
     def init_signals(self) -> None:
         super().init_signals()
-        if getattr(self, "_early_term", False):
+        if self._early_term:
             self.handle_exit(signal.SIGTERM, None)
 
     def load_wsgi(self) -> None:
@@ -100,11 +102,13 @@ class _Draining:
 
 class _IdleWait:
     """A gevent connection's wait for its next request: gunicorn's keepalive timeout while
-    the worker runs, LINGER once it stops; listed in the worker so the stop can end it."""
+    the worker runs, drain.LINGER once it stops; listed in the worker so the stop can end
+    it."""
 
     def __init__(self, worker: "DrainingGeventWorker"):
         self._worker = worker
-        self._timeout = gevent.Timeout(worker.cfg.keepalive if worker.alive else drain.LINGER, False)
+        seconds = worker.cfg.keepalive if worker.alive else drain.LINGER
+        self._timeout = gevent.Timeout(seconds, False)
 
     def __enter__(self) -> "_IdleWait":
         self._timeout.__enter__()
