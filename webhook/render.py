@@ -19,6 +19,7 @@ import orjson
 from podvirt.quantity import format_bytes, format_millis
 from podvirt.vmspec import Demand, VMSpec, demand, keys as k, vm_annotations
 from podvirt.vmspec.model import KERNEL_BOOT_DIR, METRICS_PORT, SPEC_DIR, SPEC_FILE
+from podvirt.vmspec.overhead import qcow2_file_bytes
 from podvirt.webhook.settings import RenderSettings
 
 Pod = dict[str, Any]
@@ -35,6 +36,7 @@ TOOLS_DIR = "/podvirt-tools"
 TOOLS_INIT = "podvirt-tools"
 KERNEL_BOOT_VOLUME = "kernel-boot"
 MARKER_RESOURCE = "podvirt.io/vm"
+EPHEMERAL_STORAGE = "ephemeral-storage"
 # The downward-API files the launcher reads, and the pod fields they come from.
 _DOWNWARD_FILES = (("annotations", "metadata.annotations"), ("labels", "metadata.labels"),
                    ("name", "metadata.name"), ("namespace", "metadata.namespace"),
@@ -118,6 +120,9 @@ def resources(pod: Pod, ctx: RenderContext) -> None:
         lim["cpu"] = format_millis(d.cpu_limit_millis)
     if d.hugepages:
         req[d.hugepages[0]] = lim[d.hugepages[0]] = format_bytes(d.hugepages[1])
+    # Scratch disks, overlays and copied images fill the node's disk: requested so the
+    # scheduler counts them, limited so kubelet evicts a pod that writes more.
+    req[EPHEMERAL_STORAGE] = lim[EPHEMERAL_STORAGE] = format_bytes(d.ephemeral_storage)
     # Extended resources cannot be overcommitted: Kubernetes wants requests = limits.
     for name, count in (*d.extended, (MARKER_RESOURCE, 1)):
         req[name] = lim[name] = str(count)
@@ -182,7 +187,8 @@ def disk_volumes(pod: Pod, ctx: RenderContext) -> None:
         if disk.kind == "pvc":
             source = {"persistentVolumeClaim": {"claimName": disk.source}}
         elif disk.kind == "scratch":
-            source = {"emptyDir": {"sizeLimit": format_bytes(disk.size_bytes)}}
+            # Room for the qcow2's metadata too: over its sizeLimit kubelet evicts the pod.
+            source = {"emptyDir": {"sizeLimit": format_bytes(qcow2_file_bytes(disk.size_bytes))}}
         else:
             source = {"emptyDir": {}}
             # A containerdisk image keeps its disk under /disk; the copy lives in an
@@ -200,7 +206,8 @@ def kernel_boot(pod: Pod, ctx: RenderContext) -> None:
     spec = ctx.spec
     files = [path for path in (spec.kernel, spec.initrd) if path]
     _replace_named(pod["spec"].setdefault("volumes", []),
-                   {"name": KERNEL_BOOT_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}})
+                   {"name": KERNEL_BOOT_VOLUME, "emptyDir": {
+                       "sizeLimit": format_bytes(ctx.settings.costs.storage.kernel_boot)}})
     mount = {"name": KERNEL_BOOT_VOLUME, "mountPath": KERNEL_BOOT_DIR}
     _replace_named(pod["spec"].setdefault("initContainers", []), _init_container(
         KERNEL_BOOT_VOLUME, spec.kernel_image or "", [f"{TOOLS_DIR}/busybox", "cp", *files,

@@ -87,6 +87,31 @@ def test_too_large_vm_pends_with_the_extenders_reason_per_node(namespace, apply,
     core.delete_namespaced_pod("huge", namespace, grace_period_seconds=0)
 
 
+def test_scratch_disks_are_fitted_against_each_nodes_ephemeral_storage(namespace, apply, core,
+                                                                       wait_pod):
+    # A 100Ti scratch disk fits no node: each KVM node says what the VM's disks ask and how
+    # much of its ephemeral-storage is free (the inventory gives them 45Gi to 800Gi).
+    apply(vm_pod("hoarder", **{k.DISKS: "scratch=scratch:100Ti"}), namespace, check=True)
+    message = failed_scheduling(core, namespace, "hoarder")
+    free = re.findall(r"needs 100Ti ephemeral-storage \(disk scratch 100Ti \+ launcher 256Mi\), "
+                      r"([\d.]+Gi) free", message)
+    assert len(set(free)) >= 3, message
+    assert "KVM is not usable" in message
+    core.delete_namespaced_pod("hoarder", namespace, grace_period_seconds=0)
+
+    # 30Gi fits `small` (45Gi allocatable) once; the second finds what the first requests.
+    for name in ("first", "second"):
+        apply(vm_pod(name, **{k.NODE_NAMES: "small", k.MEMORY: "256Mi",
+                              k.DISKS: "data=scratch:30Gi"}), namespace, check=True)
+        if name == "first":
+            assert wait_pod(namespace, name, _running).spec.node_name == "small"
+    message = failed_scheduling(core, namespace, "second")
+    m = re.search(r"needs 30.3Gi ephemeral-storage \(disk data 30Gi \+ launcher 256Mi\), "
+                  r"([\d.]+)Gi free", message)
+    assert m and float(m.group(1)) <= 45 - 30.25, message
+    core.delete_namespaced_pod("second", namespace, grace_period_seconds=0)
+
+
 def test_plain_pods_never_reach_the_extender(cluster, core, namespace, apply, wait_pod):
     pending_vms = [p.metadata.name for p in core.list_pod_for_all_namespaces(
         label_selector=f"{k.OPT_IN_LABEL}={k.OPT_IN_VALUE}", field_selector="spec.nodeName=").items]

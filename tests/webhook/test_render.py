@@ -7,7 +7,8 @@ import json
 import pytest
 from hypothesis import given, strategies as st
 
-from podvirt.vmspec import demand, keys as k, parse_vm
+from podvirt.vmspec import CostSettings, demand, keys as k, parse_vm
+from podvirt.vmspec.overhead import StorageConstants
 from podvirt.webhook import render as r
 from podvirt.webhook.qos import not_guaranteed
 from podvirt.webhook.settings import RenderSettings
@@ -80,7 +81,8 @@ def test_resources(extra, requests, limits):
 @pytest.mark.parametrize("disks, volume_source, init", [
     pytest.param("root=pvc:claim1", {"persistentVolumeClaim": {"claimName": "claim1"}}, False,
                  id="pvc"),
-    pytest.param("root=scratch:2Gi", {"emptyDir": {"sizeLimit": "2Gi"}}, False, id="scratch"),
+    # 2Gi of guest disk plus the most its qcow2's metadata can take (qemu-img measure: 320Ki).
+    pytest.param("root=scratch:2Gi", {"emptyDir": {"sizeLimit": "2050Mi"}}, False, id="scratch"),
     pytest.param("root=containerdisk:quay.io/x/debian:12", {"emptyDir": {}}, True,
                  id="containerdisk-copier"),
     pytest.param("root=file:/var/lib/podvirt/root.img", None, False, id="file-adds-nothing"),
@@ -108,6 +110,31 @@ def test_disk_volumes(disks, volume_source, init):
         assert copier["volumeMounts"] == [
             {"name": "podvirt-tools", "mountPath": "/podvirt-tools"},
             {"name": "disk-root", "mountPath": "/var/lib/podvirt/disks/root"}]
+
+
+@pytest.mark.parametrize("extra, storage", [
+    pytest.param({}, "256Mi", id="pvc-only-the-launcher"),
+    pytest.param({k.DISKS: "root=scratch:100Ti"}, str(100 * 2**40 + 25 * 2**30 + 257 * 2**20),
+                 id="scratch-with-qcow2-metadata"),
+    pytest.param({k.DISKS: "root=containerdisk:quay.io/x/debian:12,data=file:/tmp/podvirt/d.img"},
+                 str(20 * 2**30 + 256 * 2**20), id="overlays-default-10Gi-each"),
+    pytest.param({k.DISKS: "root=containerdisk:quay.io/x/debian:12,size=3Gi"},
+                 str(3 * 2**30 + 256 * 2**20), id="containerdisk-size"),
+    pytest.param({k.DISKS: "root=pvc:c", k.KERNEL_IMAGE: "localhost/k:1", k.KERNEL: "/boot/k"},
+                 str(2**30 + 256 * 2**20), id="kernel-image-copy"),
+])
+def test_ephemeral_storage_request_equals_limit(extra, storage):
+    from podvirt.quantity import parse_bytes
+    res = launcher(rendered(extra))["resources"]
+    assert res["requests"]["ephemeral-storage"] == res["limits"]["ephemeral-storage"]
+    assert parse_bytes(res["requests"]["ephemeral-storage"]) == parse_bytes(storage)
+
+
+def test_kernel_boot_volume_limit_is_what_the_pod_requests_for_it():
+    settings = RenderSettings(costs=CostSettings(storage=StorageConstants(kernel_boot=2**29)))
+    pod = rendered({k.KERNEL_IMAGE: "localhost/k:1", k.KERNEL: "/boot/k"}, settings)
+    assert volume(pod, "kernel-boot")["emptyDir"] == {"sizeLimit": "512Mi"}
+    assert launcher(pod)["resources"]["limits"]["ephemeral-storage"] == "768Mi"
 
 
 def test_kernel_image_copied_into_the_pod_by_an_init_container():
