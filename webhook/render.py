@@ -342,6 +342,61 @@ def render_launcher_pod(pod: Mapping[str, Any], spec: VMSpec,
     return out
 
 
+# --- what rendering overrode ------------------------------------------------------------
+
+# Lists whose items rendering adds or replaces by name (spec.<path>).
+_NAMED_LISTS = (("containers", "container"), ("initContainers", "init container"),
+                ("volumes", "volume"))
+# Spec fields rendering merges into instead of replacing: their own rules below, or none.
+_MERGED = {"containers", "initContainers", "volumes", "affinity", "securityContext"}
+# What the API server (defaulting, the ServiceAccount plugin) writes into every pod before
+# webhooks see it: a value the user did not write, so replacing it is no news to them.
+_API_DEFAULTS = {"schedulerName": "default-scheduler", "restartPolicy": "Always",
+                 "terminationGracePeriodSeconds": 30, "serviceAccountName": "default"}
+
+
+def override_warnings(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """One warning per value the user wrote that the launcher pod replaces (a container
+    named launcher, restartPolicy, schedulerName, ...), for the AdmissionReview's
+    `warnings`, which kubectl prints: a replaced field must not vanish silently.
+
+    Found by comparing the pod before and after rendering, so a new option's overrides
+    are reported too; rendering a rendered pod changes nothing and warns of nothing."""
+    out: list[str] = []
+    spec, new_spec = before.get("spec") or {}, after.get("spec") or {}
+    for key, what in _NAMED_LISTS:
+        out += _replaced_items(f"spec.{key}", what, spec.get(key), new_spec.get(key))
+    sysctls = (spec.get("securityContext") or {}).get("sysctls")
+    out += _replaced_items("spec.securityContext.sysctls", "sysctl", sysctls,
+                           (new_spec.get("securityContext") or {}).get("sysctls"))
+    for key, value in spec.items():
+        if key not in _MERGED and new_spec.get(key, _MISSING) != value \
+                and _API_DEFAULTS.get(key, _MISSING) != value:
+            out.append(f"spec.{key}: {_short(value)} is replaced by podvirt's "
+                       f"{_short(new_spec.get(key))}")
+    meta, new_meta = before.get("metadata") or {}, after.get("metadata") or {}
+    for field in ("labels", "annotations"):
+        new_values = new_meta.get(field) or {}
+        for key, value in (meta.get(field) or {}).items():
+            if new_values.get(key, _MISSING) != value:
+                out.append(f"metadata.{field}[{key}]: {_short(value)} is replaced by "
+                           f"podvirt's {_short(new_values.get(key))}")
+    return out
+
+
+def _replaced_items(path: str, what: str, old: Any, new: Any) -> list[str]:
+    ours = {item.get("name"): item for item in new or [] if isinstance(item, dict)}
+    return [f"{path}[{item['name']}]: your {what} of this name is replaced by podvirt's"
+            for item in old or []
+            if isinstance(item, dict) and item.get("name") in ours and ours[item["name"]] != item]
+
+
+def _short(value: Any) -> str:
+    """A value for a warning line (the API server cuts long warnings)."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _escape(key: str) -> str:
     """A JSON Pointer reference token (RFC 6901): ~ and / escaped."""
     return key.replace("~", "~0").replace("/", "~1")
