@@ -6,7 +6,8 @@ import logging
 import threading
 from typing import Callable
 
-from podvirt.launcher.report import READY_CONDITION, VMStatus, action_to_run, now_rfc3339
+from podvirt.launcher.report import READY_CONDITION, VMStatus, action_to_run, disruption_cause, \
+    now_rfc3339
 from podvirt.vmspec import keys as k
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,16 @@ class KubePodReporter:
             except Exception as exc:  # noqa: BLE001 - a watch error must not end the VM
                 log.warning("pod watch for actions failed, retrying: %s", exc)
                 self._stop.wait(2)
+
+    def disruption(self) -> str:
+        from kubernetes.client.exceptions import ApiException
+        try:
+            pod = self.api.read_namespaced_pod(self.name, self.namespace)
+        except ApiException as exc:
+            log.warning("cannot read pod %s/%s: %s %s", self.namespace, self.name,
+                        exc.status, exc.reason)
+            return ""
+        return disruption_cause(pod.status.conditions if pod.status else None)
 
     def close(self) -> None:
         self._stop.set()

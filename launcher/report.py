@@ -61,6 +61,7 @@ class PodReporter(Protocol):
     def ack(self, action: str, token: str, ok: bool) -> None: ...
     def clear_ack(self) -> None: ...
     def watch_actions(self, on_action: Callable[[str, str], None]) -> None: ...
+    def disruption(self) -> str: ...
     def close(self) -> None: ...
 
 
@@ -93,8 +94,21 @@ class JsonLinesReporter:
     def watch_actions(self, on_action: Callable[[str, str], None]) -> None:
         pass   # no pod to watch: actions arrive as signals only
 
+    def disruption(self) -> str:
+        return ""   # no pod: a signal is all there is to know
+
     def close(self) -> None:
         pass
+
+
+def disruption_cause(conditions) -> str:
+    """Why Kubernetes is ending this pod, from its DisruptionTarget condition (set by the
+    Eviction API, i.e. `kubectl drain`, by taint eviction, preemption or node pressure
+    before the pod is deleted), or "" for a plain deletion."""
+    for c in conditions or ():
+        if c.type == "DisruptionTarget" and c.status == "True":
+            return f"{c.reason}: {c.message}" if c.message else (c.reason or "disrupted")
+    return ""
 
 
 def action_to_run(annotations: dict[str, str]) -> str | None:

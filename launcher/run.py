@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from podvirt.launcher.cgroup import CGROUP_ROOT, MemoryCgroup, oom_killed_since, \
+    read_memory_cgroup
 from podvirt.launcher.console import ConsoleTail
 from podvirt.launcher.daemons import DaemonError, LibvirtDaemons
 from podvirt.launcher.disks import DiskError, DiskLayout, cloud_init_userdata, prepare_disk, \
@@ -28,6 +30,7 @@ from podvirt.launcher.kvm import AccelUnavailable, KvmVerdict, check_kvm, choose
 from podvirt.launcher.podnet import Passt, PasstError, passt_guest_address
 from podvirt.launcher.report import PodReporter, VMStatus, now_rfc3339
 from podvirt.launcher.virt import Hypervisor, LibvirtError, VMEvent
+from podvirt.quantity import human_bytes
 from podvirt.vmspec import SpecInvalid, parse_vm
 from podvirt.vmspec import keys as k
 from podvirt.vmspec.domainxml import DomainXMLRejected
@@ -62,6 +65,7 @@ class LaunchConfig:
     libvirt_cache: Path | None = None     # shared QEMU capabilities cache (tests, bench)
     kvm_check_guest: Path | None = None   # boot payload for the KVM check (default: kvmboot)
     metrics_port: int = 0                 # Prometheus endpoint of the domain; 0: none
+    cgroup_root: Path = CGROUP_ROOT       # the container's own cgroups (OOM kills, limit)
 
     @property
     def work(self) -> Path:
@@ -127,6 +131,8 @@ class Launcher:
         self.passt_lost = False
         self.metrics = None
         self.stop_signal = ""       # name of the first SIGTERM/SIGINT received, if any
+        self.memory_at_start = MemoryCgroup(None, None)
+        self.stop_cause = ""        # why the VM is being stopped (signal, drain, action)
 
     def _publish(self, **changes) -> None:
         new = self.status.with_(**changes)
@@ -147,6 +153,7 @@ class Launcher:
         # the default action that would leave the pod's status at Starting forever.
         previous = {sig: signal.signal(sig, self._on_signal)
                     for sig in (signal.SIGTERM, signal.SIGINT)}
+        self.memory_at_start = read_memory_cgroup(cfg.cgroup_root)
         try:
             try:
                 spec, annotations = load_spec(cfg.spec_file, name)
@@ -321,8 +328,18 @@ class Launcher:
                 action, _, token = ev.detail.partition(":")
                 if action == "stop":
                     if deadline is None:
-                        log.info("stopping the VM (%s): ACPI shutdown, %ds grace", token,
+                        # A signal alone does not say why; the pod's DisruptionTarget does
+                        # (drain, taint, preemption), and users want to see it.
+                        if token.startswith("signal-"):
+                            cause = (self.reporter.disruption()
+                                     or token.removeprefix("signal-"))
+                        else:
+                            cause = f"{k.ACTION} stop"
+                        self.stop_cause = cause
+                        log.info("stopping the VM (%s): ACPI shutdown, %ds grace", cause,
                                  spec.shutdown_grace_seconds)
+                        self.reporter.event("ShuttingDown", f"ACPI shutdown of VM {spec.name} "
+                                            f"({cause}), {spec.shutdown_grace_seconds}s grace")
                         self._publish(phase="ShuttingDown")
                         deadline = time.monotonic() + spec.shutdown_grace_seconds
                         ok = self._try(self.hv.shutdown)
@@ -374,23 +391,34 @@ class Launcher:
         if detail == "shutdown" and not forced:
             log.info("guest shut down")
             self._publish(phase="Succeeded", domain_state="shutoff")
-            self.reporter.event("Stopped", f"VM {spec.name} shut down")
+            why = f" ({self.stop_cause})" if self.stop_cause else ""
+            self.reporter.event("Stopped", f"VM {spec.name} shut down{why}")
             return EXIT_OK
         reason = k.REASON_VM_STOPPED
         if forced:
             message = forced
+        elif detail in ("failed", "crashed") and oom_killed_since(
+                self.memory_at_start, memory := read_memory_cgroup(self.cfg.cgroup_root)):
+            reason = k.REASON_OOM_KILLED
+            limit = human_bytes(memory.limit_bytes) if memory.limit_bytes else "unknown"
+            message = (f"the launcher container reached its memory limit ({limit} for a "
+                       f"{human_bytes(spec.memory_bytes)} guest) and the kernel's OOM killer "
+                       f"killed QEMU{self._pid()}; the VM is gone")
         elif detail == "failed":    # libvirt: the host emulator failed, i.e. QEMU died
             reason = k.REASON_QEMU_EXITED
-            pid = f" (pid {self.qemu_pid})" if self.qemu_pid else ""
-            message = f"QEMU{pid} exited unexpectedly; the VM is gone (domain stopped: failed)"
+            message = f"QEMU{self._pid()} exited unexpectedly; the VM is gone (domain stopped: failed)"
         else:
             message = f"domain stopped: {detail}"
         log.error("%s", message)
         self._publish(phase="Failed", domain_state="shutoff", failure_reason=reason,
                       failure_message=message)
-        self.reporter.event("Crashed" if detail in ("crashed", "failed") else "Stopped",
+        self.reporter.event(reason if reason == k.REASON_OOM_KILLED else
+                            "Crashed" if detail in ("crashed", "failed") else "Stopped",
                             message, warning=True)
         return EXIT_VM_FAILED
+
+    def _pid(self) -> str:
+        return f" (pid {self.qemu_pid})" if self.qemu_pid else ""
 
     def _libvirtd_lost(self, detail: str) -> int:
         message = f"lost libvirtd ({detail}); the VM cannot be managed and is stopped"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -149,7 +150,8 @@ def guest_ports(pod: Pod, ctx: RenderContext) -> None:
         sysctls = pod["spec"].setdefault("securityContext", {}).setdefault("sysctls", [])
         given = next((x.get("value") for x in sysctls if x.get("name") == UNPRIVILEGED_PORT_SYSCTL),
                      None)
-        if not (isinstance(given, str) and given.isdigit() and int(given) <= lowest):
+        if not (isinstance(given, str) and re.fullmatch(r"[0-9]{1,5}", given)
+                and int(given) <= lowest):
             _replace_named(sysctls, {"name": UNPRIVILEGED_PORT_SYSCTL, "value": str(lowest)})
 
 

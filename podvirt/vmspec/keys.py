@@ -119,6 +119,7 @@ VM_READY_CONDITION = "podvirt.io/VMReady"
 # Launcher failure reasons (FAILURE_REASON values).
 REASON_START_FAILED = "VMStartFailed"      # counted by the extender's quarantine
 REASON_QEMU_EXITED = "QEMUExited"          # QEMU died under a running guest
+REASON_OOM_KILLED = "OOMKilled"            # ... killed by the OOM killer at the pod's limit
 REASON_STOPPED_BEFORE_START = "StoppedBeforeStart"  # SIGTERM before the domain ran
 REASON_VM_STOPPED = "VMStopped"            # destroyed: grace ran out or a second SIGTERM
 REASON_LIBVIRTD_LOST = "LibvirtdLost"      # the launcher's libvirtd went away

@@ -347,7 +347,8 @@ def _ports(raw: str) -> tuple[Port, ...]:
         protocol = protocol.lower() if sep else "tcp"
         if protocol not in ("tcp", "udp"):
             raise _Rule(f"port {item!r}: protocol must be tcp or udp, got {protocol!r}")
-        if not number.isdigit() or not 1 <= int(number) <= 65535:
+        # ASCII digits only: str.isdigit() takes '¹', which int() refuses.
+        if not re.fullmatch(r"[0-9]{1,5}", number) or not 1 <= int(number) <= 65535:
             raise _Rule(f"port {item!r}: must be a port number from 1 to 65535")
         port = Port(int(number), protocol)  # type: ignore[arg-type]
         if port == Port(METRICS_PORT):
@@ -560,7 +561,7 @@ def parse_vm(annotations: Mapping[str, str] | None, *, name: str = "vm",
         # Imported here: the sanitizer pulls in defusedxml, which plain parsing does not need.
         from podvirt.vmspec.domainxml import DomainXMLRejected, check_user_domain_xml
         try:
-            check_user_domain_xml(domain_xml, disks=disks)
+            check_user_domain_xml(VMSpec(**spec_kwargs))  # type: ignore[arg-type]
         except DomainXMLRejected as exc:
             c.fail(k.DOMAIN_XML, str(exc))
 

@@ -103,6 +103,7 @@ def test_full_vm():
     pytest.param(vm(nics="eth0", ports="22/sctp"), k.PORTS, "tcp or udp", id="port-protocol"),
     pytest.param(vm(nics="eth0", ports="0"), k.PORTS, "1 to 65535", id="port-zero"),
     pytest.param(vm(nics="eth0", ports="http"), k.PORTS, "1 to 65535", id="port-name"),
+    pytest.param(vm(nics="eth0", ports="\u00b9"), k.PORTS, "1 to 65535", id="port-superscript"),
     pytest.param(vm(nics="eth0", ports="22,22/tcp"), k.PORTS, "twice", id="port-dup"),
     pytest.param(vm(firmware="uefi"), k.FIRMWARE, "bios, efi", id="firmware-choice"),
     pytest.param(vm(firmware="efi", memory="128Mi"), k.FIRMWARE, "at least 256Mi",

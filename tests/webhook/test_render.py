@@ -375,6 +375,10 @@ SIDECAR = {"name": "agent", "image": "registry.example/agent:1"}
     pytest.param({"securityContext": {"sysctls": [{"name": r.UNPRIVILEGED_PORT_SYSCTL,
                                                    "value": "0"}]}}, RenderSettings(), [],
                  id="sysctl-low-enough-kept"),
+    pytest.param({"securityContext": {"sysctls": [{"name": r.UNPRIVILEGED_PORT_SYSCTL,
+                                                   "value": "\u00b9"}]}}, RenderSettings(),
+                 [f"spec.securityContext.sysctls[{r.UNPRIVILEGED_PORT_SYSCTL}]: your sysctl of "
+                  "this name is replaced by podvirt's"], id="sysctl-not-ascii-digits"),
     pytest.param({"affinity": {"nodeAffinity": {}}}, RenderSettings(), [],
                  id="affinity-merged-not-replaced"),
 ])
