@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from podvirt import drain, wirejson
 from podvirt.httpbody import BodyTooLarge, read_body
-from podvirt.webhook.admission import decide
+from podvirt.webhook.admission import decide, respond
 from podvirt.webhook.metrics import AdmissionMetrics
 from podvirt.webhook.settings import RenderSettings
 from podvirt.webhook.wire import AdmissionReview, BadReview, build_response, parse_review, wrap
@@ -46,9 +46,7 @@ def create_app(settings: RenderSettings | None = None, *, noop_route: bool = Fal
         req = doc["request"]
         try:
             decision = decide(req, settings)
-            response = build_response(uid=req["uid"], allowed=decision.allowed,
-                                      patch=decision.patch, code=decision.code,
-                                      message=decision.message)
+            response = respond(req["uid"], decision)
             outcome = decision.outcome
         except Exception:   # last resort: a bug must not look like an unreachable webhook
             log.exception("review %s failed", req["uid"])

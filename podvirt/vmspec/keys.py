@@ -53,7 +53,7 @@ USER_KEYS: dict[str, str] = {
     NODE_NAMES: "comma-separated node names the VM may run on",
     NODE_LABELS: "comma-separated key=value node labels the VM's node must carry",
     DEVICES: "comma-separated passthrough requests: <resource>=<count> or pci:<vendor>:<device>=<count>",
-    DISKS: "comma-separated <name>=<source>: containerdisk:<image>, pvc:<claim>, scratch:<size>, file:<path>",
+    DISKS: "comma-separated <name>=<source>: containerdisk:<image>, pvc:<claim>, scratch:<size>, file:<path>; a containerdisk or file disk may be followed by size=<size>, the pod storage it may fill (default 10Gi)",
     NICS: "comma-separated <name>[=<binding>][@<mac>]: pod (default: behind the pod's IP, DHCP and NAT by passt) or user (QEMU slirp, outbound only)",
     PORTS: "comma-separated guest ports forwarded from the pod's IP to the pod NIC: <port>[/tcp|/udp], e.g. 22,80/tcp",
     KERNEL: "path of a kernel to boot directly (inside the pod, or inside kernel-image)",

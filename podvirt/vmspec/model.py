@@ -42,7 +42,9 @@ class Disk:
     name: str
     kind: DiskKind
     source: str              # image reference, claim name, file path, or "" for scratch
-    size_bytes: int = 0      # scratch only
+    # scratch: the disk's size; containerdisk, file: the pod storage it may fill (`size=`;
+    # 0: the operator's default, overhead.StorageConstants.overlay_disk); pvc: unused.
+    size_bytes: int = 0
 
     @property
     def mount_dir(self) -> str:

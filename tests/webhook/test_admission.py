@@ -111,6 +111,25 @@ def test_response_wire_shape(make_pod, make_request):
     assert resp["status"]["code"] == 422 and k.VCPUS in resp["status"]["message"]
     ok = review(make_request(make_pod(BASIC)))
     assert ok["patchType"] == "JSONPatch" and json.loads(base64.b64decode(ok["patch"]))
+    assert "warnings" not in ok
+
+
+@pytest.mark.parametrize("extra", [
+    pytest.param({}, id="render-warns"),
+    pytest.param({"dryRun": True}, id="dry-run-warns-alike"),
+])
+def test_overrides_are_warned_in_the_review(make_pod, make_request, extra):
+    pod = make_pod(BASIC, containers=[{"name": "launcher", "image": "busybox"}],
+                   restartPolicy="OnFailure")
+    resp = review(make_request(pod, **extra))
+    assert resp["allowed"] and resp["warnings"] == [
+        "spec.containers[launcher]: your container of this name is replaced by podvirt's",
+        'spec.restartPolicy: "OnFailure" is replaced by podvirt\'s "Never"']
+
+
+def test_denied_pods_get_no_override_warnings(make_pod, make_request):
+    pod = make_pod({**BASIC, k.VCPUS: "x"}, containers=[{"name": "launcher", "image": "b"}])
+    assert "warnings" not in review(make_request(pod))
 
 
 @pytest.mark.parametrize("annotations", [
