@@ -6,8 +6,8 @@
 3. Wait until the target's launcher waits for the VM (phase Incoming).
 4. Ask the source: podvirt.io/migration-target=<target>, podvirt.io/action=migrate; its
    launcher migrates the domain live (launcher/migration.py) and acknowledges.
-5. Success: the source pod ends Succeeded (reason Migrated), the target runs the VM.
-   Failure or timeout: the migration is cancelled, the target pod deleted, and the
+5. Success: the source pod ends Succeeded (reason Migrated) and is deleted (its Events
+   stay); the target runs the VM. Failure or timeout: the migration is cancelled, the target pod deleted, and the
    source keeps running.
 
 The VM keeps the label podvirt.io/vm-name across moves; its pod name changes.
@@ -129,8 +129,11 @@ class Migration:
             raise
         arrived = self._wait(target, lambda p: p.vm_phase == "Running",
                              deadline + 30, "the VM to run in the target pod")
+        # The source pod has ended (Succeeded, reason Migrated); its Events stay.
+        self.pods.delete(self.name)
         return (f"VM {source.ref} migrated to pod {arrived.ref} "
-                f"({k.VM_NAME_LABEL}={manifest['metadata']['labels'][k.VM_NAME_LABEL]})")
+                f"({k.VM_NAME_LABEL}={manifest['metadata']['labels'][k.VM_NAME_LABEL]}); "
+                f"pod {self.name} deleted")
 
     def _wait_incoming(self, target: str, deadline: float) -> None:
         def ready(pod: PodFacts) -> bool:
