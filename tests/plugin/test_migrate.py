@@ -111,7 +111,7 @@ class FakeAPI:
         if changes.get(k.ACTION) == k.MIGRATE:
             target = ann[k.MIGRATION_TARGET]
             if self.migrate_result == "ok":
-                ann.update({k.ACTION_ACK: f"migrate:7:ok", k.PHASE: "Succeeded",
+                ann.update({k.ACTION_ACK: "migrate:7:ok", k.PHASE: "Succeeded",
                             k.FAILURE_REASON: k.REASON_MIGRATED})
                 self.pods[target]["metadata"]["annotations"][k.PHASE] = "Running"
             elif self.migrate_result == "error":
