@@ -144,12 +144,16 @@ class Migration:
         try:
             self._wait(target, ready, deadline, f"target pod {target} to wait for the VM")
         except PluginError as exc:
-            if "timed out" in str(exc):
-                placed = self.pods.scheduling_failures(target)
-                if placed:
-                    raise PluginError(f"target pod {target} could not be placed: "
-                                      f"{placed[-1]}") from None
-            raise
+            if "timed out" not in str(exc):
+                raise
+            placed = self.pods.scheduling_failures(target)
+            if placed:
+                raise PluginError(f"target pod {target} could not be placed: "
+                                  f"{placed[-1]}") from None
+            pod = self.pods.read(target)
+            raise PluginError(f"{exc} (target pod {pod.phase or 'unknown'}, VM "
+                              f"{pod.vm_phase or 'not started'}; `kubectl logs -n "
+                              f"{pod.namespace} {target}`)") from None
 
     def _wait(self, name: str, done: Callable[[PodFacts], bool], deadline: float,
               what: str) -> PodFacts:

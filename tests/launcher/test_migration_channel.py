@@ -24,7 +24,7 @@ def _domain(guest, serial: Path) -> str:
 <vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type><kernel>{guest.kernel}</kernel>
 <initrd>{guest.initrd}</initrd><cmdline>console=ttyS0 quiet podvirt.sleep=wait podvirt.count</cmdline>
 </os><features><acpi/></features><cpu mode='custom'><model>qemu64</model></cpu>
-<devices><serial type='file'><source path='{serial}'/></serial></devices></domain>"""
+<devices><serial type='file'><source path='{serial}' append='on'/></serial></devices></domain>"""
 
 
 @pytest.fixture
