@@ -14,7 +14,7 @@ from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
-from podvirt import wirejson
+from podvirt import drain, wirejson
 from podvirt.httpbody import BodyTooLarge, read_body
 from podvirt.webhook.admission import decide
 from podvirt.webhook.metrics import AdmissionMetrics
@@ -79,6 +79,8 @@ def create_app(settings: RenderSettings | None = None, *, noop_route: bool = Fal
 
     @app.get("/readyz")
     def readyz() -> Response:
+        if drain.draining(request.environ):
+            return _json({"status": "not ready", "reason": drain.REASON}, 503)
         return _json({"status": "ok"})
 
     @app.get("/metrics")

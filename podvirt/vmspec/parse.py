@@ -543,7 +543,7 @@ def parse_vm(annotations: Mapping[str, str] | None, *, name: str = "vm",
         # Imported here: the sanitizer pulls in defusedxml, which plain parsing does not need.
         from podvirt.vmspec.domainxml import DomainXMLRejected, check_user_domain_xml
         try:
-            check_user_domain_xml(domain_xml, disks=disks)
+            check_user_domain_xml(VMSpec(**spec_kwargs))  # type: ignore[arg-type]
         except DomainXMLRejected as exc:
             c.fail(k.DOMAIN_XML, str(exc))
 

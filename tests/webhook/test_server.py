@@ -18,6 +18,7 @@ import requests
 from cryptography import x509
 
 from podvirt.vmspec import keys as k
+from tests import drainlib
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -126,3 +127,39 @@ def test_certificate_rotation_without_restart(live_webhook):
         time.sleep(0.2)
     assert set(seen) == {new.serial_number}
     assert live_webhook.proc.poll() is None
+
+
+@pytest.mark.parametrize("worker_class", ["gevent", "gthread"])
+def test_sigterm_drains_then_exits(webhook_process, cert_dir, make_pod, make_review,
+                                   worker_class):
+    """Readiness fails first, a review in flight is answered, idle keep-alive connections
+    are closed by the server and the process exits within seconds: with one idle
+    connection open it used to wait for gunicorn's graceful timeout (30 s)."""
+    wp = webhook_process(cert_dir, f"--worker-class={worker_class}", "--drain-seconds=2")
+    ca = str(cert_dir / "ca.crt")
+    conns = drainlib.idle_connections(wp.port, ca, 10)
+    review = make_review(make_pod())
+    slow = drainlib.SlowPost(wp.port, ca, "/mutate", json.dumps(review).encode())
+
+    sent = drainlib.terminate(wp.proc)
+    # Readiness fails while the listener still takes connections (the drain).
+    ready = drainlib.readiness_after_sigterm(wp.port, ca, within=1)
+    assert ready.status == 503 and b"shutting down" in ready.body, ready
+    # A request on a kept-alive connection is still served, and told to reconnect.
+    late = drainlib.get(conns[0], "/healthz")
+    assert (late.status, late.connection) == (200, "close")
+    # The idle ones are closed by the server itself: the process cannot exit while the
+    # review below is in flight.
+    assert all(drainlib.closed_at(c, 15) for c in conns[1:])
+    assert wp.proc.poll() is None
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", wp.port), timeout=5)
+
+    answer = slow.finish()
+    assert (answer.status, answer.connection) == (200, "close"), answer
+    response = json.loads(answer.body)["response"]
+    assert response["uid"] == review["request"]["uid"] and response["allowed"] is True
+    seconds = drainlib.exit_seconds(wp.proc, sent)
+    assert wp.proc.returncode == 0, wp.log.read_text()[-2000:]
+    assert seconds < 10, f"exited {seconds:.1f}s after SIGTERM"
+    assert "Traceback" not in wp.log.read_text()

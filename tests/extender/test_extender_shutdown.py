@@ -1,0 +1,78 @@
+"""SIGTERM on a real, ready `podvirt extender` (TLS, watching a local control plane):
+readiness fails first, a filter in flight is answered, idle keep-alive connections are
+closed by the server, and the process exits within seconds (it used to wait for the
+graceful timeout, 30 s, whenever one idle connection was open)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from extender_fixtures import vm_pod
+from tests import drainlib
+from tests.hardening import services
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+DRAIN = 2
+IDLE = 10
+
+
+@pytest.fixture(scope="module")
+def control_plane(tmp_path_factory: pytest.TempPathFactory):
+    from podvirt.cluster.binaries import BinaryError, locate
+    from podvirt.cluster.cluster import Cluster, UpOptions
+    try:
+        locate()
+    except BinaryError as exc:
+        pytest.skip(f"control-plane binaries unavailable: {exc}")
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    c.up(UpOptions(webhook=False, extender=False, node=False, timeout=90))
+    yield c
+    c.down()
+
+
+@pytest.mark.parametrize("worker_class", ["gevent", "gthread"])
+def test_sigterm_drains_then_exits(control_plane, tmp_path: Path, worker_class: str):
+    certs = services.make_certs(tmp_path / "certs", "podvirt-extender")
+    svc = services.extender(tmp_path / "extender.log", kubeconfig=Path(control_plane.kubeconfig),
+                            certs=certs)
+    svc.argv += [f"--worker-class={worker_class}", f"--drain-seconds={DRAIN}"]
+    svc.start("/readyz")      # 200 only once the node and pod watches have listed
+    try:
+        ca = str(certs.ca)
+        nodes = control_plane.kubectl("get", "nodes", "-o", "name").stdout.split()
+        names = [n.removeprefix("node/") for n in nodes]
+        conns = drainlib.idle_connections(svc.port, ca, IDLE)
+        body = json.dumps({"Pod": vm_pod("vm1"), "NodeNames": names}).encode()
+        slow = drainlib.SlowPost(svc.port, ca, "/filter", body)
+
+        sent = drainlib.terminate(svc.proc)
+        # Readiness fails while the listener still takes connections (the drain).
+        ready = drainlib.readiness_after_sigterm(svc.port, ca, within=1)
+        assert ready.status == 503 and b"shutting down" in ready.body, ready
+        # A request on a kept-alive connection is still served, and told to reconnect.
+        late = drainlib.get(conns[0], "/healthz")
+        assert (late.status, late.connection) == (200, "close")
+        # The idle ones are closed by the server itself: the process cannot exit while
+        # the filter below is in flight.
+        assert all(drainlib.closed_at(c, 15) for c in conns[1:])
+        assert svc.proc.poll() is None
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+
+        answer = slow.finish()
+        assert (answer.status, answer.connection) == (200, "close"), answer
+        result = json.loads(answer.body)
+        judged = (set(result["NodeNames"]) | set(result["FailedNodes"])
+                  | set(result["FailedAndUnresolvableNodes"]))
+        assert result["Error"] == "" and judged == set(names), result
+        seconds = drainlib.exit_seconds(svc.proc, sent)
+        assert svc.proc.returncode == 0, svc.log_text()[-2000:]
+        assert seconds < 10, f"exited {seconds:.1f}s after SIGTERM"
+        assert not svc.tracebacks()
+    finally:
+        svc.stop()
