@@ -6,8 +6,8 @@ import logging
 import threading
 from typing import Callable
 
-from podvirt.launcher.report import READY_CONDITION, VMStatus, action_to_run, disruption_cause, \
-    now_rfc3339
+from podvirt.launcher.report import READY_CONDITION, PodView, VMStatus, action_to_run, \
+    disruption_cause, now_rfc3339
 from podvirt.vmspec import keys as k
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,18 @@ class KubePodReporter:
                         exc.status, exc.reason)
             return ""
         return disruption_cause(pod.status.conditions if pod.status else None)
+
+    def peer(self, name: str | None = None) -> PodView | None:
+        """A pod of this namespace (default: our own), None if it cannot be read."""
+        from kubernetes.client.exceptions import ApiException
+        try:
+            pod = self.api.read_namespaced_pod(name or self.name, self.namespace)
+        except ApiException as exc:
+            log.warning("cannot read pod %s/%s: %s %s", self.namespace, name or self.name,
+                        exc.status, exc.reason)
+            return None
+        return PodView(dict(pod.metadata.annotations or {}), pod.status.pod_ip or "",
+                       pod.spec.node_name or "")
 
     def close(self) -> None:
         self._stop.set()

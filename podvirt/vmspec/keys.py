@@ -96,12 +96,23 @@ ACTION_ACK = PREFIX + "action-ack"
 ACTIONS = ("pause", "resume", "reboot", "stop")
 EVENT_ACTION_FAILED = "ActionFailed"
 
+# Live migration (`kubectl podvirt migrate`, launcher/migration.py). The plugin creates the
+# target pod with MIGRATION_SOURCE naming the source pod, then asks the source with
+# ACTION=migrate and MIGRATION_TARGET naming the target; each launcher publishes the
+# certificate of its end of the channel in MIGRATION_CERT. VM_NAME_LABEL stays with the
+# VM across moves (the pod's name does not).
+MIGRATION_SOURCE = PREFIX + "migration-source"
+MIGRATION_TARGET = PREFIX + "migration-target"
+MIGRATION_CERT = PREFIX + "migration-cert"
+MIGRATE, MIGRATE_CANCEL = "migrate", "migrate-cancel"     # ACTION values
+VM_NAME_LABEL = PREFIX + "vm-name"
+
 STATUS_KEYS: frozenset[str] = frozenset({
     RENDERED, ASSIGNED_DEVICES, PHASE, DOMAIN_STATE, NODE, STARTED_AT, GUEST_IP, QEMU_RSS,
-    FAILURE_REASON, FAILURE_MESSAGE, ACCEL, ACTION_ACK,
+    FAILURE_REASON, FAILURE_MESSAGE, ACCEL, ACTION_ACK, MIGRATION_CERT,
 })
 # ACTION is a user key at run time, but not part of the VM's definition.
-RUNTIME_KEYS: frozenset[str] = frozenset({ACTION})
+RUNTIME_KEYS: frozenset[str] = frozenset({ACTION, MIGRATION_SOURCE, MIGRATION_TARGET})
 
 # --- node facts (written by `podvirt launcher probe`, read by the extender) ---------------
 NODE_KVM_LABEL = PREFIX + "kvm"               # "true" | "false": KVM functionally usable
@@ -123,3 +134,5 @@ REASON_OOM_KILLED = "OOMKilled"            # ... killed by the OOM killer at the
 REASON_STOPPED_BEFORE_START = "StoppedBeforeStart"  # SIGTERM before the domain ran
 REASON_VM_STOPPED = "VMStopped"            # destroyed: grace ran out or a second SIGTERM
 REASON_LIBVIRTD_LOST = "LibvirtdLost"      # the launcher's libvirtd went away
+REASON_MIGRATED = "Migrated"               # the source's end: the VM runs in another pod
+REASON_MIGRATION_FAILED = "MigrationFailed"  # the target's end when nothing arrived

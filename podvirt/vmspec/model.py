@@ -23,6 +23,8 @@ SPEC_DIR = "/etc/podvirt"
 SPEC_FILE = SPEC_DIR + "/annotations"
 # The launcher's Prometheus endpoint in every VM pod (launcher/metrics.py).
 METRICS_PORT = 9101
+# A live migration's target launcher listens here on its pod's IP (launcher/migration.py).
+MIGRATION_PORT = 49152
 CLOUD_INIT_DIR = SPEC_DIR + "/cloud-init"
 # Where an init container copies kernel and initrd out of podvirt.io/kernel-image.
 KERNEL_BOOT_DIR = POD_ROOT + "/kernel-boot"

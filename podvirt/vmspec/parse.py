@@ -14,8 +14,8 @@ from typing import Callable, Mapping
 
 from podvirt.quantity import QuantityError, format_bytes, human_bytes, parse_bytes
 from podvirt.vmspec import keys as k
-from podvirt.vmspec.model import (ALLOWED_PATH_ROOTS, METRICS_PORT, CloudInit, DeviceRequest, Disk,
-                                  Nic, Pinning, Port, VMSpec)
+from podvirt.vmspec.model import (ALLOWED_PATH_ROOTS, METRICS_PORT, MIGRATION_PORT, CloudInit,
+                                  DeviceRequest, Disk, Nic, Pinning, Port, VMSpec)
 
 MiB = 2**20
 GiB = 2**30
@@ -353,6 +353,8 @@ def _ports(raw: str) -> tuple[Port, ...]:
         port = Port(int(number), protocol)  # type: ignore[arg-type]
         if port == Port(METRICS_PORT):
             raise _Rule(f"port {port} is the launcher's metrics port in every VM pod")
+        if port == Port(MIGRATION_PORT):
+            raise _Rule(f"port {port} is where a VM pod receives a live migration")
         if port in ports:
             raise _Rule(f"port {port} is given twice")
         ports.append(port)
