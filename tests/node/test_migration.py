@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -33,10 +34,12 @@ def test_migrated_guest_keeps_counting_in_its_new_pod(cluster, core, vm_pod, wai
     try:
         wait_console(logs, name, "PODVIRT-COUNT 20")
         source_qemu = qemu_pid(name)
+        t0 = time.monotonic()
         proc = subprocess.run(["kubectl", "podvirt", "migrate", name, "-n", NAMESPACE,
                                "--same-node", "--timeout", "240"], env=plugin_env,
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
+        print(f"\nFIGURE kubectl_podvirt_migrate_seconds={time.monotonic() - t0:.1f}")
         target = re.search(r"migrated to pod \S+/(\S+)", proc.stdout).group(1)
         pod = wait_pod(target, lambda p: phase(p) == "Running", 30)
         assert pod.metadata.labels[k.VM_NAME_LABEL] == name
