@@ -6,7 +6,7 @@ import logging
 import threading
 from typing import Callable
 
-from podvirt.launcher.report import READY_CONDITION, PodView, VMStatus, action_to_run, \
+from podvirt.launcher.report import PodView, VMStatus, action_to_run, \
     disruption_cause, now_rfc3339
 from podvirt.vmspec import keys as k
 
@@ -38,7 +38,7 @@ class KubePodReporter:
         try:
             self._patch_annotations(status.annotations())
             if status.ready != self._last_ready:
-                condition = {"type": READY_CONDITION, "status": str(status.ready),
+                condition = {"type": k.VM_READY_CONDITION, "status": str(status.ready),
                              "reason": status.failure_reason or status.phase,
                              "message": status.failure_message or f"VM is {status.phase}",
                              "lastTransitionTime": now_rfc3339()}

@@ -18,9 +18,8 @@ from typing import Callable, Literal, Protocol, TextIO
 from podvirt.vmspec import keys as k
 
 # Incoming: a migration target waiting for its VM; Migrating: the source sending it.
-Phase = Literal["Scheduled", "Starting", "Incoming", "Running", "Migrating", "Paused",
+Phase = Literal["Starting", "Incoming", "Running", "Migrating", "Paused",
                 "ShuttingDown", "Succeeded", "Failed"]
-READY_CONDITION = "podvirt.io/VMReady"
 
 
 def now_rfc3339() -> str:

@@ -124,9 +124,3 @@ def decide(request: AdmissionRequest, settings: RenderSettings = RenderSettings(
 def respond(uid: str, d: Decision) -> AdmissionResponse:
     return build_response(uid=uid, allowed=d.allowed, patch=d.patch, code=d.code,
                           message=d.message, warnings=list(d.warnings))
-
-
-def review(request: AdmissionRequest,
-           settings: RenderSettings = RenderSettings()) -> AdmissionResponse:
-    """The AdmissionResponse for a request; dryRun is answered exactly like a real one."""
-    return respond(request["uid"], decide(request, settings))

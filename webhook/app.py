@@ -1,4 +1,4 @@
-"""Flask application: HTTP around admission.review. Decode (size-capped by
+"""Flask application: HTTP around admission.decide and admission.respond. Decode (size-capped by
 podvirt.httpbody, not by Flask), decide, encode.
 
 A well-formed review always gets HTTP 200 (the API server reads the verdict from the

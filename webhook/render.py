@@ -36,7 +36,6 @@ TOOLS_VOLUME = "podvirt-tools"
 TOOLS_DIR = "/podvirt-tools"
 TOOLS_INIT = "podvirt-tools"
 KERNEL_BOOT_VOLUME = "kernel-boot"
-MARKER_RESOURCE = "podvirt.io/vm"
 EPHEMERAL_STORAGE = "ephemeral-storage"
 # The downward-API files the launcher reads, and the pod fields they come from.
 _DOWNWARD_FILES = (("annotations", "metadata.annotations"), ("labels", "metadata.labels"),
@@ -125,7 +124,7 @@ def resources(pod: Pod, ctx: RenderContext) -> None:
     # scheduler counts them, limited so kubelet evicts a pod that writes more.
     req[EPHEMERAL_STORAGE] = lim[EPHEMERAL_STORAGE] = format_bytes(d.ephemeral_storage)
     # Extended resources cannot be overcommitted: Kubernetes wants requests = limits.
-    for name, count in (*d.extended, (MARKER_RESOURCE, 1)):
+    for name, count in (*d.extended, (k.VM_MARKER_RESOURCE, 1)):
         req[name] = lim[name] = str(count)
     _launcher(pod)["resources"] = {"requests": req, "limits": lim}
 

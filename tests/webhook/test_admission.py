@@ -12,11 +12,16 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from kubernetes.client import ApiClient
 
 from podvirt.vmspec import keys as k
-from podvirt.webhook.admission import decide, review
+from podvirt.webhook.admission import decide, respond
 from podvirt.webhook.render import rendered_hash
 
 VM = {k.OPT_IN_LABEL: "true"}
 BASIC = {k.MEMORY: "1Gi", k.DISKS: "root=pvc:root-claim"}
+
+
+def review(request):
+    """What app.py answers for a request (it adds only the HTTP around this)."""
+    return respond(request["uid"], decide(request))
 
 
 def applied(pod: dict, response: dict) -> dict:
