@@ -106,3 +106,30 @@ def terminate(proc: subprocess.Popen) -> float:
 def exit_seconds(proc: subprocess.Popen, sent: float, timeout: float = 60) -> float:
     proc.wait(timeout)
     return time.monotonic() - sent
+
+
+def drain_in_flight(proc: subprocess.Popen, port: int, ca: str | None,
+                    conns: list[http.client.HTTPConnection], slow: SlowPost) -> tuple[Answer, float]:
+    """SIGTERM a server holding idle keep-alive `conns` and the in-flight `slow` request,
+    and check the drain as a client sees it: readiness fails while the listener still
+    takes connections; a request on a kept-alive connection is served and told to
+    reconnect; the other idle ones are closed by the server while the process still runs
+    (the slow request holds it); new connections are refused. Returns the in-flight
+    request's answer (200, Connection: close) and when SIGTERM was sent."""
+    import socket
+    sent = terminate(proc)
+    ready = readiness_after_sigterm(port, ca, within=1)
+    assert ready.status == 503 and b"shutting down" in ready.body, ready
+    late = get(conns[0], "/healthz")
+    assert (late.status, late.connection) == (200, "close")
+    assert all(closed_at(c, 15) for c in conns[1:])
+    assert proc.poll() is None
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        pass
+    else:
+        raise AssertionError("a new connection was accepted after SIGTERM")
+    answer = slow.finish()
+    assert (answer.status, answer.connection) == (200, "close"), answer
+    return answer, sent

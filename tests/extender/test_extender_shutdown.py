@@ -6,7 +6,6 @@ graceful timeout, 30 s, whenever one idle connection was open)."""
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -50,22 +49,7 @@ def test_sigterm_drains_then_exits(control_plane, tmp_path: Path, worker_class: 
         body = json.dumps({"Pod": vm_pod("vm1"), "NodeNames": names}).encode()
         slow = drainlib.SlowPost(svc.port, ca, "/filter", body)
 
-        sent = drainlib.terminate(svc.proc)
-        # Readiness fails while the listener still takes connections (the drain).
-        ready = drainlib.readiness_after_sigterm(svc.port, ca, within=1)
-        assert ready.status == 503 and b"shutting down" in ready.body, ready
-        # A request on a kept-alive connection is still served, and told to reconnect.
-        late = drainlib.get(conns[0], "/healthz")
-        assert (late.status, late.connection) == (200, "close")
-        # The idle ones are closed by the server itself: the process cannot exit while
-        # the filter below is in flight.
-        assert all(drainlib.closed_at(c, 15) for c in conns[1:])
-        assert svc.proc.poll() is None
-        with pytest.raises(ConnectionRefusedError):
-            socket.create_connection(("127.0.0.1", svc.port), timeout=5)
-
-        answer = slow.finish()
-        assert (answer.status, answer.connection) == (200, "close"), answer
+        answer, sent = drainlib.drain_in_flight(svc.proc, svc.port, ca, conns, slow)
         result = json.loads(answer.body)
         judged = (set(result["NodeNames"]) | set(result["FailedNodes"])
                   | set(result["FailedAndUnresolvableNodes"]))

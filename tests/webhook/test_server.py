@@ -141,22 +141,7 @@ def test_sigterm_drains_then_exits(webhook_process, cert_dir, make_pod, make_rev
     review = make_review(make_pod())
     slow = drainlib.SlowPost(wp.port, ca, "/mutate", json.dumps(review).encode())
 
-    sent = drainlib.terminate(wp.proc)
-    # Readiness fails while the listener still takes connections (the drain).
-    ready = drainlib.readiness_after_sigterm(wp.port, ca, within=1)
-    assert ready.status == 503 and b"shutting down" in ready.body, ready
-    # A request on a kept-alive connection is still served, and told to reconnect.
-    late = drainlib.get(conns[0], "/healthz")
-    assert (late.status, late.connection) == (200, "close")
-    # The idle ones are closed by the server itself: the process cannot exit while the
-    # review below is in flight.
-    assert all(drainlib.closed_at(c, 15) for c in conns[1:])
-    assert wp.proc.poll() is None
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", wp.port), timeout=5)
-
-    answer = slow.finish()
-    assert (answer.status, answer.connection) == (200, "close"), answer
+    answer, sent = drainlib.drain_in_flight(wp.proc, wp.port, ca, conns, slow)
     response = json.loads(answer.body)["response"]
     assert response["uid"] == review["request"]["uid"] and response["allowed"] is True
     seconds = drainlib.exit_seconds(wp.proc, sent)
