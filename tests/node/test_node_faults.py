@@ -21,8 +21,8 @@ from podvirt.cluster.node import NODE_NAME
 from podvirt.vmspec import keys as k
 from podvirt.vmspec.overhead import DEFAULT_COSTS
 from tests.node.conftest import NAMESPACE
-from tests.node.vmpods import CONSOLE_TIMEOUT, container_cgroup, delete, events, gone, phase, \
-    qemu_pid, to_yaml, wait_console
+from tests.node.vmpods import CONSOLE_TIMEOUT, console_session, container_cgroup, delete, events, \
+    gone, phase, qemu_pid, to_yaml, wait_console
 from tests.support import restart_component
 
 pexpect = pytest.importorskip("pexpect")
@@ -176,10 +176,8 @@ def test_vm_outgrowing_its_container_fails_as_oomkilled_naming_the_limit(cluster
         used = int((memcg / "memory.usage_in_bytes").read_text())
         limit = used + 48 * 2**20
         (memcg / "memory.limit_in_bytes").write_text(str(limit))
-        session = pexpect.spawn("kubectl", ["podvirt", "console", name, "-n", NAMESPACE],
-                                env=plugin_env, timeout=60)
+        session = console_session(plugin_env, name)
         try:
-            session.expect("leaves")
             session.send("\r")
             session.expect("# ")
             session.send("mkdir -p /fill && mount -t tmpfs -o size=220m fill /fill && "

@@ -102,3 +102,13 @@ def container_cgroup(pod, subsystem: str, container: str = "launcher"):
     found = list(Path("/sys/fs/cgroup", subsystem).glob(f"kubepods*/**/pod{pod.metadata.uid}/{cid}"))
     assert len(found) == 1, f"cgroup of {pod.metadata.name}/{container}: {found}"
     return found[0]
+
+
+def console_session(plugin_env, name: str):
+    """`kubectl podvirt console NAME` in a real terminal (pexpect), attached: its banner
+    (which says how to leave) has been seen."""
+    import pexpect
+    session = pexpect.spawn("kubectl", ["podvirt", "console", name, "-n", NAMESPACE],
+                            env=plugin_env, timeout=60)
+    session.expect("leaves")
+    return session
