@@ -288,6 +288,7 @@ class Launcher:
                         from None
                 time.sleep(self.cfg.start_retry_delay)
         self._running(spec, spec.name, f"VM {spec.name} is running ({self.status.accel})")
+        self._watch_actions()
 
     def _receive(self, spec: VMSpec, source: str) -> None:
         """Migration target: with a channel open to the source pod only, wait until the
@@ -314,8 +315,7 @@ class Launcher:
                                f"{exc}") from None
         self._publish(phase="Incoming", migration_cert=identity.cert_pem)
         self.reporter.event("WaitingForMigration", f"waiting for VM {source} from pod {source}")
-        self.reporter.watch_actions(
-            lambda action, token: self.events.put(VMEvent("action", f"{action}:{token}")))
+        self._watch_actions()    # a stop may come while waiting
         deadline = time.monotonic() + self.cfg.incoming_timeout
         try:
             while True:
@@ -366,9 +366,11 @@ class Launcher:
                       guest_ip=(passt_guest_address() or "") if spec.pod_nic else "",
                       migration_cert="")
         self.reporter.event(reason, message)
-        if reason == "Started":     # a migration target watches already
-            self.reporter.watch_actions(
-                lambda action, token: self.events.put(VMEvent("action", f"{action}:{token}")))
+
+    def _watch_actions(self) -> None:
+        """podvirt.io/action requests become events of the main loop."""
+        self.reporter.watch_actions(
+            lambda action, token: self.events.put(VMEvent("action", f"{action}:{token}")))
 
     # --- supervision -----------------------------------------------------------------------
 
