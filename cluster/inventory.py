@@ -28,6 +28,10 @@ KWOK_VALUE = "fake"
 FAKE_NODE_TAINT = {"key": KWOK_ANNOTATION, "value": KWOK_VALUE, "effect": "NoSchedule"}
 DEFAULT_INVENTORY = Path(__file__).resolve().parent / "nodes.yaml"  # -> examples/nodes.yaml
 
+# Every kubelet reports its root filesystem as ephemeral-storage, allocatable less the 10%
+# its default hard eviction threshold keeps free (nodefs.available<10%); a fake node the
+# inventory gives none gets this disk, so VM pods' scratch disks and overlays are fitted.
+DEFAULT_EPHEMERAL_STORAGE = ("100Gi", "90Gi")     # (capacity, allocatable)
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _NODE_KEYS = {"name", "labels", "annotations", "capacity", "allocatable", "pciDevices"}
 _DEVICE_KEYS = {"address", "vendor", "device", "resource", "numaNode", "iommuGroup", "driver"}
@@ -123,7 +127,11 @@ def _node(where: str, raw: Any, defaults: Mapping[str, Any]) -> FakeNode:
     for required in ("cpu", "memory", "pods"):
         if required not in capacity:
             raise InventoryError(f"{where}: capacity.{required} is required")
-    allocatable = {**capacity, **_quantities(f"{where}.allocatable", raw.get("allocatable"))}
+    given = _quantities(f"{where}.allocatable", raw.get("allocatable"))
+    if "ephemeral-storage" not in capacity:
+        capacity["ephemeral-storage"] = DEFAULT_EPHEMERAL_STORAGE[0]
+        given.setdefault("ephemeral-storage", DEFAULT_EPHEMERAL_STORAGE[1])
+    allocatable = {**capacity, **given}
     for resource, value in allocatable.items():
         if resource in capacity and parse_decimal(value) > parse_decimal(capacity[resource]):
             raise InventoryError(f"{where}: allocatable.{resource} {value} exceeds "

@@ -25,7 +25,7 @@ from podvirt.extender.facts import node_facts
 from podvirt.extender.kube import ApiWriter
 from podvirt.extender.scheduling import VerdictMemo, filter_pod, prioritize_pod
 from podvirt.extender.state import ClusterState
-from podvirt import wirejson
+from podvirt import drain, wirejson
 from podvirt.httpbody import BodyTooLarge, NotJSON, parse_json, read_body
 from podvirt.vmspec import DEFAULT_COSTS, CostSettings
 
@@ -152,6 +152,8 @@ def create_app(state: ClusterState, settings: Settings = Settings(), *,
 
     @app.get("/readyz")
     def readyz() -> Response:
+        if drain.draining(request.environ):
+            return reply({"status": "not ready", "reason": drain.REASON}, 503)
         if state.ready:
             return reply({"status": "ready"})
         return reply({"status": "not ready", "reason": NOT_READY}, 503)

@@ -6,6 +6,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from podvirt import drain
     p = subparsers.add_parser(
         "extender", help="run the kube-scheduler extender (filter, prioritize, bind)",
         description="Serve POST /filter, /prioritize, /bind and GET /healthz, /readyz, /metrics "
@@ -20,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=16,
                    help="gthread threads of the one worker (concurrent binds wait on the "
                         "API); with either worker class, the size of its API connection pool")
+    drain.add_arguments(p)
     p.add_argument("--policy", choices=("spread", "pack"), default="spread",
                    help="spread VMs over nodes with the most free memory, or pack them")
     p.add_argument("--quarantine-failures", type=int, default=3, metavar="N",
@@ -64,5 +66,6 @@ def run(args: argparse.Namespace) -> int:
                         max_body_bytes=args.max_body_bytes)
     options = ServeOptions(bind=args.bind, port=args.port, cert=args.cert, key=args.key,
                            kubeconfig=args.kubeconfig, worker_class=args.worker_class,
-                           threads=args.threads)
+                           threads=args.threads, drain_seconds=args.drain_seconds,
+                           graceful_timeout=args.graceful_timeout)
     return serve(options, settings)

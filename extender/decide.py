@@ -66,7 +66,7 @@ def launcher_requests(dem: Demand) -> dict[str, int]:
     """The requests of a pod holding nothing but the launcher, as the webhook renders it;
     what filter_node assumes when the caller has no pod."""
     out = {"memory": dem.memory, "cpu": dem.cpu_request_millis, VM_MARKER: 1, PODS: 1,
-           **dict(dem.extended)}
+           EPHEMERAL_STORAGE: dem.ephemeral_storage, **dict(dem.extended)}
     if dem.hugepages:
         out[dem.hugepages[0]] = dem.hugepages[1]
     return out
@@ -168,6 +168,15 @@ def _describe_cpu(dem: Demand, need: int) -> str:
             f"{format_millis(extra)} sidecars)")
 
 
+def _describe_storage(dem: Demand, need: int) -> str:
+    """'100Ti ephemeral-storage (disk scratch 100Ti + launcher 256Mi)': which disks ask."""
+    extra = need - dem.ephemeral_storage
+    if extra < 0:       # a pod rendered with other constants: its own number only
+        return f"{human_bytes(need)} {EPHEMERAL_STORAGE}"
+    parts = dem.storage.parts() + ([f"{human_bytes(extra)} sidecars"] if extra else [])
+    return f"{human_bytes(need)} {EPHEMERAL_STORAGE} ({' + '.join(parts)})"
+
+
 def _free_capacity(node: NodeFacts, usage: NodeUsage, vm: VMSpec, dem: Demand,
                    req: Mapping[str, int]) -> Verdict | None:
     """Like NodeResourcesFit: a request above what the node has allocatable in all is
@@ -197,9 +206,10 @@ def _free_capacity(node: NodeFacts, usage: NodeUsage, vm: VMSpec, dem: Demand,
     need = req.get(EPHEMERAL_STORAGE, 0)
     disk_free = node.ephemeral_storage - usage.ephemeral_storage
     if need > disk_free:
-        return Verdict(f"needs {human_bytes(need)} {EPHEMERAL_STORAGE}, "
-                       f"{human_bytes(max(disk_free, 0))} free", need > node.ephemeral_storage,
-                       "ephemeral-storage")
+        free_text = (f"{human_bytes(max(disk_free, 0))} free" if node.ephemeral_storage
+                     else f"node reports no allocatable {EPHEMERAL_STORAGE}")
+        return Verdict(f"needs {_describe_storage(dem, need)}, {free_text}",
+                       need > node.ephemeral_storage, "ephemeral-storage")
     for name, need in _extended(vm, req):
         total = node.extended.get(name, 0)
         left = total - usage.extended.get(name, 0)

@@ -2,14 +2,13 @@
 
 `render_scheduler_config` fills the shipped KubeSchedulerConfiguration template
 (config/kube-scheduler-config.yaml): a stock profile for plain pods and a VM profile whose
-resource fit is the extender's; `render_policy` the legacy Policy JSON
-(config/policy.json) for schedulers older than 1.23, which read --policy-config-file.
+resource fit is the extender's. (The legacy Policy file of schedulers before 1.23 is not
+offered: no supported Kubernetes reads it.)
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import re
 from importlib import resources
 from pathlib import Path
@@ -91,11 +90,3 @@ def render_scheduler_config(url: str, ca_file: str | None = None,
     _fill(extender, url, ca_file, insecure, weight)
     extender["httpTimeout"] = http_timeout
     return yaml.safe_dump(cfg, sort_keys=False)
-
-
-def render_policy(url: str, ca_file: str | None = None, *, insecure: bool = False,
-                  weight: int = 1) -> str:
-    """Legacy scheduler Policy JSON (kube-scheduler < 1.23)."""
-    policy = json.loads(_template("policy.json"))
-    _fill(policy["extenders"][0], url, ca_file, insecure, weight)
-    return json.dumps(policy, indent=2) + "\n"

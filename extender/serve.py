@@ -5,7 +5,8 @@ assumptions live in that worker's memory. The watches start in the worker
 The worker is gevent by default: filter and prioritize are short CPU bursts, and with
 threads each one crossed several GIL hand-offs (poll loop, pool thread, watch threads
 parsing a burst of bind events), which showed as milliseconds of kube-scheduler's
-serial scheduling cycle. gthread stays available (--worker-class gthread).
+serial scheduling cycle. gthread stays available (--worker-class gthread). Both drain on
+SIGTERM (podvirt/workers.py); the watches keep the state current until the worker exits.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from podvirt import drain
 from podvirt.tls import gunicorn_ssl_context
+from podvirt.workers import gunicorn_settings
 
 from podvirt.extender.app import Settings, create_app
 from podvirt.extender.state import ClusterState
@@ -39,6 +42,8 @@ class ServeOptions:
     watch_timeout: int = 300
     keepalive: int = 120    # seconds an idle client connection stays open
     switch_interval: float = 0.0005   # gthread: seconds a thread may hold the GIL
+    drain_seconds: int = 0
+    graceful_timeout: int = drain.GRACEFUL_TIMEOUT
 
 
 class ExtenderApplication(BaseApplication):
@@ -53,9 +58,10 @@ class ExtenderApplication(BaseApplication):
     def load_config(self) -> None:
         o = self.options
         cfg = {
+            **gunicorn_settings(o.worker_class, drain_seconds=o.drain_seconds,
+                                graceful_timeout=o.graceful_timeout),
             "bind": f"{o.bind}:{o.port}" if ":" not in o.bind else f"[{o.bind}]:{o.port}",
             "workers": 1,
-            "worker_class": o.worker_class,
             "threads": o.threads if o.worker_class == "gthread" else 1,
             "preload_app": False,   # load() runs in the worker, next to the watches
             "accesslog": None,

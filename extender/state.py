@@ -25,7 +25,6 @@ from podvirt.extender.facts import (EMPTY_USAGE, NodeFacts, NodeUsage, assigned_
                                     node_facts, pod_requests, usage_from_requests)
 from podvirt.vmspec import keys as k
 
-VM_READY_CONDITION = "podvirt.io/VMReady"
 TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
@@ -93,7 +92,7 @@ def failure_time(pod: Mapping[str, Any]) -> float | None:
     """When the VM in `pod` failed to start, per the API object (None: unknown)."""
     status = pod.get("status") or {}
     for cond in status.get("conditions") or []:
-        if cond.get("type") == VM_READY_CONDITION and cond.get("status") == "False":
+        if cond.get("type") == k.VM_READY_CONDITION and cond.get("status") == "False":
             t = _timestamp(cond.get("lastTransitionTime"))
             if t is not None:
                 return t

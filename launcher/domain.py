@@ -4,7 +4,8 @@ Configurators are pure: each returns the elements for its concern (top-level dom
 children or <devices> children) and `domain_xml` composes them in a fixed order.
 A user-supplied domain XML takes the other path: placeholders filled, sanitized by
 the core with the devices this pod was actually assigned, then adjusted to the host
-(domain type, TCG cache cap, assigned hostdevs, a serial console).
+(domain type, TCG cache cap, assigned hostdevs, a serial console). Both paths end with
+the launcher's trusted additions (`add_trusted`), which no user XML may carry.
 """
 
 from __future__ import annotations
@@ -242,19 +243,38 @@ DEVICES: tuple[Configurator, ...] = (disks, nics, hostdevs, serial_console, grap
                                      memballoon)
 
 
+def checked_domain(spec: VMSpec, ctx: HostContext) -> ET.Element:
+    """Everything of the launcher's own domain that the sanitizer's rules cover: it must
+    pass them like any user domain (tests/unit/test_domainxml.py checks many specs)."""
+    root = _el("domain", type="kvm" if ctx.accel == "kvm" else "qemu")
+    for configure in TOP_LEVEL:
+        root.extend(configure(spec, ctx))
+    devices = _el("devices")
+    for configure in DEVICES:
+        devices.extend(configure(spec, ctx))
+    root.append(devices)
+    return root
+
+
+def add_trusted(root: ET.Element, spec: VMSpec, ctx: HostContext) -> ET.Element:
+    """The launcher's own additions, applied after sanitizing and never taken from user
+    XML (the sanitizer refuses <emulator> and the QEMU namespace): the QEMU binary it
+    runs and the pod NIC's command line."""
+    devices = root.find("devices")
+    if devices is None:
+        devices = _el("devices")
+        root.append(devices)
+    devices.insert(0, _el("emulator", ctx.emulator))
+    for configure in TRAILING:
+        root.extend(configure(spec, ctx))
+    return root
+
+
 def domain_xml(spec: VMSpec, ctx: HostContext) -> str:
     """The domain for `spec` on this host; user domain XML goes through the sanitizer."""
     if spec.domain_xml is not None:
         return user_domain_xml(spec, ctx)
-    root = _el("domain", type="kvm" if ctx.accel == "kvm" else "qemu")
-    for configure in TOP_LEVEL:
-        root.extend(configure(spec, ctx))
-    devices = _el("devices", children=(_el("emulator", ctx.emulator),))
-    for configure in DEVICES:
-        devices.extend(configure(spec, ctx))
-    root.append(devices)
-    for configure in TRAILING:
-        root.extend(configure(spec, ctx))
+    root = add_trusted(checked_domain(spec, ctx), spec, ctx)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode")
 
@@ -264,7 +284,7 @@ def user_domain_xml(spec: VMSpec, ctx: HostContext) -> str:
     filled = fill_placeholders(spec.domain_xml, name=spec.name, uuid=ctx.uuid,
                                memory_kib=spec.memory_bytes // 1024, vcpus=spec.vcpus,
                                disk_paths={d.name: d.path for d in ctx.disks})
-    root = sanitize_domain(filled, assigned=ctx.assigned)
+    root = sanitize_domain(filled, spec=spec, assigned=ctx.assigned, host_cpus=ctx.host_cpus)
     root.set("type", "kvm" if ctx.accel == "kvm" else "qemu")
     if ctx.accel == "tcg":
         feats = root.find("features")
@@ -283,7 +303,7 @@ def user_domain_xml(spec: VMSpec, ctx: HostContext) -> str:
             devices.append(hostdev(device))
     if ctx.serial_log and devices.find("serial") is None and devices.find("console") is None:
         devices.extend(serial_console(spec, ctx))
-    return ET.tostring(root, encoding="unicode")
+    return ET.tostring(add_trusted(root, spec, ctx), encoding="unicode")
 
 
 def _pci_text(addr: ET.Element | None) -> str:

@@ -6,7 +6,8 @@ import logging
 import threading
 from typing import Callable
 
-from podvirt.launcher.report import READY_CONDITION, VMStatus, action_to_run, now_rfc3339
+from podvirt.launcher.report import PodView, VMStatus, action_to_run, \
+    disruption_cause, now_rfc3339
 from podvirt.vmspec import keys as k
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class KubePodReporter:
         try:
             self._patch_annotations(status.annotations())
             if status.ready != self._last_ready:
-                condition = {"type": READY_CONDITION, "status": str(status.ready),
+                condition = {"type": k.VM_READY_CONDITION, "status": str(status.ready),
                              "reason": status.failure_reason or status.phase,
                              "message": status.failure_message or f"VM is {status.phase}",
                              "lastTransitionTime": now_rfc3339()}
@@ -102,6 +103,28 @@ class KubePodReporter:
             except Exception as exc:  # noqa: BLE001 - a watch error must not end the VM
                 log.warning("pod watch for actions failed, retrying: %s", exc)
                 self._stop.wait(2)
+
+    def disruption(self) -> str:
+        from kubernetes.client.exceptions import ApiException
+        try:
+            pod = self.api.read_namespaced_pod(self.name, self.namespace)
+        except ApiException as exc:
+            log.warning("cannot read pod %s/%s: %s %s", self.namespace, self.name,
+                        exc.status, exc.reason)
+            return ""
+        return disruption_cause(pod.status.conditions if pod.status else None)
+
+    def peer(self, name: str | None = None) -> PodView | None:
+        """A pod of this namespace (default: our own), None if it cannot be read."""
+        from kubernetes.client.exceptions import ApiException
+        try:
+            pod = self.api.read_namespaced_pod(name or self.name, self.namespace)
+        except ApiException as exc:
+            log.warning("cannot read pod %s/%s: %s %s", self.namespace, name or self.name,
+                        exc.status, exc.reason)
+            return None
+        return PodView(dict(pod.metadata.annotations or {}), pod.status.pod_ip or "",
+                       pod.spec.node_name or "")
 
     def close(self) -> None:
         self._stop.set()

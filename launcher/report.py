@@ -17,9 +17,9 @@ from typing import Callable, Literal, Protocol, TextIO
 
 from podvirt.vmspec import keys as k
 
-Phase = Literal["Scheduled", "Starting", "Running", "Paused", "ShuttingDown", "Succeeded",
-                "Failed"]
-READY_CONDITION = "podvirt.io/VMReady"
+# Incoming: a migration target waiting for its VM; Migrating: the source sending it.
+Phase = Literal["Starting", "Incoming", "Running", "Migrating", "Paused",
+                "ShuttingDown", "Succeeded", "Failed"]
 
 
 def now_rfc3339() -> str:
@@ -37,6 +37,7 @@ class VMStatus:
     accel: str = ""
     failure_reason: str = ""
     failure_message: str = ""
+    migration_cert: str = ""     # this end's certificate while a migration is set up
 
     def with_(self, **changes) -> "VMStatus":
         return replace(self, **changes)
@@ -47,12 +48,20 @@ class VMStatus:
                   k.STARTED_AT: self.started_at, k.GUEST_IP: self.guest_ip,
                   k.QEMU_RSS: str(self.qemu_rss) if self.qemu_rss is not None else "",
                   k.ACCEL: self.accel, k.FAILURE_REASON: self.failure_reason,
-                  k.FAILURE_MESSAGE: self.failure_message}
+                  k.FAILURE_MESSAGE: self.failure_message, k.MIGRATION_CERT: self.migration_cert}
         return {key: (value or None) for key, value in values.items()}
 
     @property
     def ready(self) -> bool:
         return self.phase == "Running"
+
+
+@dataclass(frozen=True)
+class PodView:
+    """Another pod (or this one) as a migration needs it."""
+    annotations: dict[str, str]
+    ip: str
+    node: str
 
 
 class PodReporter(Protocol):
@@ -61,6 +70,8 @@ class PodReporter(Protocol):
     def ack(self, action: str, token: str, ok: bool) -> None: ...
     def clear_ack(self) -> None: ...
     def watch_actions(self, on_action: Callable[[str, str], None]) -> None: ...
+    def disruption(self) -> str: ...
+    def peer(self, name: str | None = None) -> "PodView | None": ...
     def close(self) -> None: ...
 
 
@@ -93,8 +104,24 @@ class JsonLinesReporter:
     def watch_actions(self, on_action: Callable[[str, str], None]) -> None:
         pass   # no pod to watch: actions arrive as signals only
 
+    def disruption(self) -> str:
+        return ""   # no pod: a signal is all there is to know
+
+    def peer(self, name: str | None = None) -> PodView | None:
+        return None   # no API server: no migration
+
     def close(self) -> None:
         pass
+
+
+def disruption_cause(conditions) -> str:
+    """Why Kubernetes is ending this pod, from its DisruptionTarget condition (set by the
+    Eviction API, i.e. `kubectl drain`, by taint eviction, preemption or node pressure
+    before the pod is deleted), or "" for a plain deletion."""
+    for c in conditions or ():
+        if c.type == "DisruptionTarget" and c.status == "True":
+            return f"{c.reason}: {c.message}" if c.message else (c.reason or "disrupted")
+    return ""
 
 
 def action_to_run(annotations: dict[str, str]) -> str | None:

@@ -11,12 +11,15 @@ import logging
 import os
 import queue
 import signal
+import threading
 import time
 import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from podvirt.launcher.cgroup import CGROUP_ROOT, MemoryCgroup, oom_killed_since, \
+    read_memory_cgroup
 from podvirt.launcher.console import ConsoleTail
 from podvirt.launcher.daemons import DaemonError, LibvirtDaemons
 from podvirt.launcher.disks import DiskError, DiskLayout, cloud_init_userdata, prepare_disk, \
@@ -26,9 +29,11 @@ from podvirt.launcher.hostcontext import AssignedDevicesInvalid, HostContext, \
     DevicesNotAllocated, check_allocation, parse_assigned_devices
 from podvirt.launcher.deviceplugin.vfio import allocated_addresses
 from podvirt.launcher.kvm import AccelUnavailable, KvmVerdict, check_kvm, choose_accel
+from podvirt.launcher.migration import MIGRATION_PORT, IncomingRelay, OutgoingRelay, new_identity
 from podvirt.launcher.podnet import Passt, PasstError, passt_guest_address
 from podvirt.launcher.report import PodReporter, VMStatus, now_rfc3339
 from podvirt.launcher.virt import Hypervisor, LibvirtError, VMEvent
+from podvirt.quantity import human_bytes
 from podvirt.vmspec import SpecInvalid, parse_vm
 from podvirt.vmspec import keys as k
 from podvirt.vmspec.domainxml import DomainXMLRejected
@@ -63,6 +68,9 @@ class LaunchConfig:
     libvirt_cache: Path | None = None     # shared QEMU capabilities cache (tests, bench)
     kvm_check_guest: Path | None = None   # boot payload for the KVM check (default: kvmboot)
     metrics_port: int = 0                 # Prometheus endpoint of the domain; 0: none
+    cgroup_root: Path = CGROUP_ROOT       # the container's own cgroups (OOM kills, limit)
+    migration_port: int = MIGRATION_PORT  # a migration target's relay (launcher/migration.py)
+    incoming_timeout: float = 600.0       # how long a migration target waits for its VM
 
     @property
     def work(self) -> Path:
@@ -128,6 +136,13 @@ class Launcher:
         self.passt_lost = False
         self.metrics = None
         self.stop_signal = ""       # name of the first SIGTERM/SIGINT received, if any
+        self.memory_at_start = MemoryCgroup(None, None)
+        self.stop_cause = ""        # why the VM is being stopped (signal, drain, action)
+        self.pod_name = ""
+        self.domain_name = ""       # the pod's name, or the source pod's for a migrated VM
+        self.migration: OutgoingRelay | None = None    # while this VM is being sent away
+        self.migration_token = self.migration_target = ""
+        self.migration_started = 0.0
 
     def _publish(self, **changes) -> None:
         new = self.status.with_(**changes)
@@ -144,10 +159,12 @@ class Launcher:
     def run(self) -> int:
         cfg = self.cfg
         name = os.environ.get("POD_NAME") or _read_text(cfg.spec_file.parent / "name") or "vm"
+        self.pod_name = name
         # From the first moment: a SIGTERM while preparing must end in a report, not in
         # the default action that would leave the pod's status at Starting forever.
         previous = {sig: signal.signal(sig, self._on_signal)
                     for sig in (signal.SIGTERM, signal.SIGINT)}
+        self.memory_at_start = read_memory_cgroup(cfg.cgroup_root)
         try:
             try:
                 spec, annotations = load_spec(cfg.spec_file, name)
@@ -171,7 +188,10 @@ class Launcher:
                 raise LaunchFailed(EXIT_CONFIG, "DomainXMLRejected", str(exc)) from None
             self._unless_stopping()
             self._connect()
-            self._start(spec, xml)
+            if source := annotations.get(k.MIGRATION_SOURCE):
+                self._receive(spec, source)
+            else:
+                self._start(spec, xml)
             return self._supervise(spec)
         except LaunchFailed as exc:
             return self._fail(exc)
@@ -277,18 +297,88 @@ class Launcher:
                                        f"VM did not start after {attempts} attempts: {exc}") \
                         from None
                 time.sleep(self.cfg.start_retry_delay)
+        self._running(spec, spec.name, f"VM {spec.name} is running ({self.status.accel})")
+        self._watch_actions()
+
+    def _receive(self, spec: VMSpec, source: str) -> None:
+        """Migration target: with a channel open to the source pod only, wait until the
+        VM arrives and runs here, fails to, or this pod is told to stop."""
+        assert self.hv is not None
+        if self.daemons is None:
+            raise LaunchFailed(EXIT_CONFIG, k.REASON_MIGRATION_FAILED,
+                               "a migration target needs the launcher's own libvirtd")
+
+        def source_cert() -> str | None:
+            peer = self.reporter.peer(source)
+            if peer is None or peer.annotations.get(k.MIGRATION_TARGET) != self.pod_name:
+                return None     # only the source that names us as its target
+            return peer.annotations.get(k.MIGRATION_CERT)
+
+        identity = new_identity(self.pod_name)
+        self.hv.expect_incoming(source)
+        try:
+            relay = IncomingRelay(identity, self.daemons.path("/run/libvirt/libvirt-sock"),
+                                  source_cert, port=self.cfg.migration_port).start()
+        except OSError as exc:
+            raise LaunchFailed(EXIT_START_FAILED, k.REASON_MIGRATION_FAILED,
+                               f"cannot listen on migration port {self.cfg.migration_port}: "
+                               f"{exc}") from None
+        self._publish(phase="Incoming", migration_cert=identity.cert_pem)
+        self.reporter.event("WaitingForMigration", f"waiting for VM {source} from pod {source}")
+        self._watch_actions()    # a stop may come while waiting
+        deadline = time.monotonic() + self.cfg.incoming_timeout
+        try:
+            while True:
+                try:
+                    ev = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    raise LaunchFailed(EXIT_VM_FAILED, k.REASON_MIGRATION_FAILED,
+                                       f"no VM arrived from pod {source} within "
+                                       f"{self.cfg.incoming_timeout:g}s") from None
+                if ev.kind == "resumed":
+                    break
+                if ev.kind == "stopped":
+                    raise LaunchFailed(EXIT_VM_FAILED, k.REASON_MIGRATION_FAILED,
+                                       f"the migration from pod {source} did not complete "
+                                       f"(domain stopped: {ev.detail})")
+                if ev.kind == "connection-closed":
+                    raise LaunchFailed(EXIT_LIBVIRTD, k.REASON_LIBVIRTD_LOST,
+                                       f"lost libvirtd ({ev.detail}) while waiting for VM "
+                                       f"{source}")
+                if ev.kind == "action" and ev.detail.startswith("stop:"):
+                    self.stop_signal = self.stop_signal or "stop"
+                    self._unless_stopping()
+        finally:
+            relay.stop()
+        downtime = ""
+        try:
+            downtime = f", guest paused {self.hv.completed_job().get('downtime', '?')} ms"
+        except LibvirtError:
+            pass
+        self._running(spec, source, f"VM {source} arrived from pod {source} and runs here "
+                                    f"({self.status.accel}{downtime})",
+                      reason=k.REASON_MIGRATED + "In")
+
+    def _running(self, spec: VMSpec, domain: str, message: str, reason: str = "Started") -> None:
+        """The domain runs: find QEMU, follow the console, serve metrics, report."""
+        assert self.hv is not None
+        self.domain_name = domain
         if self.daemons is not None:
-            self.qemu_pid = _read_pid(self.daemons.qemu_pid_file(spec.name))
+            self.qemu_pid = _read_pid(self.daemons.qemu_pid_file(domain))
         if self.hv.conn.getURI().startswith("qemu") and self.qemu_pid is None:
-            self.qemu_pid = _read_pid(Path(f"/run/libvirt/qemu/{spec.name}.pid"))
+            self.qemu_pid = _read_pid(Path(f"/run/libvirt/qemu/{domain}.pid"))
         serial = self.cfg.work / "serial.log"
         self.console = ConsoleTail(serial).start()
         if self.cfg.metrics_port:
-            self._serve_metrics(spec.name)
+            self._serve_metrics(domain)
         self._publish(phase="Running", domain_state=self.hv.state(), started_at=now_rfc3339(),
                       qemu_rss=qemu_rss(self.qemu_pid) if self.qemu_pid else None,
-                      guest_ip=(passt_guest_address() or "") if spec.pod_nic else "")
-        self.reporter.event("Started", f"VM {spec.name} is running ({self.status.accel})")
+                      guest_ip=(passt_guest_address() or "") if spec.pod_nic else "",
+                      migration_cert="")
+        self.reporter.event(reason, message)
+
+    def _watch_actions(self) -> None:
+        """podvirt.io/action requests become events of the main loop."""
         self.reporter.watch_actions(
             lambda action, token: self.events.put(VMEvent("action", f"{action}:{token}")))
 
@@ -323,16 +413,42 @@ class Launcher:
                 return self._stopped(spec, ev.detail, forced)
             if ev.kind == "connection-closed":
                 return self._libvirtd_lost(ev.detail)
-            if ev.kind == "suspended":
-                self._publish(phase="Paused", domain_state="paused")
+            if ev.kind == "migration":
+                self._migration_ended(spec, ev.detail)
+            elif ev.kind == "suspended":
+                # A live migration pauses the guest for its last round; still Migrating.
+                if self.migration is None:
+                    self._publish(phase="Paused", domain_state="paused")
             elif ev.kind == "resumed":
-                self._publish(phase="Running", domain_state="running")
+                self._publish(phase="Migrating" if self.migration else "Running",
+                              domain_state="running")
             elif ev.kind == "action":
                 action, _, token = ev.detail.partition(":")
+                if action in (k.MIGRATE, k.MIGRATE_CANCEL):
+                    error = (self._begin_migration(spec, token) if action == k.MIGRATE
+                             else self._cancel_migration())
+                    if error:
+                        self.reporter.event(k.EVENT_ACTION_FAILED, f"{action}: {error}",
+                                            warning=True)
+                    if error or action == k.MIGRATE_CANCEL:
+                        self.reporter.ack(action, token, not error)
+                    continue     # a migration that started is acknowledged when it ends
                 if action == "stop":
+                    if self.migration is not None:
+                        self._try(self.hv.abort_job)    # stopping wins over moving
                     if deadline is None:
-                        log.info("stopping the VM (%s): ACPI shutdown, %ds grace", token,
+                        # A signal alone does not say why; the pod's DisruptionTarget does
+                        # (drain, taint, preemption), and users want to see it.
+                        if token.startswith("signal-"):
+                            cause = (self.reporter.disruption()
+                                     or token.removeprefix("signal-"))
+                        else:
+                            cause = f"{k.ACTION} stop"
+                        self.stop_cause = cause
+                        log.info("stopping the VM (%s): ACPI shutdown, %ds grace", cause,
                                  spec.shutdown_grace_seconds)
+                        self.reporter.event("ShuttingDown", f"ACPI shutdown of VM {spec.name} "
+                                            f"({cause}), {spec.shutdown_grace_seconds}s grace")
                         self._publish(phase="ShuttingDown")
                         deadline = time.monotonic() + spec.shutdown_grace_seconds
                         ok = self._try(self.hv.shutdown)
@@ -353,6 +469,76 @@ class Launcher:
                         self.reporter.event(k.EVENT_ACTION_FAILED, f"{action}: {error}", warning=True)
                 if not token.startswith("signal-"):
                     self.reporter.ack(action, token, ok)
+
+    # --- live migration, source side (launcher/migration.py) -------------------------------
+
+    def _begin_migration(self, spec: VMSpec, token: str) -> str:
+        """Start sending the VM to the pod our MIGRATION_TARGET names; "" or why not."""
+        assert self.hv is not None
+        if self.migration is not None:
+            return f"a migration to pod {self.migration_target} is already running"
+        if self.status.phase != "Running":
+            return f"the VM is {self.status.phase}, not Running"
+        me = self.reporter.peer()
+        if me is None:
+            return "the launcher cannot read its own pod"
+        target_name = me.annotations.get(k.MIGRATION_TARGET, "")
+        if not target_name:
+            return f"{k.MIGRATION_TARGET} names no target pod"
+        target = self.reporter.peer(target_name)
+        if target is None:
+            return f"target pod {target_name} cannot be read"
+        if target.annotations.get(k.MIGRATION_SOURCE) != self.pod_name:
+            return f"pod {target_name} is not a migration target for this VM " \
+                   f"({k.MIGRATION_SOURCE} is not {self.pod_name!r})"
+        cert = target.annotations.get(k.MIGRATION_CERT)
+        if target.annotations.get(k.PHASE) != "Incoming" or not cert or not target.ip:
+            return f"target pod {target_name} is not waiting for a migration yet " \
+                   f"(phase {target.annotations.get(k.PHASE) or 'none'})"
+        identity = new_identity(self.pod_name)
+        # Published before the first connection: the target's relay checks it.
+        self._publish(migration_cert=identity.cert_pem)
+        try:
+            relay = OutgoingRelay(identity, cert, (target.ip, self.cfg.migration_port),
+                                  self.cfg.work / "migration.sock").start()
+        except OSError as exc:
+            self._publish(migration_cert="")
+            return f"cannot open the migration channel: {exc}"
+        self.migration, self.migration_token, self.migration_target = relay, token, target_name
+        self.migration_started = time.monotonic()
+        self._publish(phase="Migrating")
+        self.reporter.event("Migrating", f"live migration of VM {spec.name} to pod "
+                            f"{target_name} on node {target.node or '?'}")
+        hv = self.hv
+
+        def migrate() -> None:
+            try:
+                hv.migrate(relay.uri)
+                self.events.put(VMEvent("migration", "ok"))
+            except LibvirtError as exc:
+                self.events.put(VMEvent("migration", f"error: {exc}"))
+        threading.Thread(target=migrate, name="migration", daemon=True).start()
+        return ""
+
+    def _cancel_migration(self) -> str:
+        assert self.hv is not None
+        if self.migration is None:
+            return "no migration is running"
+        return self._attempt(self.hv.abort_job)
+
+    def _migration_ended(self, spec: VMSpec, detail: str) -> None:
+        """The migrate call returned. Success ends in the "stopped: migrated" event; a
+        failure leaves the VM running here, as it was."""
+        if self.migration is None or detail == "ok":
+            return
+        self.migration.stop()
+        self.migration = None
+        log.error("migration to pod %s failed: %s", self.migration_target, detail)
+        self._publish(phase="Running", migration_cert="")
+        self.reporter.event(k.REASON_MIGRATION_FAILED, f"VM {spec.name} keeps running here; "
+                            f"the migration to pod {self.migration_target} failed: "
+                            f"{detail.removeprefix('error: ')}", warning=True)
+        self.reporter.ack(k.MIGRATE, self.migration_token, False)
 
     def _try(self, fn) -> bool:
         return not self._attempt(fn)
@@ -381,26 +567,48 @@ class Launcher:
             self._publish(qemu_rss=rss)
 
     def _stopped(self, spec: VMSpec, detail: str, forced: str) -> int:
+        if detail == "migrated" and self.migration is not None:
+            seconds = time.monotonic() - self.migration_started
+            self.migration.stop()
+            message = f"VM {spec.name} migrated live to pod {self.migration_target} in " \
+                      f"{seconds:.1f}s; it runs there now"
+            log.info("%s", message)
+            self.reporter.ack(k.MIGRATE, self.migration_token, True)
+            self._publish(phase="Succeeded", domain_state="shutoff", migration_cert="",
+                          failure_reason=k.REASON_MIGRATED, failure_message=message)
+            self.reporter.event(k.REASON_MIGRATED, message)
+            return EXIT_OK
         if detail == "shutdown" and not forced:
             log.info("guest shut down")
             self._publish(phase="Succeeded", domain_state="shutoff")
-            self.reporter.event("Stopped", f"VM {spec.name} shut down")
+            why = f" ({self.stop_cause})" if self.stop_cause else ""
+            self.reporter.event("Stopped", f"VM {spec.name} shut down{why}")
             return EXIT_OK
         reason = k.REASON_VM_STOPPED
         if forced:
             message = forced
+        elif detail in ("failed", "crashed") and oom_killed_since(
+                self.memory_at_start, memory := read_memory_cgroup(self.cfg.cgroup_root)):
+            reason = k.REASON_OOM_KILLED
+            limit = human_bytes(memory.limit_bytes) if memory.limit_bytes else "unknown"
+            message = (f"the launcher container reached its memory limit ({limit} for a "
+                       f"{human_bytes(spec.memory_bytes)} guest) and the kernel's OOM killer "
+                       f"killed QEMU{self._pid()}; the VM is gone")
         elif detail == "failed":    # libvirt: the host emulator failed, i.e. QEMU died
             reason = k.REASON_QEMU_EXITED
-            pid = f" (pid {self.qemu_pid})" if self.qemu_pid else ""
-            message = f"QEMU{pid} exited unexpectedly; the VM is gone (domain stopped: failed)"
+            message = f"QEMU{self._pid()} exited unexpectedly; the VM is gone (domain stopped: failed)"
         else:
             message = f"domain stopped: {detail}"
         log.error("%s", message)
         self._publish(phase="Failed", domain_state="shutoff", failure_reason=reason,
                       failure_message=message)
-        self.reporter.event("Crashed" if detail in ("crashed", "failed") else "Stopped",
+        self.reporter.event(reason if reason == k.REASON_OOM_KILLED else
+                            "Crashed" if detail in ("crashed", "failed") else "Stopped",
                             message, warning=True)
         return EXIT_VM_FAILED
+
+    def _pid(self) -> str:
+        return f" (pid {self.qemu_pid})" if self.qemu_pid else ""
 
     def _libvirtd_lost(self, detail: str) -> int:
         message = f"lost libvirtd ({detail}); the VM cannot be managed and is stopped"

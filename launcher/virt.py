@@ -15,7 +15,11 @@ from typing import Literal
 import libvirt
 
 EventKind = Literal["started", "stopped", "suspended", "resumed", "shutdown-requested",
-                    "connection-closed"]
+                    "connection-closed", "action", "migration"]
+# Peer-to-peer, tunnelled through the one libvirt connection (launcher/migration.py),
+# live; the target keeps no persistent definition (the launcher defines nothing either).
+MIGRATE_FLAGS = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
+                 | libvirt.VIR_MIGRATE_TUNNELLED)
 
 _STOPPED_DETAILS = {
     libvirt.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN: "shutdown",
@@ -86,6 +90,7 @@ class Hypervisor:
             raise LibvirtError(f"cannot connect to libvirtd at {uri}: "
                                f"{exc.get_error_message()}") from None
         self.domain: libvirt.virDomain | None = None
+        self._incoming: str | None = None    # name of a domain expected by migration
         self._callback_ids: list[int] = []
         if uri.startswith("test:"):
             return  # the test driver has no keepalive or close events
@@ -97,6 +102,9 @@ class Hypervisor:
         self.events.put(VMEvent("connection-closed", _CLOSE_REASONS.get(reason, str(reason))))
 
     def _on_lifecycle(self, _conn, dom, event: int, detail: int, _opaque) -> None:
+        if self.domain is None and self._incoming == dom.name() \
+                and event == libvirt.VIR_DOMAIN_EVENT_STARTED:
+            self.domain = dom     # an incoming migration created it, paused until done
         if self.domain is None or dom.UUIDString() != self.domain.UUIDString():
             return
         if event == libvirt.VIR_DOMAIN_EVENT_STARTED:
@@ -116,13 +124,37 @@ class Hypervisor:
         except libvirt.libvirtError as exc:
             raise LibvirtError(f"{what}: {exc.get_error_message()}") from None
 
-    def define_and_start(self, xml: str) -> None:
-        """Define the domain (replacing a leftover one) and start it."""
+    def _watch_lifecycle(self) -> None:
         if not self._callback_ids:
             self._callback_ids.append(self.conn.domainEventRegisterAny(
                 None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None))
+
+    def define_and_start(self, xml: str) -> None:
+        """Define the domain (replacing a leftover one) and start it."""
+        self._watch_lifecycle()
         self.domain = self._call("define domain", self.conn.defineXML, xml)
         self._call("start domain", self.domain.create)
+
+    def expect_incoming(self, name: str) -> None:
+        """Adopt the domain `name` when a migration brings it: its "resumed" event says
+        it runs here; a "stopped" one that it did not arrive."""
+        self._incoming = name
+        self._watch_lifecycle()
+
+    def migrate(self, uri: str) -> None:
+        """Blocks until the domain runs at `uri`'s libvirtd (or raises)."""
+        assert self.domain is not None
+        self._call("live migration", self.domain.migrateToURI3, uri, {}, MIGRATE_FLAGS)
+
+    def abort_job(self) -> None:
+        assert self.domain is not None
+        self._call("cancel migration", self.domain.abortJob)
+
+    def completed_job(self) -> dict:
+        """Statistics of the last completed job (a migration: downtime, time, bytes)."""
+        assert self.domain is not None
+        return self._call("job stats", self.domain.jobStats,
+                          libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
 
     def cleanup_failed_start(self) -> None:
         if self.domain is None:

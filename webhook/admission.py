@@ -12,7 +12,8 @@ from typing import Any, Mapping
 
 from podvirt.vmspec import SpecInvalid, is_vm_pod, keys as k, parse_vm, vm_annotations
 from podvirt.webhook.qos import not_guaranteed
-from podvirt.webhook.render import JsonPatch, diff_patch, render_launcher_pod, rendered_hash
+from podvirt.webhook.render import (JsonPatch, diff_patch, override_warnings,
+                                    render_launcher_pod, rendered_hash)
 from podvirt.webhook.settings import RenderSettings
 from podvirt.webhook.wire import AdmissionRequest, AdmissionResponse, build_response
 
@@ -28,6 +29,7 @@ class Decision:
     patch: JsonPatch = field(default_factory=list)
     code: int | None = None
     message: str | None = None
+    warnings: tuple[str, ...] = ()      # fields of the user's pod the launcher pod overrides
 
     @property
     def outcome(self) -> str:
@@ -115,12 +117,10 @@ def decide(request: AdmissionRequest, settings: RenderSettings = RenderSettings(
         return _deny("not-guaranteed", f"{k.DEDICATED_CPUS}: exclusive CPUs need Guaranteed QoS "
                      "(every container's cpu and memory requests = limits): "
                      + "; ".join(problems))
-    return Decision("render", True, patch=diff_patch(pod, rendered))  # type: ignore[arg-type]
+    return Decision("render", True, patch=diff_patch(pod, rendered),  # type: ignore[arg-type]
+                    warnings=tuple(override_warnings(pod, rendered)))  # type: ignore[arg-type]
 
 
-def review(request: AdmissionRequest,
-           settings: RenderSettings = RenderSettings()) -> AdmissionResponse:
-    """The AdmissionResponse for a request; dryRun is answered exactly like a real one."""
-    d = decide(request, settings)
-    return build_response(uid=request["uid"], allowed=d.allowed, patch=d.patch,
-                          code=d.code, message=d.message)
+def respond(uid: str, d: Decision) -> AdmissionResponse:
+    return build_response(uid=uid, allowed=d.allowed, patch=d.patch, code=d.code,
+                          message=d.message, warnings=list(d.warnings))

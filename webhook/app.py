@@ -1,4 +1,4 @@
-"""Flask application: HTTP around admission.review. Decode (size-capped by
+"""Flask application: HTTP around admission.decide and admission.respond. Decode (size-capped by
 podvirt.httpbody, not by Flask), decide, encode.
 
 A well-formed review always gets HTTP 200 (the API server reads the verdict from the
@@ -14,9 +14,9 @@ from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
-from podvirt import wirejson
+from podvirt import drain, wirejson
 from podvirt.httpbody import BodyTooLarge, read_body
-from podvirt.webhook.admission import decide
+from podvirt.webhook.admission import decide, respond
 from podvirt.webhook.metrics import AdmissionMetrics
 from podvirt.webhook.settings import RenderSettings
 from podvirt.webhook.wire import AdmissionReview, BadReview, build_response, parse_review, wrap
@@ -46,9 +46,7 @@ def create_app(settings: RenderSettings | None = None, *, noop_route: bool = Fal
         req = doc["request"]
         try:
             decision = decide(req, settings)
-            response = build_response(uid=req["uid"], allowed=decision.allowed,
-                                      patch=decision.patch, code=decision.code,
-                                      message=decision.message)
+            response = respond(req["uid"], decision)
             outcome = decision.outcome
         except Exception:   # last resort: a bug must not look like an unreachable webhook
             log.exception("review %s failed", req["uid"])
@@ -79,6 +77,8 @@ def create_app(settings: RenderSettings | None = None, *, noop_route: bool = Fal
 
     @app.get("/readyz")
     def readyz() -> Response:
+        if drain.draining(request.environ):
+            return _json({"status": "not ready", "reason": drain.REASON}, 503)
         return _json({"status": "ok"})
 
     @app.get("/metrics")

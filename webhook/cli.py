@@ -7,6 +7,7 @@ import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from podvirt import drain
     from podvirt.webhook.settings import DEFAULT_LAUNCHER_IMAGE, WORKER_CLASSES
     p = subparsers.add_parser("webhook", help="serve the mutating admission webhook",
                               description="Rewrite VM-annotated pods into launcher pods "
@@ -25,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # for 10 s in e2e runs (API server timeouts).
     p.add_argument("--threads", type=int, default=4,
                    help="threads per worker (gthread only)")
+    drain.add_arguments(p)
     p.add_argument("--launcher-image", default=DEFAULT_LAUNCHER_IMAGE)
     p.add_argument("--scheduler-name", default="default-scheduler")
     p.add_argument("--launcher-service-account", default=None, metavar="NAME",
@@ -86,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
                               costs=replace(DEFAULT_COSTS, devices=args.device_resources))
     options = gunicorn_options(bind=args.bind, port=args.port, cert=args.cert, key=args.key,
                                workers=args.workers, worker_class=args.worker_class,
-                               threads=args.threads,
+                               threads=args.threads, drain_seconds=args.drain_seconds,
+                               graceful_timeout=args.graceful_timeout,
                                on_exit=lambda _server: shutil.rmtree(metrics_dir, True))
     model = args.worker_class + (f" x {args.threads} threads" if args.worker_class == "gthread"
                                  else "")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -19,6 +20,7 @@ import orjson
 from podvirt.quantity import format_bytes, format_millis
 from podvirt.vmspec import Demand, VMSpec, demand, keys as k, vm_annotations
 from podvirt.vmspec.model import KERNEL_BOOT_DIR, METRICS_PORT, SPEC_DIR, SPEC_FILE
+from podvirt.vmspec.overhead import qcow2_file_bytes
 from podvirt.webhook.settings import RenderSettings
 
 Pod = dict[str, Any]
@@ -34,7 +36,7 @@ TOOLS_VOLUME = "podvirt-tools"
 TOOLS_DIR = "/podvirt-tools"
 TOOLS_INIT = "podvirt-tools"
 KERNEL_BOOT_VOLUME = "kernel-boot"
-MARKER_RESOURCE = "podvirt.io/vm"
+EPHEMERAL_STORAGE = "ephemeral-storage"
 # The downward-API files the launcher reads, and the pod fields they come from.
 _DOWNWARD_FILES = (("annotations", "metadata.annotations"), ("labels", "metadata.labels"),
                    ("name", "metadata.name"), ("namespace", "metadata.namespace"),
@@ -118,8 +120,11 @@ def resources(pod: Pod, ctx: RenderContext) -> None:
         lim["cpu"] = format_millis(d.cpu_limit_millis)
     if d.hugepages:
         req[d.hugepages[0]] = lim[d.hugepages[0]] = format_bytes(d.hugepages[1])
+    # Scratch disks, overlays and copied images fill the node's disk: requested so the
+    # scheduler counts them, limited so kubelet evicts a pod that writes more.
+    req[EPHEMERAL_STORAGE] = lim[EPHEMERAL_STORAGE] = format_bytes(d.ephemeral_storage)
     # Extended resources cannot be overcommitted: Kubernetes wants requests = limits.
-    for name, count in (*d.extended, (MARKER_RESOURCE, 1)):
+    for name, count in (*d.extended, (k.VM_MARKER_RESOURCE, 1)):
         req[name] = lim[name] = str(count)
     _launcher(pod)["resources"] = {"requests": req, "limits": lim}
 
@@ -144,7 +149,8 @@ def guest_ports(pod: Pod, ctx: RenderContext) -> None:
         sysctls = pod["spec"].setdefault("securityContext", {}).setdefault("sysctls", [])
         given = next((x.get("value") for x in sysctls if x.get("name") == UNPRIVILEGED_PORT_SYSCTL),
                      None)
-        if not (isinstance(given, str) and given.isdigit() and int(given) <= lowest):
+        if not (isinstance(given, str) and re.fullmatch(r"[0-9]{1,5}", given)
+                and int(given) <= lowest):
             _replace_named(sysctls, {"name": UNPRIVILEGED_PORT_SYSCTL, "value": str(lowest)})
 
 
@@ -182,7 +188,8 @@ def disk_volumes(pod: Pod, ctx: RenderContext) -> None:
         if disk.kind == "pvc":
             source = {"persistentVolumeClaim": {"claimName": disk.source}}
         elif disk.kind == "scratch":
-            source = {"emptyDir": {"sizeLimit": format_bytes(disk.size_bytes)}}
+            # Room for the qcow2's metadata too: over its sizeLimit kubelet evicts the pod.
+            source = {"emptyDir": {"sizeLimit": format_bytes(qcow2_file_bytes(disk.size_bytes))}}
         else:
             source = {"emptyDir": {}}
             # A containerdisk image keeps its disk under /disk; the copy lives in an
@@ -200,7 +207,8 @@ def kernel_boot(pod: Pod, ctx: RenderContext) -> None:
     spec = ctx.spec
     files = [path for path in (spec.kernel, spec.initrd) if path]
     _replace_named(pod["spec"].setdefault("volumes", []),
-                   {"name": KERNEL_BOOT_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}})
+                   {"name": KERNEL_BOOT_VOLUME, "emptyDir": {
+                       "sizeLimit": format_bytes(ctx.settings.costs.storage.kernel_boot)}})
     mount = {"name": KERNEL_BOOT_VOLUME, "mountPath": KERNEL_BOOT_DIR}
     _replace_named(pod["spec"].setdefault("initContainers", []), _init_container(
         KERNEL_BOOT_VOLUME, spec.kernel_image or "", [f"{TOOLS_DIR}/busybox", "cp", *files,
@@ -337,6 +345,61 @@ def render_launcher_pod(pod: Mapping[str, Any], spec: VMSpec,
         if applies(spec):
             option(out, ctx)
     return out
+
+
+# --- what rendering overrode ------------------------------------------------------------
+
+# Lists whose items rendering adds or replaces by name (spec.<path>).
+_NAMED_LISTS = (("containers", "container"), ("initContainers", "init container"),
+                ("volumes", "volume"))
+# Spec fields rendering merges into instead of replacing: their own rules below, or none.
+_MERGED = {"containers", "initContainers", "volumes", "affinity", "securityContext"}
+# What the API server (defaulting, the ServiceAccount plugin) writes into every pod before
+# webhooks see it: a value the user did not write, so replacing it is no news to them.
+_API_DEFAULTS = {"schedulerName": "default-scheduler", "restartPolicy": "Always",
+                 "terminationGracePeriodSeconds": 30, "serviceAccountName": "default"}
+
+
+def override_warnings(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """One warning per value the user wrote that the launcher pod replaces (a container
+    named launcher, restartPolicy, schedulerName, ...), for the AdmissionReview's
+    `warnings`, which kubectl prints: a replaced field must not vanish silently.
+
+    Found by comparing the pod before and after rendering, so a new option's overrides
+    are reported too; rendering a rendered pod changes nothing and warns of nothing."""
+    out: list[str] = []
+    spec, new_spec = before.get("spec") or {}, after.get("spec") or {}
+    for key, what in _NAMED_LISTS:
+        out += _replaced_items(f"spec.{key}", what, spec.get(key), new_spec.get(key))
+    sysctls = (spec.get("securityContext") or {}).get("sysctls")
+    out += _replaced_items("spec.securityContext.sysctls", "sysctl", sysctls,
+                           (new_spec.get("securityContext") or {}).get("sysctls"))
+    for key, value in spec.items():
+        if key not in _MERGED and new_spec.get(key, _MISSING) != value \
+                and _API_DEFAULTS.get(key, _MISSING) != value:
+            out.append(f"spec.{key}: {_short(value)} is replaced by podvirt's "
+                       f"{_short(new_spec.get(key))}")
+    meta, new_meta = before.get("metadata") or {}, after.get("metadata") or {}
+    for field in ("labels", "annotations"):
+        new_values = new_meta.get(field) or {}
+        for key, value in (meta.get(field) or {}).items():
+            if new_values.get(key, _MISSING) != value:
+                out.append(f"metadata.{field}[{key}]: {_short(value)} is replaced by "
+                           f"podvirt's {_short(new_values.get(key))}")
+    return out
+
+
+def _replaced_items(path: str, what: str, old: Any, new: Any) -> list[str]:
+    ours = {item.get("name"): item for item in new or [] if isinstance(item, dict)}
+    return [f"{path}[{item['name']}]: your {what} of this name is replaced by podvirt's"
+            for item in old or []
+            if isinstance(item, dict) and item.get("name") in ours and ours[item["name"]] != item]
+
+
+def _short(value: Any) -> str:
+    """A value for a warning line (the API server cuts long warnings)."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _escape(key: str) -> str:

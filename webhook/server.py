@@ -1,5 +1,6 @@
 """gunicorn, run programmatically: gevent workers (gthread on request), TLS >= 1.2 with
-live cert reload, and prometheus multiprocess bookkeeping.
+live cert reload, prometheus multiprocess bookkeeping, and podvirt's drain on SIGTERM
+(podvirt/workers.py).
 
 Why gevent: a review is ~0.3 ms of pure CPU, so a worker gains nothing from threads but
 pays for them. gthread hands every request from the polling thread to a pool thread and
@@ -15,8 +16,9 @@ from typing import Any, Callable
 
 from gunicorn.app.base import BaseApplication
 
+from podvirt import drain
 from podvirt.tls import gunicorn_ssl_context
-from podvirt.webhook.settings import WORKER_CLASSES
+from podvirt.workers import gunicorn_settings
 
 
 def _post_fork(server: Any, worker: Any) -> None:
@@ -59,13 +61,13 @@ class WebhookServer(BaseApplication):
 
 def gunicorn_options(*, bind: str, port: int, cert: str, key: str, workers: int,
                      on_exit: Callable[[Any], None], worker_class: str = "gevent",
-                     threads: int = 4) -> dict[str, Any]:
-    if worker_class not in WORKER_CLASSES:
-        raise ValueError(f"worker class must be one of {', '.join(WORKER_CLASSES)}")
+                     threads: int = 4, drain_seconds: int = 0,
+                     graceful_timeout: int = drain.GRACEFUL_TIMEOUT) -> dict[str, Any]:
     return {
+        **gunicorn_settings(worker_class, drain_seconds=drain_seconds,
+                             graceful_timeout=graceful_timeout),
         "bind": [f"[{bind}]:{port}" if ":" in bind else f"{bind}:{port}"],
         "workers": workers,
-        "worker_class": worker_class,
         "threads": threads if worker_class == "gthread" else 1,
         # The API server keeps connections to webhooks open; 75s outlives its idle timeout
         # (90s in Go's default transport is for idle pooled conns it may close first).

@@ -12,6 +12,8 @@
 #                      under UEFI) and PODVIRT-GUEST-TPM <TPM devices the kernel found>
 #   podvirt.seed=KEY   mount the cloud-init seed (the ISO disk with meta-data), print
 #                      PODVIRT-GUEST-SEED <value of "KEY:" in its user-data>
+#   podvirt.count      after PODVIRT-GUEST-UP, print PODVIRT-COUNT <n> every 100 ms, n
+#                      counting up from 0 (a migrated guest must continue, not restart)
 #   podvirt.shell=1    after PODVIRT-GUEST-UP, an interactive shell on ttyS0 (respawned
 #                      when it exits) instead of podvirt.sleep; ACPI still powers off
 /bin/busybox --install -s /bin
@@ -141,6 +143,11 @@ if grep -qw "podvirt.shell=1" /proc/cmdline; then
     # terminal, so Ctrl-C reaches its foreground job.
     # The pause keeps a shell that cannot start from spinning a TCG vCPU.
     while :; do setsid cttyhack sh -i </dev/ttyS0 >/dev/ttyS0 2>&1; sleep 1; done
+fi
+
+if grep -qw "podvirt.count" /proc/cmdline; then
+    n=0
+    while :; do echo "PODVIRT-COUNT $n"; n=$((n + 1)); usleep 100000; done
 fi
 
 if [ "$sleep_s" = "wait" ]; then

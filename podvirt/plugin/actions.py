@@ -21,12 +21,14 @@ ACCEPTED_IN: dict[str, tuple[str, ...]] = {
     "resume": ("Running", "Paused"),
     "reboot": ("Running", "Paused"),
     "stop": ("Running", "Paused", "ShuttingDown"),
+    k.MIGRATE: ("Running",),           # podvirt/plugin/migrate.py sets up the target first
 }
 DONE_MESSAGE = {
     "pause": "VM {ref} paused",
     "resume": "VM {ref} resumed",
     "reboot": "VM {ref} is rebooting",
     "stop": "VM {ref} is shutting down (ACPI); its pod ends when the guest powers off",
+    k.MIGRATE: "VM {ref} migrated",
 }
 ENDED = ("Succeeded", "Failed")
 
@@ -53,6 +55,8 @@ def answered(pod: PodFacts, action: str) -> str | None:
     if ack and ack[0] == action:
         return ack[1] if ack[1] in ("ok", "error") else "error"
     if action == "stop" and pod.vm_phase == "Succeeded":
+        return "ok"
+    if action == k.MIGRATE and pod.annotations.get(k.FAILURE_REASON) == k.REASON_MIGRATED:
         return "ok"
     return None
 

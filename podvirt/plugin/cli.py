@@ -63,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     vnc.add_argument("--address", default="127.0.0.1",
                      help="local address to listen on (default %(default)s)")
 
+    migrate = sub.add_parser("migrate", parents=[common],
+                             help="move the running VM live into a new pod (on another node)")
+    migrate.add_argument("--timeout", type=_seconds, default=300.0,
+                         help="seconds for the whole migration, placement included "
+                              "(default %(default)g); then it is cancelled")
+    migrate.add_argument("--same-node", action="store_true",
+                         help="let the target pod land on the source's node too (one-node "
+                              "clusters, tests)")
+
     for action in k.ACTIONS:
         p = sub.add_parser(action, parents=[common], help=ACTION_HELP[action])
         p.add_argument("--timeout", type=_seconds, default=60.0,
@@ -82,6 +91,11 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "vnc":
         from podvirt.plugin.vnc import run_vnc
         return run_vnc(pods, conn, args.name, port=args.port, address=args.address)
+    if args.command == "migrate":
+        from podvirt.plugin.migrate import Migration
+        print(Migration(pods, args.name, timeout=args.timeout, same_node=args.same_node,
+                        progress=lambda m: print(m, file=sys.stderr)).run())
+        return 0
     from podvirt.plugin.actions import ActionWaiter
     print(ActionWaiter(pods, args.name, args.action, timeout=args.timeout).run())
     return 0

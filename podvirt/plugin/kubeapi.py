@@ -85,3 +85,41 @@ class KubePods:
         except ApiException:
             return []   # only ever used to say more about an error already known
         return [e.message for e in sorted(events.items, key=lambda e: str(e.last_timestamp))]
+
+    def manifest(self, name: str) -> dict:
+        """The pod as the API server returns it, as plain JSON (camelCase keys)."""
+        from kubernetes.client.exceptions import ApiException
+        try:
+            pod = self.core.read_namespaced_pod(name, self.namespace)
+        except ApiException as exc:
+            raise _api_error(exc, f"pod {self.namespace}/{name}") from None
+        return self.core.api_client.sanitize_for_serialization(pod)
+
+    def create(self, manifest: dict) -> None:
+        from kubernetes.client.exceptions import ApiException
+        try:
+            self.core.create_namespaced_pod(self.namespace, manifest)
+        except ApiException as exc:
+            detail = _reason_of(exc)
+            raise PluginError(f"creating pod {self.namespace}/{manifest['metadata']['name']} "
+                              f"was refused: {detail}") from None
+
+    def delete(self, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+        try:
+            self.core.delete_namespaced_pod(name, self.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise _api_error(exc, f"deleting pod {self.namespace}/{name}") from None
+
+    def scheduling_failures(self, name: str) -> list[str]:
+        """Messages of the pod's FailedScheduling events (the extender's per-node reasons)."""
+        return self.warning_events(name, "FailedScheduling")
+
+
+def _reason_of(exc) -> str:
+    import json
+    try:
+        return json.loads(exc.body).get("message") or f"{exc.status} {exc.reason}"
+    except (TypeError, ValueError):
+        return f"{exc.status} {exc.reason}"

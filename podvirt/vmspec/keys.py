@@ -53,7 +53,7 @@ USER_KEYS: dict[str, str] = {
     NODE_NAMES: "comma-separated node names the VM may run on",
     NODE_LABELS: "comma-separated key=value node labels the VM's node must carry",
     DEVICES: "comma-separated passthrough requests: <resource>=<count> or pci:<vendor>:<device>=<count>",
-    DISKS: "comma-separated <name>=<source>: containerdisk:<image>, pvc:<claim>, scratch:<size>, file:<path>",
+    DISKS: "comma-separated <name>=<source>: containerdisk:<image>, pvc:<claim>, scratch:<size>, file:<path>; a containerdisk or file disk may be followed by size=<size>, the pod storage it may fill (default 10Gi)",
     NICS: "comma-separated <name>[=<binding>][@<mac>]: pod (default: behind the pod's IP, DHCP and NAT by passt) or user (QEMU slirp, outbound only)",
     PORTS: "comma-separated guest ports forwarded from the pod's IP to the pod NIC: <port>[/tcp|/udp], e.g. 22,80/tcp",
     KERNEL: "path of a kernel to boot directly (inside the pod, or inside kernel-image)",
@@ -99,12 +99,23 @@ ACTION_ACK = PREFIX + "action-ack"
 ACTIONS = ("pause", "resume", "reboot", "stop")
 EVENT_ACTION_FAILED = "ActionFailed"
 
+# Live migration (`kubectl podvirt migrate`, launcher/migration.py). The plugin creates the
+# target pod with MIGRATION_SOURCE naming the source pod, then asks the source with
+# ACTION=migrate and MIGRATION_TARGET naming the target; each launcher publishes the
+# certificate of its end of the channel in MIGRATION_CERT. VM_NAME_LABEL stays with the
+# VM across moves (the pod's name does not).
+MIGRATION_SOURCE = PREFIX + "migration-source"
+MIGRATION_TARGET = PREFIX + "migration-target"
+MIGRATION_CERT = PREFIX + "migration-cert"
+MIGRATE, MIGRATE_CANCEL = "migrate", "migrate-cancel"     # ACTION values
+VM_NAME_LABEL = PREFIX + "vm-name"
+
 STATUS_KEYS: frozenset[str] = frozenset({
     RENDERED, ASSIGNED_DEVICES, ASSIGNED_AT, PHASE, DOMAIN_STATE, NODE, STARTED_AT, GUEST_IP,
-    QEMU_RSS, FAILURE_REASON, FAILURE_MESSAGE, ACCEL, ACTION_ACK,
+    QEMU_RSS, FAILURE_REASON, FAILURE_MESSAGE, ACCEL, ACTION_ACK, MIGRATION_CERT,
 })
 # ACTION is a user key at run time, but not part of the VM's definition.
-RUNTIME_KEYS: frozenset[str] = frozenset({ACTION})
+RUNTIME_KEYS: frozenset[str] = frozenset({ACTION, MIGRATION_SOURCE, MIGRATION_TARGET})
 
 # --- node facts (written by `podvirt launcher probe`, read by the extender) ---------------
 NODE_KVM_LABEL = PREFIX + "kvm"               # "true" | "false": KVM functionally usable
@@ -122,8 +133,11 @@ VM_READY_CONDITION = "podvirt.io/VMReady"
 # Launcher failure reasons (FAILURE_REASON values).
 REASON_START_FAILED = "VMStartFailed"      # counted by the extender's quarantine
 REASON_QEMU_EXITED = "QEMUExited"          # QEMU died under a running guest
+REASON_OOM_KILLED = "OOMKilled"            # ... killed by the OOM killer at the pod's limit
 REASON_STOPPED_BEFORE_START = "StoppedBeforeStart"  # SIGTERM before the domain ran
 REASON_VM_STOPPED = "VMStopped"            # destroyed: grace ran out or a second SIGTERM
 REASON_LIBVIRTD_LOST = "LibvirtdLost"      # the launcher's libvirtd went away
+REASON_MIGRATED = "Migrated"               # the source's end: the VM runs in another pod
+REASON_MIGRATION_FAILED = "MigrationFailed"  # the target's end when nothing arrived
 # kubelet allocated other passthrough devices than the extender assigned (or none).
 REASON_DEVICES_NOT_ALLOCATED = "DevicesNotAllocated"

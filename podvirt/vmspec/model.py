@@ -23,6 +23,8 @@ SPEC_DIR = "/etc/podvirt"
 SPEC_FILE = SPEC_DIR + "/annotations"
 # The launcher's Prometheus endpoint in every VM pod (launcher/metrics.py).
 METRICS_PORT = 9101
+# A live migration's target launcher listens here on its pod's IP (launcher/migration.py).
+MIGRATION_PORT = 49152
 CLOUD_INIT_DIR = SPEC_DIR + "/cloud-init"
 # Where an init container copies kernel and initrd out of podvirt.io/kernel-image.
 KERNEL_BOOT_DIR = POD_ROOT + "/kernel-boot"
@@ -42,7 +44,9 @@ class Disk:
     name: str
     kind: DiskKind
     source: str              # image reference, claim name, file path, or "" for scratch
-    size_bytes: int = 0      # scratch only
+    # scratch: the disk's size; containerdisk, file: the pod storage it may fill (`size=`;
+    # 0: the operator's default, overhead.StorageConstants.overlay_disk); pvc: unused.
+    size_bytes: int = 0
 
     @property
     def mount_dir(self) -> str:

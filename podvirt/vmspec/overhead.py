@@ -1,4 +1,5 @@
-"""What a VM costs its node: guest memory plus the launcher pod's overhead, CPU, devices.
+"""What a VM costs its node: guest memory plus the launcher pod's overhead, CPU, devices,
+pod storage.
 
 The webhook writes these numbers into the launcher pod and the extender filters nodes
 with the very same function, so a pod's request and the extender's view cannot drift.
@@ -33,6 +34,29 @@ Memory overhead formula (each term a constant in OverheadConstants):
 - efi_flash: QEMU maps OVMF's two 4 MiB flash images (code, variables) as guest ROM/flash.
 - tpm: resident size of swtpm (6.7Mi measured with a TPM 2.0 in use by the guest kernel).
 - vfio: KubeVirt adds 1 GiB for VFIO devices' IOMMU mappings and QEMU's locked buffers.
+
+Pod storage (`ephemeral-storage`, request = limit on the launcher container; kubelet
+evicts a pod that writes more, as it OOM-kills one over its memory):
+
+    storage = sum over disks of disk_storage(disk)    what the guest can fill
+            + launcher                                the launcher's own files
+            + kernel_boot      (kernel-image)         the kernel and initrd copied into the pod
+
+- scratch <size>: a qcow2 of that virtual size in an emptyDir; fully written it is the size
+  plus its metadata (qcow2_file_bytes), which is also the emptyDir's sizeLimit.
+- containerdisk / file: the guest writes to a qcow2 overlay that grows up to the image's
+  virtual size, and a containerdisk's image is copied into the pod first. Neither size is
+  known at admission (the image is pulled on the node), so such a disk is priced at its
+  `size=` (the pod storage it may take: copy plus overlay) or at `overlay_disk` (10Gi:
+  Debian's, Ubuntu's and Fedora's cloud images are 2-5Gi virtual, their qcow2 files
+  0.3-0.6Gi, so a fully rewritten one plus its copy fits). Pricing the image's virtual size
+  exactly would need the image at admission; a fixed default is a bound the user can see
+  and raise.
+- launcher: libvirt's state and capability cache, QEMU's and the console's logs (virtlogd
+  keeps 4 files of 2Mi each), the container log (kubelet rotates 5 files of 10Mi), the
+  copied busybox (a 16Mi emptyDir), the cloud-init seed, the EFI variable store and swtpm's
+  state: well under 256Mi together.
+- kernel_boot: the sizeLimit of the emptyDir holding the kernel and initrd.
 """
 
 from __future__ import annotations
@@ -41,7 +65,7 @@ from dataclasses import dataclass, field
 
 from podvirt.quantity import human_bytes
 from podvirt.vmspec.devicemap import NO_RULES, DeviceResources
-from podvirt.vmspec.model import VMSpec
+from podvirt.vmspec.model import Disk, VMSpec
 
 MiB = 2**20
 GiB = 2**30
@@ -63,6 +87,21 @@ class OverheadConstants:
 
 
 @dataclass(frozen=True)
+class StorageConstants:
+    launcher: int = 256 * MiB
+    overlay_disk: int = 10 * GiB
+    kernel_boot: int = GiB
+
+
+def qcow2_file_bytes(virtual: int) -> int:
+    """The most a qcow2 image of `virtual` bytes occupies fully written, whole MiB: with
+    64 KiB clusters an 8-byte L2 entry and a 2-byte refcount per cluster (virtual/6554),
+    plus L1, header and refcount-table clusters; virtual/4096 + 1Mi bounds it (`qemu-img
+    measure`: 100Ti fully allocated is 100Ti + 15.7Gi)."""
+    return -(-(virtual + virtual // 4096 + MiB) // MiB) * MiB
+
+
+@dataclass(frozen=True)
 class ResourceNames:
     """Extended resources that device plugins advertise for host devices."""
     kvm: str = "devices.podvirt.io/kvm"
@@ -73,6 +112,7 @@ class ResourceNames:
 @dataclass(frozen=True)
 class CostSettings:
     overhead: OverheadConstants = field(default_factory=OverheadConstants)
+    storage: StorageConstants = field(default_factory=StorageConstants)
     resources: ResourceNames = field(default_factory=ResourceNames)
     # The extended resource each passthrough device counts under (devicemap.py).
     devices: DeviceResources = NO_RULES
@@ -102,6 +142,26 @@ class Overhead:
 
 
 @dataclass(frozen=True)
+class Storage:
+    """The launcher pod's ephemeral-storage, by what fills it."""
+    disks: tuple[tuple[str, int], ...]    # (disk name, bytes), in podvirt.io/disks order
+    launcher: int                         # the launcher's own files
+    kernel_boot: int = 0                  # kernel and initrd copied out of kernel-image
+
+    @property
+    def total(self) -> int:
+        return sum(size for _, size in self.disks) + self.launcher + self.kernel_boot
+
+    def parts(self) -> list[str]:
+        """['disk root 10Gi', 'launcher 256Mi']: which disk asks for how much."""
+        parts = [f"disk {name} {human_bytes(size)}" for name, size in self.disks]
+        parts.append(f"launcher {human_bytes(self.launcher)}")
+        if self.kernel_boot:
+            parts.append(f"kernel-image {human_bytes(self.kernel_boot)}")
+        return parts
+
+
+@dataclass(frozen=True)
 class Demand:
     """Everything the launcher pod requests for one VM."""
     guest_memory: int
@@ -111,6 +171,12 @@ class Demand:
     cpu_request_millis: int
     cpu_limit_millis: int | None          # None: no limit (shared vCPUs may burst)
     extended: tuple[tuple[str, int], ...]  # (resource name, count), sorted
+    storage: Storage
+
+    @property
+    def ephemeral_storage(self) -> int:
+        """ephemeral-storage request = limit of the launcher container."""
+        return self.storage.total
 
     @property
     def node_memory(self) -> int:
@@ -137,6 +203,20 @@ def memory_overhead(spec: VMSpec, c: OverheadConstants = OverheadConstants()) ->
         network=c.passt if spec.pod_nic else 0,
         firmware=(c.efi_flash if spec.firmware == "efi" else 0) + (c.tpm if spec.tpm else 0),
     )
+
+
+def disk_storage(disk: Disk, c: StorageConstants = StorageConstants()) -> int:
+    """Pod storage one disk can fill (a pvc's bytes are the claim's, not the node's)."""
+    if disk.kind == "scratch":
+        return qcow2_file_bytes(disk.size_bytes)
+    if disk.kind in ("containerdisk", "file"):
+        return disk.size_bytes or c.overlay_disk
+    return 0
+
+
+def storage(spec: VMSpec, c: StorageConstants = StorageConstants()) -> Storage:
+    disks = tuple((d.name, size) for d in spec.disks if (size := disk_storage(d, c)))
+    return Storage(disks, c.launcher, c.kernel_boot if spec.kernel_image else 0)
 
 
 def demand(spec: VMSpec, settings: CostSettings = DEFAULT_COSTS) -> Demand:
@@ -169,4 +249,5 @@ def demand(spec: VMSpec, settings: CostSettings = DEFAULT_COSTS) -> Demand:
         cpu_request_millis=cpu_request,
         cpu_limit_millis=cpu_limit,
         extended=tuple(sorted(extended.items())),
+        storage=storage(spec, settings.storage),
     )

@@ -15,8 +15,8 @@ from typing import Callable, Mapping
 from podvirt.quantity import QuantityError, format_bytes, human_bytes, parse_bytes
 from podvirt.vmspec import keys as k
 from podvirt.vmspec.devicemap import RESOURCE_NAME
-from podvirt.vmspec.model import (ALLOWED_PATH_ROOTS, METRICS_PORT, CloudInit, DeviceRequest, Disk,
-                                  Nic, Pinning, Port, VMSpec)
+from podvirt.vmspec.model import (ALLOWED_PATH_ROOTS, METRICS_PORT, MIGRATION_PORT, CloudInit,
+                                  DeviceRequest, Disk, Nic, Pinning, Port, VMSpec)
 
 MiB = 2**20
 GiB = 2**30
@@ -245,10 +245,14 @@ def _devices(limits: Limits) -> Callable[[str], tuple[DeviceRequest, ...]]:
 def _disks(limits: Limits) -> Callable[[str], tuple[Disk, ...]]:
     def convert(raw: str) -> tuple[Disk, ...]:
         disks: list[Disk] = []
+        sized: set[str] = set()
         for item in _items(raw):
             name, sep, source = item.partition("=")
             if not sep:
                 raise _Rule(f"{item!r} must be <name>=<kind>:<source>")
+            if name == "size" and ":" not in source:     # an option of the disk before it
+                disks[-1] = _sized(disks[-1] if disks else None, source, sized)
+                continue
             if not _DNS_LABEL.match(name) or len(name) > 20:
                 raise _Rule(f"disk name {name!r} must be a DNS label of at most 20 characters")
             kind, colon, value = source.partition(":")
@@ -285,6 +289,21 @@ def _disks(limits: Limits) -> Callable[[str], tuple[Disk, ...]]:
             raise _Rule("disk names must be unique")
         return tuple(disks)
     return convert
+
+
+def _sized(disk: Disk | None, value: str, sized: set[str]) -> Disk:
+    """`<disk>,size=<quantity>`: the pod storage a containerdisk or file disk may fill
+    (its copied image and the overlay the guest writes), instead of the default."""
+    if disk is None or disk.kind not in ("containerdisk", "file"):
+        where = f"; disk {disk.name!r} is {disk.kind}" if disk else ""
+        raise _Rule(f"size={value} must follow the containerdisk or file disk it sizes{where}")
+    if disk.name in sized:
+        raise _Rule(f"disk {disk.name!r}: size= is given twice")
+    size = _bytes(value)
+    if size < MiB:
+        raise _Rule(f"disk {disk.name!r}: size must be at least 1Mi, got {value}")
+    sized.add(disk.name)
+    return Disk(disk.name, disk.kind, disk.source, size)
 
 
 def _nics(limits: Limits) -> Callable[[str], tuple[Nic, ...]]:
@@ -329,11 +348,14 @@ def _ports(raw: str) -> tuple[Port, ...]:
         protocol = protocol.lower() if sep else "tcp"
         if protocol not in ("tcp", "udp"):
             raise _Rule(f"port {item!r}: protocol must be tcp or udp, got {protocol!r}")
-        if not number.isdigit() or not 1 <= int(number) <= 65535:
+        # ASCII digits only: str.isdigit() takes '¹', which int() refuses.
+        if not re.fullmatch(r"[0-9]{1,5}", number) or not 1 <= int(number) <= 65535:
             raise _Rule(f"port {item!r}: must be a port number from 1 to 65535")
         port = Port(int(number), protocol)  # type: ignore[arg-type]
         if port == Port(METRICS_PORT):
             raise _Rule(f"port {port} is the launcher's metrics port in every VM pod")
+        if port == Port(MIGRATION_PORT):
+            raise _Rule(f"port {port} is where a VM pod receives a live migration")
         if port in ports:
             raise _Rule(f"port {port} is given twice")
         ports.append(port)
@@ -542,7 +564,7 @@ def parse_vm(annotations: Mapping[str, str] | None, *, name: str = "vm",
         # Imported here: the sanitizer pulls in defusedxml, which plain parsing does not need.
         from podvirt.vmspec.domainxml import DomainXMLRejected, check_user_domain_xml
         try:
-            check_user_domain_xml(domain_xml, disks=disks)
+            check_user_domain_xml(VMSpec(**spec_kwargs))  # type: ignore[arg-type]
         except DomainXMLRejected as exc:
             c.fail(k.DOMAIN_XML, str(exc))
 

@@ -14,6 +14,7 @@ import requests
 import yaml
 
 from conftest import DATA
+from podvirt.quantity import parse_bytes
 from podvirt.vmspec import keys as k
 
 pytestmark = pytest.mark.e2e
@@ -85,6 +86,42 @@ def test_too_large_vm_pends_with_the_extenders_reason_per_node(namespace, apply,
     # A pending VM is filtered again on every cluster change: gone, it cannot blur the
     # filter count of the next test.
     core.delete_namespaced_pod("huge", namespace, grace_period_seconds=0)
+
+
+def test_scratch_disks_are_fitted_against_each_nodes_ephemeral_storage(namespace, apply, core,
+                                                                       wait_pod):
+    # A 100Ti scratch disk fits no node: each KVM node says what the VM's disks ask and how
+    # much of its ephemeral-storage is free (the inventory gives them 90Gi to 800Gi).
+    apply(vm_pod("hoarder", **{k.DISKS: "scratch=scratch:100Ti"}), namespace, check=True)
+    message = failed_scheduling(core, namespace, "hoarder")
+    free = re.findall(r"needs 100Ti ephemeral-storage \(disk scratch 100Ti \+ launcher 256Mi\), "
+                      r"([\d.]+Gi) free", message)
+    assert len(set(free)) >= 3, message
+    assert "KVM is not usable" in message
+    core.delete_namespaced_pod("hoarder", namespace, grace_period_seconds=0)
+
+    # Pinned to `small`, whose free ephemeral-storage other tests' VMs share: learn it from
+    # the reason, fill all but 1.5Gi of it, and the next VM finds what the first requests.
+    def pinned(name: str, disk: str) -> dict:
+        return vm_pod(name, **{k.NODE_NAMES: "small", k.MEMORY: "256Mi",
+                               k.DISKS: f"data=scratch:{disk}"})
+
+    apply(pinned("probe", "100Ti"), namespace, check=True)
+    m = re.search(r"ephemeral-storage .*?, ([\d.]+[GM]i) free", failed_scheduling(core, namespace,
+                                                                                "probe"))
+    core.delete_namespaced_pod("probe", namespace, grace_period_seconds=0)
+    free = parse_bytes(m.group(1))
+    size = f"{(free - 3 * 2**29) // 2**20}Mi"
+    assert free >= 2 * 2**30, f"small has {m.group(1)} free; other tests took the rest"
+    apply(pinned("first", size), namespace, check=True)
+    assert wait_pod(namespace, "first", _running).spec.node_name == "small"
+    apply(pinned("second", size), namespace, check=True)
+    message = failed_scheduling(core, namespace, "second")
+    m = re.search(r"needs [\d.]+Gi ephemeral-storage \(disk data [\d.]+Gi \+ launcher 256Mi\), "
+                  r"([\d.]+[GM]i) free", message)
+    assert m and parse_bytes(m.group(1)) < 2 * 2**30, message
+    for name in ("first", "second"):    # the next tests pin VMs to small too
+        core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
 
 
 def test_plain_pods_never_reach_the_extender(cluster, core, namespace, apply, wait_pod):

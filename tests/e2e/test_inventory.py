@@ -30,7 +30,22 @@ def test_defaults_merge_under_node_values_and_allocatable_defaults_to_capacity()
     assert manifest["metadata"]["labels"][k.NODE_KVM_LABEL] == "false"
     assert manifest["metadata"]["annotations"][KWOK_ANNOTATION] == "fake"
     assert manifest["status"]["allocatable"] == {"podvirt.io/vm": "110", "cpu": "4",
-                                                 "memory": "7Gi", "pods": "110"}
+                                                 "memory": "7Gi", "pods": "110",
+                                                 "ephemeral-storage": "90Gi"}
+
+
+@pytest.mark.parametrize("extra, capacity, allocatable", [
+    pytest.param("", "100Gi", "90Gi", id="absent-a-kubelets-default-disk"),
+    pytest.param("  allocatable: {ephemeral-storage: 50Gi}\n", "100Gi", "50Gi",
+                 id="allocatable-only"),
+    pytest.param("  capacity: {cpu: '4', memory: 8Gi, pods: '110', ephemeral-storage: 1Ti}\n",
+                 "1Ti", "1Ti", id="given-kept"),
+])
+def test_fake_nodes_always_report_ephemeral_storage(extra, capacity, allocatable):
+    text = MINIMAL if "capacity" not in extra else MINIMAL.split("  capacity")[0]
+    (node,) = parse(text + extra)
+    assert (node.capacity["ephemeral-storage"], node.allocatable["ephemeral-storage"]) == \
+        (capacity, allocatable)
 
 
 @pytest.mark.parametrize("text, message", [

@@ -92,3 +92,23 @@ def test_pod_without_opt_in_is_untouched(label, namespace, apply, wait_pod, core
     assert "podvirt.io/vm" not in stored["spec"]["containers"][0]["resources"]["requests"]
     assert [v["name"] for v in stored["spec"].get("volumes", [])
             if not v["name"].startswith("kube-api-access-")] == []
+
+
+def test_kubectl_prints_what_the_webhook_overrides(namespace, apply, wait_pod):
+    """The API server fills in its defaults (restartPolicy, schedulerName, the service
+    account...) before the webhook: those are not the user's and draw no warning; a
+    container named launcher and a restartPolicy the user wrote do."""
+    manifest = _load("vm-named-node.yaml")
+    plain = apply(manifest, namespace, check=True)
+    assert "Warning:" not in plain.stderr, plain.stderr
+
+    manifest["metadata"]["name"] = "vm-with-placeholder"
+    manifest["spec"] = {"containers": [{"name": "launcher", "image": "busybox"}],
+                        "restartPolicy": "OnFailure"}
+    result = apply(manifest, namespace, check=True)
+    assert "Warning: spec.containers[launcher]: your container of this name is replaced by " \
+           "podvirt's" in result.stderr, result.stderr
+    assert 'Warning: spec.restartPolicy: "OnFailure" is replaced by podvirt\'s "Never"' \
+        in result.stderr, result.stderr
+    pod = wait_pod(namespace, "vm-with-placeholder", _running)
+    assert pod.spec.containers[0].image != "busybox" and pod.spec.restart_policy == "Never"

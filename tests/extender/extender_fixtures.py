@@ -6,8 +6,8 @@ import json
 import threading
 from typing import Any
 
-from podvirt.quantity import format_bytes, format_millis
-from podvirt.vmspec import PassthroughDevice, demand, parse_vm
+from podvirt.vmspec import PassthroughDevice, parse_vm
+from podvirt.webhook.render import render_launcher_pod
 from podvirt.vmspec import keys as k
 
 GiB = 2**30
@@ -23,7 +23,8 @@ def gpu(address: str, numa: int = 0, resource: str = "nvidia.com/gpu") -> Passth
 def node_json(name: str, *, memory: str = "16Gi", cpu: str = "8", labels: dict | None = None,
               devices: list[PassthroughDevice] = (), extra: dict | None = None,
               annotations: dict | None = None) -> dict[str, Any]:
-    alloc = {"memory": memory, "cpu": cpu, "pods": "110", "devices.podvirt.io/kvm": "110",
+    alloc = {"memory": memory, "cpu": cpu, "pods": "110", "ephemeral-storage": "100Gi",
+             "devices.podvirt.io/kvm": "110",
              "devices.podvirt.io/tun": "110", "devices.podvirt.io/vhost-net": "110",
              "podvirt.io/vm": "110", **(extra or {})}
     ann = dict(annotations or {})
@@ -37,15 +38,13 @@ def node_json(name: str, *, memory: str = "16Gi", cpu: str = "8", labels: dict |
 def vm_pod(name: str, vm: dict | None = None, *, node: str | None = None, phase: str = "Pending",
            uid: str | None = None, annotations: dict | None = None,
            namespace: str = "default") -> dict[str, Any]:
-    """A launcher pod as the webhook renders it: VM annotations plus matching requests."""
+    """A launcher pod with the requests the webhook renders for its VM annotations."""
     a = {**BASE_VM, **(vm or {})}
-    dem = demand(parse_vm(a, name=name))
-    requests = {"memory": format_bytes(dem.memory), "cpu": format_millis(dem.cpu_request_millis),
-                "podvirt.io/vm": "1", **{n: str(c) for n, c in dem.extended}}
-    if dem.hugepages:
-        requests[dem.hugepages[0]] = format_bytes(dem.hugepages[1])
-    spec: dict[str, Any] = {"containers": [{"name": "launcher",
-                                            "resources": {"requests": requests}}]}
+    rendered = render_launcher_pod({"metadata": {"name": name}, "spec": {"containers": []}},
+                                   parse_vm(a, name=name))
+    launcher = rendered["spec"]["containers"][0]
+    spec: dict[str, Any] = {"containers": [{"name": "launcher", "resources": {
+        "requests": launcher["resources"]["requests"]}}]}
     if node:
         spec["nodeName"] = node
     return {"metadata": {"name": name, "namespace": namespace, "uid": uid or f"uid-{name}",

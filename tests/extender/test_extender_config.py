@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import base64
-import json
 
 import pytest
 import yaml
 
 from podvirt.cli import build_parser
-from podvirt.extender.schedconfig import render_policy, render_scheduler_config
+from podvirt.extender.schedconfig import render_scheduler_config
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
@@ -93,13 +92,6 @@ def test_plain_http_config_has_no_tls():
 def test_bad_config_arguments(kwargs):
     with pytest.raises(ValueError):
         render_scheduler_config(**kwargs)
-
-
-def test_legacy_policy(ca_file):
-    policy = json.loads(render_policy("https://10.0.0.1:8888", ca_file))
-    (ext,) = policy["extenders"]
-    assert policy["kind"] == "Policy" and ext["urlPrefix"] == "https://10.0.0.1:8888"
-    assert ext["enableHttps"] is True and ext["tlsConfig"]["caData"]
 
 
 def test_cli_flags():

@@ -25,10 +25,10 @@ NOW = 1_700_000_000.0
 
 
 def node(name="n1", *, memory=16 * GiB, cpu=8000, labels=None, hugepages=None, extended=None,
-         kvm=True, devices=()) -> NodeFacts:
+         kvm=True, devices=(), storage=100 * GiB) -> NodeFacts:
     return NodeFacts(name=name, labels=labels or {}, memory=memory, cpu_millis=cpu,
                      hugepages=hugepages or {}, extended={**KVM, **(extended or {})},
-                     kvm_usable=kvm, devices=tuple(devices))
+                     ephemeral_storage=storage, kvm_usable=kvm, devices=tuple(devices))
 
 
 # The fixtures' GPUs are 10de:1db6 devices advertised as nvidia.com/gpu.

@@ -8,13 +8,9 @@ as a `FIGURE name=value` line (run with -s to see them) for the README's reliabi
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import signal
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -58,35 +54,6 @@ def run_service(tmp_path: Path) -> Iterator[Callable[[Service], Service]]:
         s.stop()
     tracebacks = [t for s in started for t in s.tracebacks()]
     assert not tracebacks, "a service logged tracebacks:\n\n" + "\n\n".join(tracebacks[:3])
-
-
-def restart_component(cluster: Any, name: str, down_seconds: float) -> None:
-    """SIGKILL a component's process group, keep it down a while, start the same argv."""
-    from podvirt.cluster import processes, state
-    component = cluster.state.component(name)
-    argv = Path(f"/proc/{component.pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-    os.killpg(component.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while _running(component.pid) and time.monotonic() < deadline:   # its ports freed
-        time.sleep(0.05)
-    time.sleep(down_seconds)
-    spawned = processes.spawn([a.decode() for a in argv], Path(component.log))
-    pid, ticks = spawned if isinstance(spawned, tuple) else (spawned, None)
-    # Recorded like `up` does (appended), so `down` stops the new process too.
-    changes: dict[str, Any] = {"pid": pid}
-    if hasattr(component, "started"):
-        changes["started"] = ticks
-    state.save(cluster.layout.state_file,
-               cluster.state.with_component(dataclasses.replace(component, **changes)))
-    processes.wait_until(name, component.probe.ok, pid, Path(component.log), 60)
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (a zombie holds no sockets)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _cluster(state_dir: Path):

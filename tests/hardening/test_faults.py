@@ -14,7 +14,8 @@ import pytest
 from kubernetes.client.rest import ApiException
 
 import fuzzlib
-from conftest import figure, restart_component
+from conftest import figure
+from tests.support import restart_component
 from podvirt.vmspec import keys as k
 
 pytestmark = pytest.mark.timeout(240)

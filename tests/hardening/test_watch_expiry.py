@@ -17,7 +17,8 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 import fuzzlib
-from conftest import figure, restart_component
+from conftest import figure
+from tests.support import restart_component
 from podvirt.extender.decide import DEFAULT_POLICY
 from podvirt.extender.kube import Kind, KubeClient
 from podvirt.extender.scheduling import filter_pod

@@ -126,13 +126,13 @@ def test_user_domain_xml_filled_forced_to_tcg_with_hostdev_and_serial():
     vm = parse_vm({"podvirt.io/memory": "512Mi", "podvirt.io/disks": "root=scratch:1Gi",
                    "podvirt.io/allow-emulation": "true", "podvirt.io/domain-xml": USER_XML},
                   name="vm1")
-    ctx = HostContext(accel="tcg", uuid="u-1", serial_log="/var/lib/podvirt/launcher/s",
+    ctx = HostContext(accel="tcg", uuid=KVM.uuid, serial_log="/var/lib/podvirt/launcher/s",
                       assigned=(GPU,),
                       disks=(DiskAttachment("root", "/var/lib/podvirt/disks/root/d.qcow2",
                                             "qcow2"),))
     root = ET.fromstring(d.domain_xml(vm, ctx))
     assert (root.get("type"), root.findtext("name"), root.findtext("uuid"),
-            root.findtext("memory"), root.findtext("vcpu")) == ("qemu", "vm1", "u-1", "524288", "1")
+            root.findtext("memory"), root.findtext("vcpu")) == ("qemu", "vm1", KVM.uuid, "524288", "1")
     assert root.find("devices/disk/source").get("file") == "/var/lib/podvirt/disks/root/d.qcow2"
     assert root.find("features/tcg/tb-cache").text == "64"
     assert root.find("devices/hostdev/source/address").get("bus") == "0x3b"
@@ -146,7 +146,7 @@ def test_user_domain_xml_rejects_hostdev_not_assigned():
     vm = parse_vm({"podvirt.io/memory": "512Mi", "podvirt.io/disks": "root=scratch:1Gi",
                    "podvirt.io/domain-xml": USER_XML}, name="vm1")
     vm = dataclasses.replace(vm, domain_xml=xml)
-    ctx = HostContext(accel="kvm", uuid="u", disks=(
+    ctx = HostContext(accel="kvm", uuid=KVM.uuid, disks=(
         DiskAttachment("root", "/var/lib/podvirt/disks/root/d.qcow2", "qcow2"),))
     with pytest.raises(DomainXMLRejected, match="not a device assigned"):
         d.domain_xml(vm, ctx)

@@ -250,3 +250,16 @@ def test_capacity_patch_advertises_the_vm_marker():
     from podvirt.vmspec import keys as k
     assert capacity_patch(8) == {"status": {"capacity": {k.VM_MARKER_RESOURCE: "8"},
                                             "allocatable": {k.VM_MARKER_RESOURCE: "8"}}}
+
+
+def test_disruption_cause_names_the_eviction_and_ignores_other_conditions():
+    from types import SimpleNamespace as C
+    from podvirt.launcher.report import disruption_cause
+    evicted = C(type="DisruptionTarget", status="True", reason="EvictionByEvictionAPI",
+                message="Eviction API: evicting")
+    ready = C(type="Ready", status="True", reason=None, message=None)
+    assert disruption_cause([ready, evicted]) == "EvictionByEvictionAPI: Eviction API: evicting"
+    assert disruption_cause([ready]) == ""
+    assert disruption_cause(None) == ""
+    assert disruption_cause([C(type="DisruptionTarget", status="False", reason="x",
+                               message="")]) == ""

@@ -20,7 +20,8 @@ import pytest
 
 from podvirt.vmspec import keys as k
 from tests.node.conftest import NAMESPACE
-from tests.node.vmpods import delete as _delete, gone as _gone, wait_console as _wait_console
+from tests.node.vmpods import console_session, delete as _delete, gone as _gone, \
+    wait_console as _wait_console
 
 pexpect = pytest.importorskip("pexpect")
 
@@ -49,18 +50,12 @@ def _plugin(plugin_env, *args: str, timeout: float = 90) -> subprocess.Completed
                           text=True, timeout=timeout)
 
 
-def _console(plugin_env, name: str):
-    return pexpect.spawn("kubectl", ["podvirt", "console", name, "-n", NAMESPACE],
-                         env=plugin_env, timeout=60)
-
-
 def _vm_logs(cluster, name: str) -> str:
     return cluster.kubectl("logs", "-n", NAMESPACE, name, "-c", "launcher").stdout
 
 
 def test_console_through_the_api_server_and_the_log_keeps_it(cluster, plugin_env, shell_vm):
-    session = _console(plugin_env, shell_vm)
-    session.expect("leaves")
+    session = console_session(plugin_env, shell_vm)
     session.send("\r")
     session.expect(PROMPT)
     session.send("echo $((6*7))\r")
@@ -117,8 +112,7 @@ def test_pause_and_resume_are_acknowledged_by_the_launcher(cluster, core, plugin
     assert _plugin(plugin_env, "resume", shell_vm, "-n", NAMESPACE).returncode == 0
 
     # The guest runs again: its shell still answers.
-    session = _console(plugin_env, shell_vm)
-    session.expect("leaves")
+    session = console_session(plugin_env, shell_vm)
     session.send("echo resumed-$((6*7))\r")
     session.expect(r"\nresumed-42\r*\n")
     session.send("\x1d")

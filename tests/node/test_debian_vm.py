@@ -16,7 +16,7 @@ import yaml
 
 from podvirt.vmspec import keys as k
 from tests.node.conftest import NAMESPACE
-from tests.node.vmpods import delete, gone, phase, to_yaml, wait_console
+from tests.node.vmpods import console_session, delete, gone, phase, to_yaml, wait_console
 
 pytestmark = [pytest.mark.node,
               pytest.mark.skipif(not shutil.which("ssh"), reason="needs an ssh client")]
@@ -34,10 +34,8 @@ def _ssh(key: Path, host: str, command: str, timeout: float = 60) -> subprocess.
 
 def _console_login(plugin_env, name: str) -> None:
     pexpect = pytest.importorskip("pexpect")
-    session = pexpect.spawn("kubectl", ["podvirt", "console", name, "-n", NAMESPACE],
-                            env=plugin_env, timeout=60)
+    session = console_session(plugin_env, name)
     try:
-        session.expect("leaves")
         session.send("\r")
         session.expect("login: ")
         session.send("debian\r")

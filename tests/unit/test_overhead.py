@@ -1,6 +1,7 @@
 import pytest
 
 from podvirt.vmspec import CostSettings, DeviceResources, OverheadConstants, demand, memory_overhead, parse_vm
+from podvirt.vmspec.overhead import StorageConstants, qcow2_file_bytes
 from podvirt.vmspec import keys as k
 
 MiB, GiB = 2**20, 2**30
@@ -80,3 +81,49 @@ def test_efi_flash_tpm_and_passt_are_priced():
     c = OverheadConstants()
     assert full.firmware == c.efi_flash + c.tpm and full.network == c.passt
     assert full.total - base.total == c.efi_flash + c.tpm + c.passt
+
+
+S = StorageConstants()
+
+
+@pytest.mark.parametrize("disks, extra, parts", [
+    pytest.param("root=pvc:c", {}, [], id="pvc-is-the-claims"),
+    pytest.param("root=scratch:1Gi", {}, [("root", GiB + 2 * MiB)], id="scratch-plus-metadata"),
+    pytest.param("root=containerdisk:x/y:1,data=file:/tmp/podvirt/d.img", {},
+                 [("root", S.overlay_disk), ("data", S.overlay_disk)], id="overlay-default"),
+    pytest.param("root=containerdisk:x/y:1,size=3Gi", {}, [("root", 3 * GiB)], id="size-given"),
+])
+def test_storage_prices_every_disk_the_pod_holds(disks, extra, parts):
+    s = demand(parse_vm({k.MEMORY: "1Gi", k.DISKS: disks, **extra})).storage
+    assert s.disks == tuple(parts) and s.launcher == S.launcher and s.kernel_boot == 0
+    assert s.total == sum(size for _, size in parts) + S.launcher
+
+
+def test_kernel_image_copy_and_constants_are_configurable():
+    costs = CostSettings(storage=StorageConstants(launcher=64 * MiB, overlay_disk=GiB,
+                                                  kernel_boot=128 * MiB))
+    d = demand(parse_vm({k.MEMORY: "1Gi", k.DISKS: "root=containerdisk:x/y:1",
+                         k.KERNEL_IMAGE: "x/k:1", k.KERNEL: "/boot/k"}), costs)
+    assert d.ephemeral_storage == 64 * MiB + GiB + 128 * MiB
+    assert d.storage.parts() == ["disk root 1Gi", "launcher 64Mi", "kernel-image 128Mi"]
+
+
+def test_disks_default_is_the_documented_one():
+    from podvirt.quantity import format_bytes
+    assert f"(default {format_bytes(S.overlay_disk)})" in k.USER_KEYS[k.DISKS]
+
+
+@pytest.mark.parametrize("size", ["1M", "64M", "1G", "100G", "1T", "100T"])
+def test_qcow2_bound_covers_a_fully_written_image(size):
+    """What qemu-img itself says a fully allocated qcow2 of that size takes."""
+    import json
+    import shutil
+    import subprocess
+    from podvirt.quantity import parse_bytes
+    if shutil.which("qemu-img") is None:
+        pytest.skip("qemu-img is not installed")
+    out = subprocess.run(["qemu-img", "measure", "--output=json", "-O", "qcow2", "--size", size],
+                         capture_output=True, text=True, check=True).stdout
+    full = json.loads(out)["fully-allocated"]
+    bound = qcow2_file_bytes(parse_bytes(size + "i"))
+    assert full <= bound <= full + parse_bytes(size + "i") // 5000 + 2 * MiB

@@ -21,6 +21,14 @@ def test_minimal_vm_defaults():
     assert not spec.allow_emulation and not spec.dedicated_cpus and not spec.pinning
 
 
+def test_disk_size_option_sizes_the_disk_before_it():
+    spec = parse_vm(vm(disks="root=containerdisk:x/debian:12,size=20Gi,data=scratch:2Gi,"
+                             "iso=file:/var/lib/podvirt/x.iso,size=1Gi,size=containerdisk:x/y:1"))
+    assert [(d.name, d.kind, d.size_bytes) for d in spec.disks] == [
+        ("root", "containerdisk", 20 * GiB), ("data", "scratch", 2 * GiB),
+        ("iso", "file", GiB), ("size", "containerdisk", 0)]    # a disk may be named size
+
+
 def test_full_vm():
     spec = parse_vm(vm(vcpus="4", memory="4Gi", cpu_model="Skylake-Client", dedicated_cpus="true",
                        hugepages="2Mi", machine="pc", node_names="n1,n2",
@@ -73,6 +81,18 @@ def test_full_vm():
                  id="disk-dotdot"),
     pytest.param(vm(disks="a=scratch:1Gi,a=scratch:1Gi"), k.DISKS, "unique", id="disk-dup"),
     pytest.param(vm(disks="root=scratch:1Ki"), k.DISKS, "at least 1Mi", id="scratch-size"),
+    pytest.param(vm(disks="size=20Gi,root=pvc:c"), k.DISKS, "must follow the containerdisk or "
+                 "file disk it sizes", id="disk-size-first"),
+    pytest.param(vm(disks="root=scratch:1Gi,size=20Gi"), k.DISKS, "disk 'root' is scratch",
+                 id="disk-size-after-scratch"),
+    pytest.param(vm(disks="root=pvc:c,size=20Gi"), k.DISKS, "disk 'root' is pvc",
+                 id="disk-size-after-pvc"),
+    pytest.param(vm(disks="root=containerdisk:x/y:1,size=2Gi,size=3Gi"), k.DISKS,
+                 "size= is given twice", id="disk-size-twice"),
+    pytest.param(vm(disks="root=containerdisk:x/y:1,size=2GB"), k.DISKS, "quantity",
+                 id="disk-size-not-a-quantity"),
+    pytest.param(vm(disks="root=containerdisk:x/y:1,size=1Ki"), k.DISKS, "at least 1Mi",
+                 id="disk-size-too-small"),
     pytest.param(vm(nics="eth0=bridge"), k.NICS, "pod or user", id="nic-binding"),
     pytest.param(vm(nics="eth0=tap"), k.NICS, "write eth0=pod", id="nic-tap-removed"),
     pytest.param(vm(nics="eth0,eth1=pod"), k.NICS, "at most one NIC", id="two-pod-nics"),
@@ -83,6 +103,7 @@ def test_full_vm():
     pytest.param(vm(nics="eth0", ports="22/sctp"), k.PORTS, "tcp or udp", id="port-protocol"),
     pytest.param(vm(nics="eth0", ports="0"), k.PORTS, "1 to 65535", id="port-zero"),
     pytest.param(vm(nics="eth0", ports="http"), k.PORTS, "1 to 65535", id="port-name"),
+    pytest.param(vm(nics="eth0", ports="\u00b9"), k.PORTS, "1 to 65535", id="port-superscript"),
     pytest.param(vm(nics="eth0", ports="22,22/tcp"), k.PORTS, "twice", id="port-dup"),
     pytest.param(vm(firmware="uefi"), k.FIRMWARE, "bios, efi", id="firmware-choice"),
     pytest.param(vm(firmware="efi", memory="128Mi"), k.FIRMWARE, "at least 256Mi",

@@ -12,11 +12,16 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from kubernetes.client import ApiClient
 
 from podvirt.vmspec import keys as k
-from podvirt.webhook.admission import decide, review
+from podvirt.webhook.admission import decide, respond
 from podvirt.webhook.render import rendered_hash
 
 VM = {k.OPT_IN_LABEL: "true"}
 BASIC = {k.MEMORY: "1Gi", k.DISKS: "root=pvc:root-claim"}
+
+
+def review(request):
+    """What app.py answers for a request (it adds only the HTTP around this)."""
+    return respond(request["uid"], decide(request))
 
 
 def applied(pod: dict, response: dict) -> dict:
@@ -111,6 +116,25 @@ def test_response_wire_shape(make_pod, make_request):
     assert resp["status"]["code"] == 422 and k.VCPUS in resp["status"]["message"]
     ok = review(make_request(make_pod(BASIC)))
     assert ok["patchType"] == "JSONPatch" and json.loads(base64.b64decode(ok["patch"]))
+    assert "warnings" not in ok
+
+
+@pytest.mark.parametrize("extra", [
+    pytest.param({}, id="render-warns"),
+    pytest.param({"dryRun": True}, id="dry-run-warns-alike"),
+])
+def test_overrides_are_warned_in_the_review(make_pod, make_request, extra):
+    pod = make_pod(BASIC, containers=[{"name": "launcher", "image": "busybox"}],
+                   restartPolicy="OnFailure")
+    resp = review(make_request(pod, **extra))
+    assert resp["allowed"] and resp["warnings"] == [
+        "spec.containers[launcher]: your container of this name is replaced by podvirt's",
+        'spec.restartPolicy: "OnFailure" is replaced by podvirt\'s "Never"']
+
+
+def test_denied_pods_get_no_override_warnings(make_pod, make_request):
+    pod = make_pod({**BASIC, k.VCPUS: "x"}, containers=[{"name": "launcher", "image": "b"}])
+    assert "warnings" not in review(make_request(pod))
 
 
 @pytest.mark.parametrize("annotations", [
@@ -178,3 +202,45 @@ def test_any_annotations_denied_by_key_or_valid_pod(annotations):
     v1pod = _api.deserialize(json.dumps(result), "V1Pod", "application/json")
     assert v1pod.spec.containers[0].name == "launcher"
     assert v1pod.metadata.annotations[k.RENDERED] == rendered_hash(annotations)
+
+
+# --- user domain XML: the sanitizer's refusals are the denial message ---------------------
+
+def _user_domain(size: str, devices: str = "") -> str:
+    return (f"<domain type='kvm'><name>{{{{name}}}}</name>{size}<os><type arch='x86_64' "
+            "machine='q35'>hvm</type></os><devices><disk type='file' device='disk'><source "
+            f"file='{{{{disk:root}}}}'/><target dev='vda' bus='virtio'/></disk>{devices}"
+            "</devices></domain>")
+
+
+PRICED = "<memory unit='KiB'>{{memory_kib}}</memory><vcpu>{{vcpus}}</vcpu>"
+
+
+@pytest.mark.parametrize("xml, allowed, message", [
+    pytest.param(_user_domain(PRICED, "<graphics type='vnc' port='5900' listen='127.0.0.1'/>"
+                              "<serial type='pty'/><interface type='user'><model "
+                              "type='virtio'/></interface>"), True, None, id="plain-admitted"),
+    pytest.param(_user_domain("<memory unit='GiB'>8</memory><vcpu>16</vcpu>"), False,
+                 "podvirt.io/domain-xml: <memory> is 8Gi but podvirt.io/memory prices 2Gi",
+                 id="bigger-than-priced"),
+    pytest.param(_user_domain("<memory unit='GiB'>2</memory><vcpu>16</vcpu>"), False,
+                 "podvirt.io/domain-xml: <vcpu> is 16 but podvirt.io/vcpus prices 2",
+                 id="more-vcpus-than-priced"),
+    pytest.param(_user_domain(PRICED, "<graphics type='vnc' listen='0.0.0.0'/>"), False,
+                 "podvirt.io/domain-xml: <devices><graphics type='vnc' listen='0.0.0.0'> is not "
+                 "allowed: listen must be the pod's loopback", id="vnc-beyond-the-pod"),
+    pytest.param(_user_domain(PRICED, "<interface type='bridge'><source bridge='cni0'/>"
+                              "</interface>"), False,
+                 "podvirt.io/domain-xml: <devices><interface type='bridge'> is not allowed: "
+                 "attaches the guest to a host bridge", id="host-bridge"),
+])
+def test_user_domain_xml_denial_names_element_and_values(make_pod, make_request, xml, allowed,
+                                                         message):
+    annotations = {k.MEMORY: "2Gi", k.VCPUS: "2", k.DISKS: "root=scratch:1Gi", k.DOMAIN_XML: xml}
+    d = decide(make_request(make_pod(annotations)))
+    assert d.allowed is allowed, d.message
+    if message is None:
+        assert d.rule == "render" and d.patch
+    else:
+        assert (d.rule, d.code) == ("invalid-spec", 422)
+        assert d.message.startswith(f"invalid VM spec: {message}"), d.message

@@ -127,3 +127,13 @@ def test_any_object_gets_200_or_400_never_500(obj, operation):
     if resp.status_code == 200:
         assert resp.get_json()["response"]["uid"] == "u"
         assert 'outcome="error"} 0.0' in client.get("/metrics").get_data(as_text=True)
+
+
+def test_overridden_launcher_container_is_a_warning_on_the_wire(client, make_pod, make_review):
+    """kubectl prints response.warnings: a user's container named launcher is replaced."""
+    placeholder = make_review(make_pod(containers=[{"name": "launcher", "image": "busybox"}]))
+    plain = make_review(make_pod())
+    warned = client.post("/mutate", json=placeholder).get_json()["response"]
+    assert warned["allowed"] and warned["warnings"] == [
+        "spec.containers[launcher]: your container of this name is replaced by podvirt's"]
+    assert "warnings" not in client.post("/mutate", json=plain).get_json()["response"]

@@ -7,7 +7,8 @@ import json
 import pytest
 from hypothesis import given, strategies as st
 
-from podvirt.vmspec import demand, keys as k, parse_vm
+from podvirt.vmspec import CostSettings, demand, keys as k, parse_vm
+from podvirt.vmspec.overhead import StorageConstants
 from podvirt.webhook import render as r
 from podvirt.webhook.qos import not_guaranteed
 from podvirt.webhook.settings import RenderSettings
@@ -80,7 +81,8 @@ def test_resources(extra, requests, limits):
 @pytest.mark.parametrize("disks, volume_source, init", [
     pytest.param("root=pvc:claim1", {"persistentVolumeClaim": {"claimName": "claim1"}}, False,
                  id="pvc"),
-    pytest.param("root=scratch:2Gi", {"emptyDir": {"sizeLimit": "2Gi"}}, False, id="scratch"),
+    # 2Gi of guest disk plus the most its qcow2's metadata can take (qemu-img measure: 320Ki).
+    pytest.param("root=scratch:2Gi", {"emptyDir": {"sizeLimit": "2050Mi"}}, False, id="scratch"),
     pytest.param("root=containerdisk:quay.io/x/debian:12", {"emptyDir": {}}, True,
                  id="containerdisk-copier"),
     pytest.param("root=file:/var/lib/podvirt/root.img", None, False, id="file-adds-nothing"),
@@ -108,6 +110,31 @@ def test_disk_volumes(disks, volume_source, init):
         assert copier["volumeMounts"] == [
             {"name": "podvirt-tools", "mountPath": "/podvirt-tools"},
             {"name": "disk-root", "mountPath": "/var/lib/podvirt/disks/root"}]
+
+
+@pytest.mark.parametrize("extra, storage", [
+    pytest.param({}, "256Mi", id="pvc-only-the-launcher"),
+    pytest.param({k.DISKS: "root=scratch:100Ti"}, str(100 * 2**40 + 25 * 2**30 + 257 * 2**20),
+                 id="scratch-with-qcow2-metadata"),
+    pytest.param({k.DISKS: "root=containerdisk:quay.io/x/debian:12,data=file:/tmp/podvirt/d.img"},
+                 str(20 * 2**30 + 256 * 2**20), id="overlays-default-10Gi-each"),
+    pytest.param({k.DISKS: "root=containerdisk:quay.io/x/debian:12,size=3Gi"},
+                 str(3 * 2**30 + 256 * 2**20), id="containerdisk-size"),
+    pytest.param({k.DISKS: "root=pvc:c", k.KERNEL_IMAGE: "localhost/k:1", k.KERNEL: "/boot/k"},
+                 str(2**30 + 256 * 2**20), id="kernel-image-copy"),
+])
+def test_ephemeral_storage_request_equals_limit(extra, storage):
+    from podvirt.quantity import parse_bytes
+    res = launcher(rendered(extra))["resources"]
+    assert res["requests"]["ephemeral-storage"] == res["limits"]["ephemeral-storage"]
+    assert parse_bytes(res["requests"]["ephemeral-storage"]) == parse_bytes(storage)
+
+
+def test_kernel_boot_volume_limit_is_what_the_pod_requests_for_it():
+    settings = RenderSettings(costs=CostSettings(storage=StorageConstants(kernel_boot=2**29)))
+    pod = rendered({k.KERNEL_IMAGE: "localhost/k:1", k.KERNEL: "/boot/k"}, settings)
+    assert volume(pod, "kernel-boot")["emptyDir"] == {"sizeLimit": "512Mi"}
+    assert launcher(pod)["resources"]["limits"]["ephemeral-storage"] == "768Mi"
 
 
 def test_kernel_image_copied_into_the_pod_by_an_init_container():
@@ -325,3 +352,77 @@ def _rendered_with_sysctls(extra, sysctls):
            "metadata": {"name": "vm", "annotations": {**BASIC, **extra}},
            "spec": {"containers": [], "securityContext": {"sysctls": sysctls}}}
     return r.render_launcher_pod(pod, parse_vm(pod["metadata"]["annotations"]))
+
+
+# A VM pod as the API server hands it to webhooks: its defaults and the ServiceAccount
+# plugin's already filled in. None of those is the user's, so none is warned about.
+API_DEFAULTED = {"restartPolicy": "Always", "terminationGracePeriodSeconds": 30,
+                 "schedulerName": "default-scheduler", "serviceAccountName": "default",
+                 "serviceAccount": "default", "dnsPolicy": "ClusterFirst", "priority": 0,
+                 "securityContext": {}, "enableServiceLinks": True,
+                 "volumes": [{"name": "kube-api-access-x1", "projected": {"sources": []}}]}
+SIDECAR = {"name": "agent", "image": "registry.example/agent:1"}
+
+
+@pytest.mark.parametrize("user, settings, warnings", [
+    pytest.param({}, RenderSettings(), [], id="api-defaults-are-not-the-users"),
+    pytest.param({"containers": [{"name": "launcher", "image": "busybox"}, SIDECAR]},
+                 RenderSettings(),
+                 ["spec.containers[launcher]: your container of this name is replaced by "
+                  "podvirt's"], id="container-named-launcher"),
+    pytest.param({"restartPolicy": "OnFailure", "terminationGracePeriodSeconds": 5,
+                  "schedulerName": "my-scheduler"}, RenderSettings(),
+                 ['spec.restartPolicy: "OnFailure" is replaced by podvirt\'s "Never"',
+                  "spec.terminationGracePeriodSeconds: 5 is replaced by podvirt's 75",
+                  'spec.schedulerName: "my-scheduler" is replaced by podvirt\'s '
+                  '"default-scheduler"'], id="pod-policy-fields"),
+    pytest.param({"automountServiceAccountToken": False, "serviceAccountName": "mine"},
+                 RenderSettings(launcher_service_account="podvirt-launcher"),
+                 ['spec.serviceAccountName: "mine" is replaced by podvirt\'s "podvirt-launcher"',
+                  "spec.automountServiceAccountToken: false is replaced by podvirt's true"],
+                 id="service-account"),
+    pytest.param({"volumes": [{"name": "disk-root", "hostPath": {"path": "/srv"}}],
+                  "initContainers": [{"name": "podvirt-tools", "image": "x"}]},
+                 RenderSettings(),
+                 ["spec.initContainers[podvirt-tools]: your init container of this name is "
+                  "replaced by podvirt's",
+                  "spec.volumes[disk-root]: your volume of this name is replaced by podvirt's"],
+                 id="reserved-volume-and-init-container-names"),
+    pytest.param({"securityContext": {"sysctls": [{"name": r.UNPRIVILEGED_PORT_SYSCTL,
+                                                   "value": "1024"}]}}, RenderSettings(),
+                 [f"spec.securityContext.sysctls[{r.UNPRIVILEGED_PORT_SYSCTL}]: your sysctl of "
+                  "this name is replaced by podvirt's"], id="sysctl-too-high-for-port-22"),
+    pytest.param({"securityContext": {"sysctls": [{"name": r.UNPRIVILEGED_PORT_SYSCTL,
+                                                   "value": "0"}]}}, RenderSettings(), [],
+                 id="sysctl-low-enough-kept"),
+    pytest.param({"securityContext": {"sysctls": [{"name": r.UNPRIVILEGED_PORT_SYSCTL,
+                                                   "value": "\u00b9"}]}}, RenderSettings(),
+                 [f"spec.securityContext.sysctls[{r.UNPRIVILEGED_PORT_SYSCTL}]: your sysctl of "
+                  "this name is replaced by podvirt's"], id="sysctl-not-ascii-digits"),
+    pytest.param({"affinity": {"nodeAffinity": {}}}, RenderSettings(), [],
+                 id="affinity-merged-not-replaced"),
+])
+def test_overridden_fields_are_warned_about(user, settings, warnings):
+    annotations = {k.MEMORY: "1Gi", k.DISKS: "root=containerdisk:quay.io/x/debian:12",
+                   k.NICS: "eth0", k.PORTS: "22"}
+    spec = {**API_DEFAULTED, **user}
+    if "volumes" in user:
+        spec["volumes"] = API_DEFAULTED["volumes"] + user["volumes"]
+    pod = {"metadata": {"name": "vm1", "labels": {k.OPT_IN_LABEL: "true"},
+                        "annotations": annotations}, "spec": {"containers": [SIDECAR], **spec}}
+    out = r.render_launcher_pod(pod, parse_vm(annotations, name="vm1"), settings)
+    assert r.override_warnings(pod, out) == warnings
+    # Rendering the launcher pod again replaces nothing.
+    assert r.override_warnings(out, r.render_launcher_pod(out, parse_vm(annotations,
+                                                                        name="vm1"), settings)) == []
+
+
+def test_replaced_annotation_is_warned_about_and_long_values_cut():
+    annotations = {**BASIC, "prometheus.io/port": "8080", "prometheus.io/path": "/" + "x" * 80}
+    pod = {"metadata": {"name": "vm1", "labels": {k.OPT_IN_LABEL: "true"},
+                        "annotations": annotations}, "spec": {"containers": []}}
+    out = r.render_launcher_pod(pod, parse_vm(annotations, name="vm1"))
+    assert r.override_warnings(pod, out) == [
+        'metadata.annotations[prometheus.io/port]: "8080" is replaced by podvirt\'s "9101"',
+        f'metadata.annotations[prometheus.io/path]: "/{"x" * 35}... is replaced by podvirt\'s '
+        '"/metrics"']

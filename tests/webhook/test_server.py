@@ -18,6 +18,7 @@ import requests
 from cryptography import x509
 
 from podvirt.vmspec import keys as k
+from tests import drainlib
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -126,3 +127,24 @@ def test_certificate_rotation_without_restart(live_webhook):
         time.sleep(0.2)
     assert set(seen) == {new.serial_number}
     assert live_webhook.proc.poll() is None
+
+
+@pytest.mark.parametrize("worker_class", ["gevent", "gthread"])
+def test_sigterm_drains_then_exits(webhook_process, cert_dir, make_pod, make_review,
+                                   worker_class):
+    """Readiness fails first, a review in flight is answered, idle keep-alive connections
+    are closed by the server and the process exits within seconds: with one idle
+    connection open it used to wait for gunicorn's graceful timeout (30 s)."""
+    wp = webhook_process(cert_dir, f"--worker-class={worker_class}", "--drain-seconds=2")
+    ca = str(cert_dir / "ca.crt")
+    conns = drainlib.idle_connections(wp.port, ca, 10)
+    review = make_review(make_pod())
+    slow = drainlib.SlowPost(wp.port, ca, "/mutate", json.dumps(review).encode())
+
+    answer, sent = drainlib.drain_in_flight(wp.proc, wp.port, ca, conns, slow)
+    response = json.loads(answer.body)["response"]
+    assert response["uid"] == review["request"]["uid"] and response["allowed"] is True
+    seconds = drainlib.exit_seconds(wp.proc, sent)
+    assert wp.proc.returncode == 0, wp.log.read_text()[-2000:]
+    assert seconds < 10, f"exited {seconds:.1f}s after SIGTERM"
+    assert "Traceback" not in wp.log.read_text()
