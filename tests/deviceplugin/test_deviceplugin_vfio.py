@@ -211,3 +211,47 @@ def test_preferred_allocation_survives_the_api_being_away(kubelet, run_manager, 
             pb.ContainerPreferredAllocationRequest(available_deviceIDs=[C.address, B.address],
                                                    allocation_size=1)]), timeout=WAIT)
         assert list(preferred.container_responses[0].deviceIDs) == [C.address]
+
+
+# --- one resource name end to end ------------------------------------------------------------
+
+def test_pci_request_counts_under_one_resource_in_webhook_extender_and_plugin(tmp_path):
+    """A pci:10de:1eb8 request, one rule map: the webhook's request on the launcher, the
+    extender's fit (its stand-in for in-tree NodeResourcesFit, against the node's allocatable
+    and the probe's devices) and the resource the device plugin serves name one resource."""
+    from dataclasses import replace
+
+    from podvirt.extender.decide import filter_node
+    from podvirt.extender.facts import NodeFacts, NodeUsage, pod_requests
+    from podvirt.extender.scheduling import vm_of
+    from podvirt.launcher import pci
+    from podvirt.vmspec import DEFAULT_COSTS, parse_vm
+    from podvirt.webhook.render import render_launcher_pod
+    from podvirt.webhook.settings import RenderSettings
+
+    costs = replace(DEFAULT_COSTS, devices=RULES)
+    annotations = {k.MEMORY: "1Gi", k.DISKS: "root=scratch:1Gi", k.DEVICES: "pci:10de:1eb8=1"}
+    pod = render_launcher_pod(
+        {"metadata": {"name": "vm1", "labels": {k.OPT_IN_LABEL: k.OPT_IN_VALUE},
+                      "annotations": annotations}, "spec": {"containers": []}},
+        parse_vm(annotations, name="vm1"), RenderSettings(costs=costs))
+    launcher = next(c for c in pod["spec"]["containers"] if c["name"] == "launcher")
+    webhook = {r for r in launcher["resources"]["limits"] if r.startswith("example.com/")}
+
+    sys_root, _ = make_tree(tmp_path, (A,))
+    scanned = pci.scan(sys_root, RULES)
+    plugin = set(vfio.resources_of(scanned))
+
+    spec, demand = vm_of(pod, costs)
+    extender = {r.resource for r in spec.devices}
+    assert webhook == plugin == extender == {GPU}
+
+    node = NodeFacts("n1", memory=64 * 2**30, cpu_millis=16000, ephemeral_storage=100 * 2**30,
+                     extended={"podvirt.io/vm": 10, "devices.podvirt.io/kvm": 10, GPU: 1},
+                     devices=scanned)
+    requests = pod_requests(pod)
+    assert requests[GPU] == 1
+    assert filter_node(node, NodeUsage(), spec, demand, 0.0, requests=requests).reason == ""
+    claimed = NodeUsage(claimed=frozenset({A.address}))
+    assert filter_node(node, claimed, spec, demand, 0.0, requests=requests).reason == \
+        "needs 1 pci:10de:1eb8, all 1 claimed"

@@ -2,10 +2,11 @@
 device plugin read a fake sysfs tree (three 10de:1eb8 devices bound to vfio-pci, in IOMMU
 groups 30, 31, 80) and serve stand-in group nodes (character devices with /dev/null's
 numbers). Proven here: the device the extender assigns is the device kubelet allocates, the
-container holds exactly its group nodes, the domain XML names exactly its addresses, and
-a pod whose assignment cannot be honoured fails with the reason. Not proven: a guest
-using a device (libvirt finds no such PCI device in the container's real sysfs, and the
-stand-in nodes are no VFIO groups), nor the memlock limit VFIO needs.
+container holds exactly its group nodes (containerd's spec of the container, and what the
+launcher lists in its /dev/vfio), the domain XML names exactly its addresses, and a pod
+whose assignment cannot be honoured fails with the reason. Not proven: a guest using a
+device (libvirt refuses: the container's real sysfs has no IOMMU groups, and the stand-in
+nodes are no VFIO groups), nor the memlock limit VFIO needs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import yaml
 
-from podvirt.cluster import chart
+from podvirt.cluster import chart, nodehost
 from podvirt.cluster.node import NODE_NAME
 from podvirt.vmspec import keys as k
 from tests.fakepci import FakeDevice, make_char_device, make_tree
@@ -33,6 +34,8 @@ DEVICES = (FakeDevice("0000:3b:00.0", group=30, numa=0),
            FakeDevice("0000:af:00.0", group=80, numa=1))
 GROUP = {d.address: d.group for d in DEVICES}
 START = 240         # image copy, KVM check, libvirtd: until the launcher reports Failed
+# libvirt's refusal on a host without IOMMU groups: where the fake devices end.
+NO_VFIO_HOST = "host doesn't support passthrough of host PCI devices"
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +97,7 @@ def _wait_node(core, predicate, timeout: float = 120):
 
 
 def _gpu_pod(vm_pod, name: str, devices: str) -> dict:
-    # Retries keep the container alive a few seconds after the first failed start, for exec.
-    return vm_pod(name, devices=devices, start_retries="4")
+    return vm_pod(name, devices=devices)
 
 
 def _assigned(pod) -> list[str]:
@@ -103,19 +105,31 @@ def _assigned(pod) -> list[str]:
                   json.loads((pod.metadata.annotations or {}).get(k.ASSIGNED_DEVICES, "[]")))
 
 
-def _exec_ls(cluster, name: str, timeout: float = START) -> set[str]:
-    """`ls /dev/vfio` in the launcher container, as soon as it runs."""
-    deadline = time.monotonic() + timeout
-    while True:
-        proc = cluster.kubectl("exec", "-n", NAMESPACE, name, "-c", "launcher", "--", "ls",
-                               "/dev/vfio", check=False)
-        if proc.returncode == 0:
-            return set(proc.stdout.split())
-        if time.monotonic() > deadline or "completed pod" in proc.stderr:
-            log = cluster.kubectl("logs", "-n", NAMESPACE, name, "-c", "launcher",
-                                  check=False).stdout
-            raise AssertionError(f"cannot exec into {name}: {proc.stderr}\n{log[-3000:]}")
-        time.sleep(0.5)
+def _launcher(pod):
+    return next(c for c in pod.spec.containers if c.name == "launcher")
+
+
+def _ended(pod) -> bool:
+    """The launcher reported Failed and kubelet reported its container (with its ID)."""
+    return ((phase(pod) == "Failed" or pod.status.phase == "Failed")
+            and any(c.name == "launcher" and c.container_id
+                    for c in pod.status.container_statuses or ()))
+
+
+def _container_vfio(cluster, pod) -> set[str]:
+    """The /dev/vfio nodes containerd was told to create in the launcher container (from
+    kubelet's CRI request, which carries Allocate's DeviceSpecs), read on the host: it
+    stays readable after the launcher has exited, unlike `kubectl exec`."""
+    status = next(c for c in pod.status.container_statuses if c.name == "launcher")
+    cid = status.container_id.split("://", 1)[1]
+    info = json.loads(nodehost.ctr(cluster.node_layout, "containers", "info", cid,
+                                   timeout=30).stdout)
+    return {d["path"] for d in info["Spec"]["linux"].get("devices") or ()
+            if d["path"].startswith("/dev/vfio/")}
+
+
+def _vfio_nodes(*groups: int) -> set[str]:
+    return {"/dev/vfio/vfio"} | {f"/dev/vfio/{g}" for g in groups}
 
 
 def _domain_hostdevs(log: str) -> list[str]:
@@ -142,19 +156,19 @@ def test_racing_vm_pods_get_different_devices_each_exactly_its_own(
         assert all(len(a) == 1 for a in assigned.values()), assigned
         assert assigned["gpu-a"] != assigned["gpu-b"], assigned
         for n in names:
-            (address,) = assigned[n]
-            # kubelet allocated the extender's choice: the container holds its group only.
-            assert _exec_ls(cluster, n) == {"vfio", str(GROUP[address])}, n
-        for n in names:
-            pod = wait_pod(n, lambda p: phase(p) == "Failed", START)
+            pod = wait_pod(n, _ended, START)
             ann = pod.metadata.annotations
             (address,) = assigned[n]
-            # The honest end: libvirt cannot find the fake device in the container's sysfs.
-            assert ann[k.FAILURE_REASON] == k.REASON_START_FAILED, ann
-            assert address in ann[k.FAILURE_MESSAGE], ann[k.FAILURE_MESSAGE]
+            assert _launcher(pod).resources.limits[GPU] == "1"
             log = logs(n)
+            # kubelet allocated the extender's choice: the container holds its group only,
+            # as containerd created it and as the launcher saw it from inside.
+            assert _container_vfio(cluster, pod) == _vfio_nodes(GROUP[address]), n
+            assert f"/dev/vfio holds {GROUP[address]}, vfio" in log, log[-3000:]
             assert _domain_hostdevs(log) == assigned[n]
-            assert f"/dev/vfio holds {GROUP[address]}, vfio" in log
+            # The honest end: the container's real sysfs has no IOMMU groups.
+            assert ann[k.FAILURE_REASON] == k.REASON_START_FAILED, ann
+            assert NO_VFIO_HOST in ann[k.FAILURE_MESSAGE], ann[k.FAILURE_MESSAGE]
     finally:
         for n in names:
             delete(core, n)
@@ -175,10 +189,15 @@ def test_assignment_kubelet_cannot_honour_fails_the_pod_with_the_reason(
                    == len(DEVICES) - 1)
         cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-",
                         input=to_yaml(_gpu_pod(vm_pod, name, "pci:10de:1eb8=1")))
-        pod = wait_pod(name, lambda p: phase(p) == "Failed" or p.status.phase == "Failed",
-                       START)
+        pod = wait_pod(name, _ended, START)
         ann = pod.metadata.annotations or {}
+        # pci:10de:1eb8 counts under the resource the device plugin serves (the webhook's
+        # request, the extender's match), so kubelet allocated it one of the others.
+        assert _launcher(pod).resources.limits[GPU] == "1"
         assert _assigned(pod) == [first.address]
+        others = {d.group for d in DEVICES[1:]}
+        assert any(_container_vfio(cluster, pod) == _vfio_nodes(g) for g in others), \
+            _container_vfio(cluster, pod)
         assert ann.get(k.FAILURE_REASON) == k.REASON_DEVICES_NOT_ALLOCATED, \
             (ann, pod.status.reason, pod.status.message)
         assert (f"the extender assigned {first.address} (podvirt.io/assigned-devices)"
