@@ -300,7 +300,7 @@ def test_launcher_rbac_per_vm_namespace(render):
 
 def test_launcher_status_annotations_match_the_core_keys():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    writable = keys.STATUS_KEYS - {keys.RENDERED, keys.ASSIGNED_DEVICES}
+    writable = keys.STATUS_KEYS - {keys.RENDERED, keys.ASSIGNED_DEVICES, keys.EVACUATE}
     assert set(values["launcher"]["statusAnnotations"]) == writable
 
 
