@@ -13,6 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "eviction of a pod with podvirt.io/eviction-strategy: migrate) is migrated "
                     "live into a new pod, as `kubectl podvirt migrate` does.")
     p.add_argument("--kubeconfig", default=None, help="default: in-cluster credentials")
+    p.add_argument("--namespace", action="append", default=[], dest="namespaces",
+                   help="a namespace VM pods run in (repeatable; default: all namespaces)")
     p.add_argument("--parallel", type=int, default=2, help="migrations at once (default 2)")
     p.add_argument("--retry-seconds", type=float, default=30.0,
                    help="pause before retrying a failed migration of a pod still evicted")
@@ -52,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     evacuator = Evacuator(client.CoreV1Api(api),
                           Schedule(parallel=args.parallel, retry_seconds=args.retry_seconds),
-                          same_node=args.same_node, timeout=args.timeout)
+                          namespaces=tuple(args.namespaces), same_node=args.same_node,
+                          timeout=args.timeout)
     print(f"podvirt evacuator: parallel={args.parallel} same-node={args.same_node}",
           file=sys.stderr, flush=True)
     evacuator.run(stop)

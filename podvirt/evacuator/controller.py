@@ -25,61 +25,70 @@ SELECTOR = f"{k.OPT_IN_LABEL}={k.OPT_IN_VALUE}"
 
 
 class Evacuator:
-    def __init__(self, core: Any, schedule: Schedule, *, same_node: bool = False,
-                 timeout: float = 300.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, core: Any, schedule: Schedule, *, namespaces: tuple[str, ...] = (),
+                 same_node: bool = False, timeout: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic):
+        """`namespaces`: where VM pods may run (one watch each); empty: all namespaces."""
         self.core, self.schedule, self.same_node, self.timeout = core, schedule, same_node, timeout
         self.clock = clock
-        self.pods: dict[str, dict] = {}       # uid -> pod, kept by the watch
+        self.pods: dict[str | None, dict[str, dict]] = {}   # namespace -> uid -> pod
         self.lock = threading.Lock()
-        self.synced = threading.Event()
+        self.synced: dict[str | None, threading.Event] = {
+            ns: threading.Event() for ns in (namespaces or (None,))}
         self.threads: list[threading.Thread] = []
 
     # --- the watch -------------------------------------------------------------------------
-    def watch_forever(self, stop: threading.Event) -> None:
+    def watch_forever(self, stop: threading.Event, namespace: str | None) -> None:
         from kubernetes import watch
         failures = 0
         while not stop.is_set():
             try:
-                version = self._relist()
+                version = self._relist(namespace)
                 failures = 0
                 for event in watch.Watch().stream(
-                        self.core.list_pod_for_all_namespaces, label_selector=SELECTOR,
+                        *self._lister(namespace), label_selector=SELECTOR,
                         resource_version=version, timeout_seconds=300,
                         allow_watch_bookmarks=True):
                     if stop.is_set():
                         return
-                    self._apply(event["type"], event["raw_object"])
+                    self._apply(namespace, event["type"], event["raw_object"])
             except Exception as exc:    # noqa: BLE001 - any API trouble: relist after a pause
                 failures += 1
-                log.warning("pod watch failed (%s); relisting", exc)
+                log.warning("pod watch (%s) failed (%s); relisting", namespace or "all", exc)
                 stop.wait(min(30.0, 0.5 * 2 ** failures))
 
-    def _relist(self) -> str:
-        reply = self.core.list_pod_for_all_namespaces(label_selector=SELECTOR,
-                                                      _preload_content=False)
+    def _lister(self, namespace: str | None) -> tuple:
+        if namespace is None:
+            return (self.core.list_pod_for_all_namespaces,)
+        return (self.core.list_namespaced_pod, namespace)
+
+    def _relist(self, namespace: str | None) -> str:
+        lister, *args = self._lister(namespace)
+        reply = lister(*args, label_selector=SELECTOR, _preload_content=False)
         doc = json.loads(reply.data)
         with self.lock:
-            self.pods = {p["metadata"]["uid"]: p for p in doc.get("items", [])}
-        self.synced.set()
+            self.pods[namespace] = {p["metadata"]["uid"]: p for p in doc.get("items", [])}
+        self.synced[namespace].set()
         return doc["metadata"]["resourceVersion"]
 
-    def _apply(self, kind: str, pod: dict) -> None:
+    def _apply(self, namespace: str | None, kind: str, pod: dict) -> None:
         if kind == "ERROR":
             raise RuntimeError(f"watch error: {pod.get('message')}")
         if kind == "BOOKMARK":
             return
         uid = pod["metadata"]["uid"]
         with self.lock:
+            pods = self.pods.setdefault(namespace, {})
             if kind == "DELETED":
-                self.pods.pop(uid, None)
+                pods.pop(uid, None)
             else:
-                self.pods[uid] = pod
+                pods[uid] = pod
 
     # --- the migrations --------------------------------------------------------------------
     def tick(self) -> list[Candidate]:
         with self.lock:
-            pods = list(self.pods.values())
-            self.schedule.forget(set(self.pods))
+            pods = [p for by_uid in self.pods.values() for p in by_uid.values()]
+        self.schedule.forget({p["metadata"]["uid"] for p in pods})
         started = self.schedule.due(pods, self.clock())
         self.threads = [t for t in self.threads if t.is_alive()]
         for c in started:
@@ -134,9 +143,13 @@ class Evacuator:
                         exc.reason)
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
-        threading.Thread(target=self.watch_forever, args=(stop,), name="pod-watch",
-                         daemon=True).start()
-        self.synced.wait()
+        for namespace in self.synced:
+            threading.Thread(target=self.watch_forever, args=(stop, namespace), daemon=True,
+                             name=f"pod-watch-{namespace or 'all'}").start()
+        for synced in self.synced.values():
+            while not synced.wait(1.0):
+                if stop.is_set():
+                    return
         log.info("watching VM pods; evacuating at most %d at once", self.schedule.parallel)
         while not stop.wait(interval):
             self.tick()
