@@ -43,7 +43,8 @@ def local_values(layout: NodeLayout) -> dict[str, Any]:
     """Values for the local cluster: the images built here (never pulled: no registry),
     podvirt's own pods on the real node (kwok's nodes run nothing), one webhook replica
     (its anti-affinity wants a second node), the node agents on the real node with its
-    kubelet's private root dir."""
+    kubelet's private root dir; the evacuator may move a VM within the one real node
+    (an eviction then still migrates it; a drain cordons the node and cannot)."""
     on_node = {"kubernetes.io/hostname": NODE_NAME}
     return {
         "image": {"repository": IMAGE_REPOSITORY, "tag": IMAGE_TAG, "pullPolicy": "Never"},
@@ -55,6 +56,7 @@ def local_values(layout: NodeLayout) -> dict[str, Any]:
         "devicePlugin": {"pluginDir": str(layout.device_plugins)},
         "hooks": {"nodeSelector": on_node},
         "launcher": {"namespaces": list(VM_NAMESPACES)},
+        "evacuation": {"sameNode": True, "nodeSelector": on_node},
     }
 
 

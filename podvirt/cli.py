@@ -16,6 +16,7 @@ _SUBCOMMANDS = (
     ("extender", "podvirt.extender.cli"),
     ("launcher", "podvirt.launcher.cli"),
     ("device-plugin", "podvirt.launcher.deviceplugin.cli"),
+    ("evacuator", "podvirt.evacuator.cli"),
     ("certs", "podvirt.certs.cli"),
     ("cluster", "podvirt.cluster.cli"),
     ("demo", "podvirt.demo"),

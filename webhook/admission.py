@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from podvirt.vmspec import SpecInvalid, is_vm_pod, keys as k, parse_vm, vm_annotations
+from podvirt.vmspec.mobility import strategy_problem
 from podvirt.webhook.qos import not_guaranteed
 from podvirt.webhook.render import (JsonPatch, diff_patch, override_warnings,
                                     render_launcher_pod, rendered_hash)
@@ -95,6 +96,9 @@ def decide(request: AdmissionRequest, settings: RenderSettings = RenderSettings(
                              if before.get(key) != after.get(key))
             return _deny("immutable", "the VM annotations are immutable; delete and recreate "
                          f"the pod to change them (changed: {', '.join(changed)})")
+        old_strategy = (_meta(old).get("annotations") or {}).get(k.EVICTION_STRATEGY)
+        if annotations.get(k.EVICTION_STRATEGY) != old_strategy:
+            return _strategy_change(pod, annotations, settings)    # type: ignore[arg-type]
         return _pass("update-unchanged")
 
     if status_keys := sorted(_USER_SET_STATUS_KEYS.intersection(annotations)):
@@ -112,6 +116,8 @@ def decide(request: AdmissionRequest, settings: RenderSettings = RenderSettings(
         spec = parse_vm(annotations, name=str(name), limits=settings.limits)
     except SpecInvalid as exc:
         return _deny("invalid-spec", f"invalid VM spec: {exc}")
+    if problem := strategy_problem(annotations, spec, meta.get("ownerReferences") or []):
+        return _deny("eviction-strategy", problem)
     rendered = render_launcher_pod(pod, spec, settings)    # type: ignore[arg-type]
     if spec.dedicated_cpus and (problems := not_guaranteed(rendered)):
         return _deny("not-guaranteed", f"{k.DEDICATED_CPUS}: exclusive CPUs need Guaranteed QoS "
@@ -119,6 +125,19 @@ def decide(request: AdmissionRequest, settings: RenderSettings = RenderSettings(
                      + "; ".join(problems))
     return Decision("render", True, patch=diff_patch(pod, rendered),  # type: ignore[arg-type]
                     warnings=tuple(override_warnings(pod, rendered)))  # type: ignore[arg-type]
+
+
+def _strategy_change(pod: Mapping[str, Any], annotations: Mapping[str, str],
+                     settings: RenderSettings) -> Decision:
+    """A running VM's podvirt.io/eviction-strategy may change, to a value that fits it."""
+    meta = _meta(pod)
+    try:
+        spec = parse_vm(annotations, name=str(meta.get("name") or "vm"), limits=settings.limits)
+    except SpecInvalid:     # admitted under other limits; the strategy alone is no risk
+        return _pass("update-unparsable")
+    if problem := strategy_problem(annotations, spec, meta.get("ownerReferences") or []):
+        return _deny("eviction-strategy", problem)
+    return _pass("update-strategy")
 
 
 def respond(uid: str, d: Decision) -> AdmissionResponse:

@@ -16,7 +16,10 @@ from werkzeug.exceptions import HTTPException
 
 from podvirt import drain, wirejson
 from podvirt.httpbody import BodyTooLarge, read_body
+from podvirt.vmspec import keys as k
 from podvirt.webhook.admission import decide, respond
+from podvirt.webhook.eviction import TOO_MANY_REQUESTS, decide_eviction
+from podvirt.webhook.kube import PodAccess
 from podvirt.webhook.metrics import AdmissionMetrics
 from podvirt.webhook.settings import RenderSettings
 from podvirt.webhook.wire import AdmissionReview, BadReview, build_response, parse_review, wrap
@@ -30,7 +33,9 @@ def _json(payload: object, status: int = 200) -> Response:
                     mimetype="application/json")
 
 
-def create_app(settings: RenderSettings | None = None, *, noop_route: bool = False) -> Flask:
+def create_app(settings: RenderSettings | None = None, *, noop_route: bool = False,
+               pods: PodAccess | None = None) -> Flask:
+    """`pods` (API access) enables POST /evict, the pods/eviction webhook (eviction.py)."""
     settings = settings or RenderSettings()
     app = Flask("podvirt.webhook")
     metrics = AdmissionMetrics()
@@ -63,6 +68,29 @@ def create_app(settings: RenderSettings | None = None, *, noop_route: bool = Fal
             "name": req.get("name") or meta.get("name") or meta.get("generateName"),
             "duration_ms": round(seconds * 1000, 3)}).decode())
         return _json(wrap(response, doc["apiVersion"]))
+
+    if pods is not None:
+        @app.post("/evict")
+        def evict() -> Response:
+            doc = review_body()
+            req = doc["request"]
+            namespace, name = req.get("namespace") or "", req.get("name") or ""
+            try:
+                verdict = decide_eviction(req, pods.get(namespace, name))
+                if verdict.mark is not None and not req.get("dryRun"):
+                    pods.annotate(namespace, name, {k.EVACUATE: verdict.mark})
+                response = build_response(uid=req["uid"], allowed=verdict.allowed,
+                                          code=verdict.code, message=verdict.message)
+                outcome = verdict.rule
+            except Exception as exc:    # the API unreachable: refuse for now, clients retry
+                log.exception("eviction review %s failed", req["uid"])
+                response = build_response(uid=req["uid"], allowed=False, code=TOO_MANY_REQUESTS,
+                                          message=f"podvirt could not decide on evicting pod "
+                                          f"{namespace}/{name}: {type(exc).__name__}")
+                outcome = "error"
+            log.info(wirejson.dumps({"uid": req["uid"], "operation": "EVICT", "outcome": outcome,
+                                     "namespace": namespace, "name": name}).decode())
+            return _json(wrap(response, doc["apiVersion"]))
 
     if noop_route:
         # Same stack minus the decision: the bench's ceiling for the HTTP/TLS/JSON path.

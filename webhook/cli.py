@@ -40,6 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "devices (libvirt then cannot raise QEMU's memlock limit for VFIO)")
     p.add_argument("--grace-margin", type=int, default=15,
                    help="seconds added to the VM's shutdown grace for the pod")
+    p.add_argument("--evictions", action="store_true",
+                   help="serve POST /evict, the pods/eviction webhook that migrates VMs with "
+                        "podvirt.io/eviction-strategy: migrate instead of evicting them (needs "
+                        "get and patch on pods: in-cluster credentials or --kubeconfig)")
+    p.add_argument("--kubeconfig", default=None, help="API access for --evictions outside a pod")
     # Benchmark only: a POST /noop route on the same stack, without the admission decision.
     p.add_argument("--noop-route", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
@@ -95,5 +100,21 @@ def run(args: argparse.Namespace) -> int:
                                  else "")
     print(f"podvirt webhook: https://{args.bind}:{args.port} workers={args.workers} ({model}) "
           f"metrics={metrics_dir}", file=sys.stderr, flush=True)
-    WebhookServer(lambda: create_app(settings, noop_route=args.noop_route), options).run()
+
+    def app():
+        # In the worker (after fork, and after gevent patched the sockets).
+        pods = None
+        if args.evictions:
+            from podvirt.webhook.kube import KubePodAccess
+            pods = KubePodAccess(args.kubeconfig)
+        return create_app(settings, noop_route=args.noop_route, pods=pods)
+
+    if args.evictions:
+        try:
+            from podvirt.webhook.kube import KubePodAccess
+            KubePodAccess(args.kubeconfig)
+        except Exception as exc:    # noqa: BLE001 - any config error, said plainly
+            print(f"podvirt webhook: --evictions needs API access: {exc}", file=sys.stderr)
+            return 2
+    WebhookServer(app, options).run()
     return 0

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from podvirt.plugin.kubeapi import Connection, KubePods
     conn = Connection(kubeconfig=args.kubeconfig, context=args.context, namespace=args.namespace)
-    pods = KubePods(conn)
+    pods = KubePods.connect(conn)
     if args.command == "console":
         from podvirt.plugin.console import run_console
         return run_console(pods, conn, args.name)

@@ -30,7 +30,12 @@ def _api_error(exc, what: str) -> PluginError:
 class KubePods:
     """Pods of one namespace, as the plugin sees them."""
 
-    def __init__(self, conn: Connection):
+    def __init__(self, core, namespace: str):
+        self.core, self.namespace = core, namespace     # a kubernetes CoreV1Api
+
+    @classmethod
+    def connect(cls, conn: Connection) -> "KubePods":
+        """Through kubectl's connection settings (the plugin's)."""
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
         try:
@@ -44,8 +49,7 @@ class KubePods:
                 namespace = (active or {}).get("context", {}).get("namespace") or "default"
         except (ConfigException, OSError) as exc:
             raise PluginError(f"no usable kubeconfig: {exc}") from None
-        self.core = client.CoreV1Api(api)
-        self.namespace = namespace
+        return cls(client.CoreV1Api(api), namespace)
 
     def read(self, name: str) -> PodFacts:
         from kubernetes.client.exceptions import ApiException

@@ -22,11 +22,8 @@ from typing import Callable, Protocol
 from podvirt.plugin.actions import ActionWaiter
 from podvirt.plugin.target import PluginError, PodFacts, require_running
 from podvirt.vmspec import keys as k
+from podvirt.vmspec.mobility import migration_refusals
 from podvirt.vmspec.parse import SpecInvalid, parse_vm, vm_annotations
-
-# What a migration cannot carry yet, and why (checked on the parsed VM spec).
-_EPHEMERAL_DISKS = ("containerdisk", "scratch", "file")
-
 
 class MigrationPods(Protocol):
     def read(self, name: str) -> PodFacts: ...
@@ -49,27 +46,16 @@ def target_manifest(source: dict, name: str, *, same_node: bool = False) -> dict
     VM that cannot move."""
     meta, spec = source["metadata"], source.get("spec", {})
     ref = f"{meta.get('namespace')}/{meta['name']}"
-    owners = meta.get("ownerReferences") or []
-    if owners:
-        owner = owners[0]
-        raise PluginError(
-            f"VM pod {ref} is owned by {owner.get('kind')} {owner.get('name')}: a migrated VM "
-            "lives in a new pod with a new name, which its controller would not own (it "
-            "would start another); only bare VM pods can migrate")
     annotations = vm_annotations(meta.get("annotations"))
     try:
         vm = parse_vm(annotations, name=meta["name"])
     except SpecInvalid as exc:
         raise PluginError(f"VM pod {ref}: {exc}") from None
-    refusals = [f"disk {d.name!r} is {d.kind} (ephemeral): its writes live in the source "
-                "pod and a migration does not copy them" for d in vm.disks
-                if d.kind in _EPHEMERAL_DISKS]
-    if vm.devices:
-        refusals.append("it has passthrough devices, which stay with their host")
-    if vm.dedicated_cpus:
-        refusals.append("its vCPUs are pinned to the source pod's exclusive CPUs")
-    if refusals:
+    if refusals := migration_refusals(vm, meta.get("ownerReferences") or []):
         raise PluginError(f"VM {ref} cannot migrate: " + "; ".join(refusals))
+    # The runtime choice that travels with the VM (the evacuator's trigger, EVACUATE, does not).
+    if strategy := (meta.get("annotations") or {}).get(k.EVICTION_STRATEGY):
+        annotations[k.EVICTION_STRATEGY] = strategy
     labels = dict(meta.get("labels") or {})
     labels.setdefault(k.VM_NAME_LABEL, meta["name"])
     target_spec: dict = {"containers": []}

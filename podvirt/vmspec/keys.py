@@ -110,12 +110,23 @@ MIGRATION_CERT = PREFIX + "migration-cert"
 MIGRATE, MIGRATE_CANCEL = "migrate", "migrate-cancel"     # ACTION values
 VM_NAME_LABEL = PREFIX + "vm-name"
 
+# Eviction (docs/vms.md "Draining a node"): EVICTION_STRATEGY is a user key that may change
+# while the VM runs. With "migrate", the webhook refuses an eviction of the pod and marks it
+# with EVACUATE (the node it must leave); `podvirt evacuator` then migrates the VM away.
+EVICTION_STRATEGY = PREFIX + "eviction-strategy"
+EVICT_SHUTDOWN, EVICT_MIGRATE = "shutdown", "migrate"      # EVICTION_STRATEGY values
+EVACUATE = PREFIX + "evacuate"
+EVENT_EVACUATING = "Evacuating"             # the evacuator started a migration
+EVENT_EVACUATION_FAILED = "EvacuationFailed"  # ... which failed; retried while marked
+
 STATUS_KEYS: frozenset[str] = frozenset({
     RENDERED, ASSIGNED_DEVICES, ASSIGNED_AT, PHASE, DOMAIN_STATE, NODE, STARTED_AT, GUEST_IP,
-    QEMU_RSS, FAILURE_REASON, FAILURE_MESSAGE, ACCEL, ACTION_ACK, MIGRATION_CERT,
+    QEMU_RSS, FAILURE_REASON, FAILURE_MESSAGE, ACCEL, ACTION_ACK, MIGRATION_CERT, EVACUATE,
 })
-# ACTION is a user key at run time, but not part of the VM's definition.
-RUNTIME_KEYS: frozenset[str] = frozenset({ACTION, MIGRATION_SOURCE, MIGRATION_TARGET})
+# ACTION and EVICTION_STRATEGY are user keys at run time, but not part of the VM's
+# definition (the webhook checks EVICTION_STRATEGY on its own: admission.decide).
+RUNTIME_KEYS: frozenset[str] = frozenset({ACTION, MIGRATION_SOURCE, MIGRATION_TARGET,
+                                          EVICTION_STRATEGY})
 
 # --- node facts (written by `podvirt launcher probe`, read by the extender) ---------------
 NODE_KVM_LABEL = PREFIX + "kvm"               # "true" | "false": KVM functionally usable

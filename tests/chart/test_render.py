@@ -50,8 +50,10 @@ def test_kinds(render, values, present, absent):
 
 
 @pytest.mark.parametrize("values, deployments", [
-    pytest.param({}, {"webhook", "extender"}, id="defaults"),
-    pytest.param(SECOND_SCHEDULER, {"webhook", "extender", "scheduler"}, id="second-scheduler"),
+    pytest.param({}, {"webhook", "extender", "evacuator"}, id="defaults"),
+    pytest.param(SECOND_SCHEDULER, {"webhook", "extender", "scheduler", "evacuator"},
+                 id="second-scheduler"),
+    pytest.param({"evacuation": {"enabled": False}}, {"webhook", "extender"}, id="no-evacuation"),
 ])
 def test_deployments(render, values, deployments):
     objects = render(values)
@@ -78,7 +80,11 @@ def test_webhook_deployment_is_hardened_and_highly_available(render):
     assert (sc["runAsNonRoot"], sc["readOnlyRootFilesystem"], sc["allowPrivilegeEscalation"]) == (True, True, False)
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
-    assert pod["automountServiceAccountToken"] is False
+    assert pod["automountServiceAccountToken"] is True      # the eviction route reads pods
+    assert "--evictions" in c["args"]
+    no_evictions = find(render({"evacuation": {"enabled": False}}), "Deployment", "-webhook")
+    assert no_evictions["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert "--evictions" not in container(no_evictions)["args"]
     pdb = find(objects, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"] == dep["spec"]["selector"]
@@ -275,7 +281,8 @@ def test_certs_hook_objects_are_all_hooks_and_least_privilege(render):
     assert all(hook_of(o) for o in objects)
     cluster_role = find(objects, "ClusterRole")
     assert cluster_role["rules"] == [{"apiGroups": ["admissionregistration.k8s.io"],
-                                      "resources": ["mutatingwebhookconfigurations"],
+                                      "resources": ["mutatingwebhookconfigurations",
+                                                    "validatingwebhookconfigurations"],
                                       "resourceNames": [f"{RELEASE}-podvirt-webhook"],
                                       "verbs": ["get", "patch"]}]
 
@@ -329,8 +336,48 @@ def test_launcher_rbac_per_vm_namespace(render):
 
 def test_launcher_status_annotations_match_the_core_keys():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    writable = keys.STATUS_KEYS - {keys.RENDERED, keys.ASSIGNED_DEVICES, keys.ASSIGNED_AT}
+    writable = keys.STATUS_KEYS - {keys.RENDERED, keys.ASSIGNED_DEVICES, keys.ASSIGNED_AT,
+                                   keys.EVACUATE}
     assert set(values["launcher"]["statusAnnotations"]) == writable
+
+
+# --- evacuation -------------------------------------------------------------------------------
+
+def test_eviction_webhook_sees_only_vm_namespaces(render):
+    objects = render({"launcher": {"namespaces": ["vms-a", "vms-b"]}})
+    config = find(objects, "ValidatingWebhookConfiguration")
+    [hook] = config["webhooks"]
+    assert hook["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                              "resources": ["pods/eviction"], "scope": "Namespaced"}]
+    assert hook["clientConfig"]["service"]["path"] == "/evict"
+    assert hook["sideEffects"] == "NoneOnDryRun" and hook["failurePolicy"] == "Ignore"
+    [expr] = hook["namespaceSelector"]["matchExpressions"]
+    assert (expr["operator"], expr["values"]) == ("In", ["vms-a", "vms-b"])
+
+
+def test_evacuator_rights_are_per_vm_namespace(render):
+    objects = render({"launcher": {"namespaces": ["vms-a", "vms-b"]}})
+    roles = {(o["metadata"]["namespace"], o["metadata"]["name"].removeprefix(f"{RELEASE}-podvirt-")): o
+             for o in objects if o["kind"] == "Role"}
+    for ns in ("vms-a", "vms-b"):
+        assert set(roles[(ns, "evacuator")]["rules"][0]["verbs"]) == {
+            "get", "list", "watch", "create", "delete", "patch"}
+        assert roles[(ns, "webhook-evictions")]["rules"] == [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]}]
+    assert not [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding")
+                and "evacuator" in o["metadata"]["name"]]
+    dep = find(objects, "Deployment", "-evacuator")
+    args = container(dep)["args"]
+    assert args[:3] == ["evacuator", "--namespace=vms-a", "--namespace=vms-b"]
+    assert "--same-node" not in args and dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 330
+
+
+def test_ca_injected_into_both_webhook_configurations(render):
+    job = next(o for o in render() if o["kind"] == "Job" and "inject" in str(container(o)["args"]))
+    assert f"--validating-configuration={RELEASE}-podvirt-webhook" in container(job)["args"]
+    cm = find(render(CERT_MANAGER), "ValidatingWebhookConfiguration")
+    assert "cert-manager.io/inject-ca-from" in cm["metadata"]["annotations"]
 
 
 # --- probe -----------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from .conftest import RenderError, find
 
 def _flags(deployment: dict) -> dict[str, str]:
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    return dict(a.removeprefix("--").split("=", 1) for a in args if a.startswith("--"))
+    flags = (a.removeprefix("--").partition("=") for a in args if a.startswith("--"))
+    return {name: value for name, _, value in flags}
 
 
 @pytest.mark.parametrize("values, drain, graceful", [

@@ -244,3 +244,41 @@ def test_user_domain_xml_denial_names_element_and_values(make_pod, make_request,
     else:
         assert (d.rule, d.code) == ("invalid-spec", 422)
         assert d.message.startswith(f"invalid VM spec: {message}"), d.message
+
+
+# --- podvirt.io/eviction-strategy -----------------------------------------------------------
+
+OWNED = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "vms-7c9", "uid": "u1"}]
+
+
+@pytest.mark.parametrize("annotations, owners, rule, words", [
+    pytest.param({**BASIC, k.EVICTION_STRATEGY: "migrate"}, [], "render", [], id="migratable"),
+    pytest.param({**BASIC, k.EVICTION_STRATEGY: "shutdown"}, OWNED, "render", [],
+                 id="shutdown-any-pod"),
+    pytest.param({**BASIC, k.EVICTION_STRATEGY: "live"}, [], "eviction-strategy",
+                 [k.EVICTION_STRATEGY, "shutdown, migrate", "'live'"], id="unknown-value"),
+    pytest.param({**BASIC, k.EVICTION_STRATEGY: "migrate"}, OWNED, "eviction-strategy",
+                 [k.EVICTION_STRATEGY, "ReplicaSet vms-7c9", "bare VM pods"], id="owned-pod"),
+    pytest.param({k.MEMORY: "1Gi", k.DISKS: "root=containerdisk:img", k.EVICTION_STRATEGY: "migrate"},
+                 [], "eviction-strategy", ["disk 'root' is containerdisk"], id="ephemeral-disk"),
+])
+def test_eviction_strategy_checked_at_create(make_pod, make_request, annotations, owners,
+                                             rule, words):
+    pod = make_pod(annotations)
+    pod["metadata"]["ownerReferences"] = owners
+    d = decide(make_request(pod))
+    assert (d.rule, d.allowed) == (rule, rule == "render")
+    for word in words:
+        assert word in d.message
+
+
+@pytest.mark.parametrize("disks, new, rule", [
+    pytest.param("root=pvc:root-claim", "migrate", "update-strategy", id="opt-in-while-running"),
+    pytest.param("root=scratch:1Gi", "migrate", "eviction-strategy", id="opt-in-refused"),
+    pytest.param("root=scratch:1Gi", "shutdown", "update-strategy", id="opt-out"),
+])
+def test_eviction_strategy_may_change_on_a_running_vm(make_pod, make_request, disks, new, rule):
+    old = make_pod({k.MEMORY: "1Gi", k.DISKS: disks})
+    pod = make_pod({k.MEMORY: "1Gi", k.DISKS: disks, k.EVICTION_STRATEGY: new})
+    d = decide(make_request(pod, operation="UPDATE", old=old))
+    assert d.rule == rule and d.allowed == (rule == "update-strategy")

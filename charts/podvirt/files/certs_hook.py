@@ -146,13 +146,16 @@ def inject_ca(args: argparse.Namespace) -> int:
     if not ca:
         print(f"secret {args.namespace}/{args.secret} has no ca.crt", file=sys.stderr)
         return 1
-    config = admission.read_mutating_webhook_configuration(args.webhook_configuration)
-    hooks = admission.api_client.sanitize_for_serialization(config).get("webhooks", [])
-    patch = ca_bundle_patch(hooks, ca)
-    if patch:
-        admission.patch_mutating_webhook_configuration(args.webhook_configuration, patch)
-    print(f"mutatingwebhookconfiguration {args.webhook_configuration}: "
-          f"{len(patch)} caBundle(s) updated")
+    targets = [("mutating", args.webhook_configuration)]
+    if args.validating_configuration:
+        targets.append(("validating", args.validating_configuration))
+    for kind, name in targets:
+        config = getattr(admission, f"read_{kind}_webhook_configuration")(name)
+        hooks = admission.api_client.sanitize_for_serialization(config).get("webhooks", [])
+        patch = ca_bundle_patch(hooks, ca)
+        if patch:
+            getattr(admission, f"patch_{kind}_webhook_configuration")(name, patch)
+        print(f"{kind}webhookconfiguration {name}: {len(patch)} caBundle(s) updated")
     return 0
 
 
@@ -169,7 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     inj = sub.add_parser("inject", help="copy ca.crt into the webhook configuration")
     inj.add_argument("--namespace", required=True)
     inj.add_argument("--secret", required=True)
-    inj.add_argument("--webhook-configuration", required=True)
+    inj.add_argument("--webhook-configuration", required=True, help="the mutating one")
+    inj.add_argument("--validating-configuration", default=None,
+                     help="the pods/eviction webhook's, when evacuation is enabled")
     inj.set_defaults(func=inject_ca)
     return parser
 

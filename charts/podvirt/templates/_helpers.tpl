@@ -33,6 +33,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "podvirt.extender.name" -}}{{ include "podvirt.fullname" . }}-extender{{- end -}}
 {{- define "podvirt.scheduler.name" -}}{{ include "podvirt.fullname" . }}-scheduler{{- end -}}
 {{- define "podvirt.probe.name" -}}{{ include "podvirt.fullname" . }}-probe{{- end -}}
+{{- define "podvirt.evacuator.name" -}}{{ include "podvirt.fullname" . }}-evacuator{{- end -}}
 {{- define "podvirt.certs.name" -}}{{ include "podvirt.fullname" . }}-certs{{- end -}}
 
 {{/* DNS names the serving certificate must cover: both Services, short and qualified. */}}
@@ -96,5 +97,19 @@ seccompProfile:
 {{- end -}}
 {{- if or (lt (int .Values.webhook.timeoutSeconds) 1) (gt (int .Values.webhook.timeoutSeconds) 30) -}}
 {{- fail "webhook.timeoutSeconds must be between 1 and 30 (the API server's limit)" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The webhook's CA bundle (base64) as the webhook configurations carry it at render time;
+empty when the post-install hook or cert-manager injects it later. */}}
+{{- define "podvirt.caBundle" -}}
+{{- if .Values.tls.caBundle -}}
+{{- .Values.tls.caBundle | b64enc -}}
+{{- else if and .Values.tls.generate (not .Values.certManager.enabled) -}}
+{{- /* On upgrade keep the CA already injected; the post-upgrade hook refreshes it if the hook renewed the certificate. */ -}}
+{{- $secret := lookup "v1" "Secret" .Release.Namespace .Values.tls.secretName -}}
+{{- if and $secret $secret.data (index $secret.data "ca.crt") -}}
+{{- index $secret.data "ca.crt" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}

@@ -1,0 +1,1 @@
+"""`podvirt evacuator`: migrates VMs whose eviction the webhook refused (docs/vms.md)."""
