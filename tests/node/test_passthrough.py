@@ -128,6 +128,18 @@ def _container_vfio(cluster, pod) -> set[str]:
             if d["path"].startswith("/dev/vfio/")}
 
 
+def _launcher_log(cluster, name: str, timeout: float = 30) -> str:
+    """The launcher's log once it holds the domain XML (one run read an empty log just as
+    the container ended; the cause was not found)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = cluster.kubectl("logs", "-n", NAMESPACE, name, "-c", "launcher", check=False)
+        if "</domain>" in proc.stdout or time.monotonic() > deadline:
+            assert proc.stdout, f"no log from {name}'s launcher: {proc.stderr}"
+            return proc.stdout
+        time.sleep(1)
+
+
 def _vfio_nodes(*groups: int) -> set[str]:
     return {"/dev/vfio/vfio"} | {f"/dev/vfio/{g}" for g in groups}
 
@@ -144,7 +156,7 @@ def _domain_hostdevs(log: str) -> list[str]:
 
 
 def test_racing_vm_pods_get_different_devices_each_exactly_its_own(
-        cluster, core, vm_pod, wait_pod, logs, fake_devices):
+        cluster, core, vm_pod, wait_pod, fake_devices):
     names = ("gpu-a", "gpu-b")
     manifests = [_gpu_pod(vm_pod, n, f"{GPU}=1") for n in names]
     cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-",
@@ -160,7 +172,7 @@ def test_racing_vm_pods_get_different_devices_each_exactly_its_own(
             ann = pod.metadata.annotations
             (address,) = assigned[n]
             assert _launcher(pod).resources.limits[GPU] == "1"
-            log = logs(n)
+            log = _launcher_log(cluster, n)
             # kubelet allocated the extender's choice: the container holds its group only,
             # as containerd created it and as the launcher saw it from inside.
             assert _container_vfio(cluster, pod) == _vfio_nodes(GROUP[address]), n
