@@ -402,10 +402,7 @@ class Launcher:
         return self.hv
 
     def _operation(self, op: HypervisorOp) -> Callable[[], None]:
-        hv = self._hypervisor()
-        return {HypervisorOp.SHUTDOWN: hv.shutdown, HypervisorOp.DESTROY: hv.destroy,
-                HypervisorOp.PAUSE: hv.pause, HypervisorOp.RESUME: hv.resume,
-                HypervisorOp.REBOOT: hv.reboot, HypervisorOp.ABORT_MIGRATION: hv.abort_job}[op]
+        return getattr(self._hypervisor(), _HYPERVISOR_METHODS[op])
 
     def _attempt(self, fn: Callable[[], None]) -> str:
         """Run fn; the error's message if it failed, else ""."""
@@ -505,6 +502,12 @@ class Launcher:
         if self.metrics is not None:
             self.metrics.shutdown()
         self.reporter.close()
+
+
+# The Hypervisor method (launcher/virt.py) that carries out each operation.
+_HYPERVISOR_METHODS = {HypervisorOp.SHUTDOWN: "shutdown", HypervisorOp.DESTROY: "destroy",
+                       HypervisorOp.PAUSE: "pause", HypervisorOp.RESUME: "resume",
+                       HypervisorOp.REBOOT: "reboot", HypervisorOp.ABORT_MIGRATION: "abort_job"}
 
 
 def _read_text(path: Path) -> str | None:
