@@ -1,8 +1,10 @@
 """`podvirt launcher run`: read the spec, prepare the host, run the VM, report, exit.
 
-Order: spec -> accelerator -> disks -> libvirt daemons -> domain XML -> start (with
-retries) -> event loop until the guest stops. Every way out reports a phase and ends
-with an exit code the pod's restart policy can act on.
+Order: spec -> accelerator -> disks -> libvirt daemons -> domain XML, then the
+supervision loop: start (with retries) or wait for an incoming migration, and watch the
+VM until it stops. What to do is decided by supervision/machine.py; this module gathers
+the facts and carries the decisions out. Every way out reports a phase and ends with an
+exit code (launcher/exitcodes.py) the pod's restart policy can act on.
 """
 
 from __future__ import annotations
@@ -193,8 +195,7 @@ class Launcher:
                 raise LaunchFailed(EXIT_CONFIG, "DomainXMLRejected", str(exc)) from None
             self._unless_stopping()
             self._connect()
-            guest = Guest(name=spec.name, pod=name,
-                          shutdown_grace_seconds=spec.shutdown_grace_seconds,
+            guest = Guest(name=spec.name, shutdown_grace_seconds=spec.shutdown_grace_seconds,
                           memory_bytes=spec.memory_bytes, start_attempts=1 + spec.start_retries,
                           start_retry_delay=self.cfg.start_retry_delay,
                           memory_at_start=self.memory_at_start)
@@ -215,11 +216,8 @@ class Launcher:
     def _unless_stopping(self) -> None:
         """Before the domain runs, a stop request ends the launch: nothing to shut down."""
         if self.stop_signal:
-            # Exit 0: the stop was honoured, and restartPolicy OnFailure must not undo it;
-            # the phase still says the VM never ran.
             raise LaunchFailed(EXIT_OK, k.REASON_STOPPED_BEFORE_START,
-                               f"{self.stop_signal} arrived before the VM started; it was "
-                               "not started")
+                               machine.not_started(self.stop_signal))
 
     # --- preparation -----------------------------------------------------------------------
 

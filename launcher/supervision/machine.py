@@ -37,7 +37,6 @@ SUPERVISED = ("Running", "Paused", "Migrating", "ShuttingDown")
 class Guest:
     """The facts of this VM that decisions and their messages need."""
     name: str
-    pod: str
     shutdown_grace_seconds: int
     memory_bytes: int
     start_attempts: int = 1          # 1 + the spec's start retries
@@ -148,12 +147,17 @@ def _action_failed(request: ActionRequested, error: str) -> list[Command]:
             Ack(request.action, request.token, False)]
 
 
+def not_started(stop: str) -> str:
+    """Why a VM stopped before it ran was not started. Its exit is 0: the stop was
+    honoured, and restartPolicy OnFailure must not undo it; the phase (Failed, reason
+    StoppedBeforeStart) still says the VM never ran."""
+    return f"{stop} arrived before the VM started; it was not started"
+
+
 def _stopped_before_start(state: State, signal: str) -> Result:
-    # Exit 0: the stop was honoured, and restartPolicy OnFailure must not undo it; the
-    # phase still says the VM never ran.
     stop = state.stop_signal or signal
     return _fail(replace(state, stop_signal=stop), EXIT_OK, k.REASON_STOPPED_BEFORE_START,
-                 f"{stop} arrived before the VM started; it was not started")
+                 not_started(stop))
 
 
 def _running(state: State, ev: DomainRunning, reason: str, message: str) -> Result:

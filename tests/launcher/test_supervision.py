@@ -19,7 +19,7 @@ from podvirt.launcher.supervision.events import ActionRequested, CallReturned, \
     QemuKilled, StartAttempted, StopSignal, Tick
 from podvirt.launcher.supervision.machine import Guest, Incoming, Migration, State
 
-GUEST = Guest(name="vm1", pod="vm1", shutdown_grace_seconds=30, memory_bytes=1 << 30,
+GUEST = Guest(name="vm1", shutdown_grace_seconds=30, memory_bytes=1 << 30,
               start_attempts=3, start_retry_delay=2.0,
               memory_at_start=MemoryCgroup(oom_kills=1, limit_bytes=2 << 30))
 NOW = 100.0

@@ -123,7 +123,7 @@ def _run(tmp_path: Path, reporter, clock=None, **hv) -> tuple[int, FakeHyperviso
                         **({"clock": clock} if clock else {}))
     launcher.status = VMStatus("Starting", accel="tcg")
     launcher.xml = "<domain/>"
-    guest = Guest(name="vm1", pod="vm1", shutdown_grace_seconds=30, memory_bytes=1 << 30,
+    guest = Guest(name="vm1", shutdown_grace_seconds=30, memory_bytes=1 << 30,
                   start_attempts=2)
     try:
         launcher._connect()
