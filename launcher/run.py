@@ -428,12 +428,12 @@ class Launcher:
             except LibvirtError:
                 pass
         try:
-            state = self.hv.state()
-        except LibvirtError as exc:
+            domain_state = self.hv.state()
+        except LibvirtError as exc:     # the report goes on without it
             log.warning("%s", exc)
-            state = ""
+            domain_state = ""
         return DomainRunning(
-            qemu_pid=self.qemu_pid, domain_state=state,
+            qemu_pid=self.qemu_pid, domain_state=domain_state,
             qemu_rss=qemu_rss(self.qemu_pid) if self.qemu_pid else None,
             guest_ip=(passt_guest_address() or "") if self.passt else "",
             started_at=now_rfc3339(), downtime=downtime)
