@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from podvirt.launcher.report import PodView
+from podvirt.vmspec import keys as k
 from podvirt.vmspec.model import MIGRATION_PORT
 
 log = logging.getLogger("podvirt.launcher.migration")
@@ -57,6 +59,27 @@ def new_identity(name: str) -> Identity:
         cert.public_bytes(serialization.Encoding.PEM).decode(),
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                           serialization.NoEncryption()).decode())
+
+
+def migration_refusal(me: PodView | None, target_name: str, target: PodView | None,
+                      source_pod: str) -> str:
+    """Why the pod our MIGRATION_TARGET names cannot receive this VM now; "" if it can.
+
+    `me` is this (source) pod, `target` the pod it names, read after it."""
+    if me is None:
+        return "the launcher cannot read its own pod"
+    if not target_name:
+        return f"{k.MIGRATION_TARGET} names no target pod"
+    if target is None:
+        return f"target pod {target_name} cannot be read"
+    if target.annotations.get(k.MIGRATION_SOURCE) != source_pod:
+        return (f"pod {target_name} is not a migration target for this VM "
+                f"({k.MIGRATION_SOURCE} is not {source_pod!r})")
+    if target.annotations.get(k.PHASE) != "Incoming" or not target.annotations.get(
+            k.MIGRATION_CERT) or not target.ip:
+        return (f"target pod {target_name} is not waiting for a migration yet "
+                f"(phase {target.annotations.get(k.PHASE) or 'none'})")
+    return ""
 
 
 def tls_context(identity: Identity, peer_cert_pem: str, *, server: bool) -> ssl.SSLContext:

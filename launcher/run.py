@@ -1,8 +1,10 @@
 """`podvirt launcher run`: read the spec, prepare the host, run the VM, report, exit.
 
-Order: spec -> accelerator -> disks -> libvirt daemons -> domain XML -> start (with
-retries) -> event loop until the guest stops. Every way out reports a phase and ends
-with an exit code the pod's restart policy can act on.
+Order: spec -> accelerator -> disks -> libvirt daemons -> domain XML, then the
+supervision loop: start (with retries) or wait for an incoming migration, and watch the
+VM until it stops. What to do is decided by supervision/machine.py; this module gathers
+the facts and carries the decisions out. Every way out reports a phase and ends with an
+exit code (launcher/exitcodes.py) the pod's restart policy can act on.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ import signal
 import threading
 import time
 import uuid as uuidlib
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
-from podvirt.launcher.cgroup import CGROUP_ROOT, MemoryCgroup, oom_killed_since, \
-    read_memory_cgroup
+from podvirt.launcher.cgroup import CGROUP_ROOT, MemoryCgroup, read_memory_cgroup
 from podvirt.launcher.console import ConsoleTail
 from podvirt.launcher.daemons import DaemonError, LibvirtDaemons
 from podvirt.launcher.disks import DiskError, DiskLayout, cloud_init_userdata, prepare_disk, \
@@ -29,11 +31,23 @@ from podvirt.launcher.hostcontext import AssignedDevicesInvalid, HostContext, \
     DevicesNotAllocated, check_allocation, parse_assigned_devices
 from podvirt.launcher.deviceplugin.vfio import allocated_addresses
 from podvirt.launcher.kvm import AccelUnavailable, KvmVerdict, check_kvm, choose_accel
-from podvirt.launcher.migration import MIGRATION_PORT, IncomingRelay, OutgoingRelay, new_identity
+from podvirt.launcher.exitcodes import EXIT_CONFIG, EXIT_LIBVIRTD, EXIT_OK, \
+    EXIT_START_FAILED, EXIT_VM_FAILED
+from podvirt.launcher.migration import MIGRATION_PORT, IncomingRelay, OutgoingRelay, \
+    migration_refusal, new_identity
 from podvirt.launcher.podnet import Passt, PasstError, passt_guest_address
 from podvirt.launcher.report import PodReporter, VMStatus, now_rfc3339
-from podvirt.launcher.virt import Hypervisor, LibvirtError, VMEvent
-from podvirt.quantity import human_bytes
+from podvirt.launcher.supervision import machine
+from podvirt.launcher.supervision.commands import Ack, AdoptDomain, AttemptStart, Call, \
+    CheckHealth, CleanUpFailedStart, CloseChannel, Command, Exit, KillQemu, Log, \
+    MeasureMemory, Migrate, PrepareMigration, Publish, ReadDisruption, RecordEvent, \
+    WatchActions
+from podvirt.launcher.supervision.events import ActionRequested, CallReturned, \
+    DisruptionRead, DomainRunning, Event, HealthReport, HypervisorOp, MemoryMeasured, \
+    MigrationEnded, MigrationReady, MigrationRefused, QemuKilled, StartAttempted, \
+    StopSignal, Tick
+from podvirt.launcher.supervision.machine import Guest, State
+from podvirt.launcher.virt import Hypervisor, LibvirtError
 from podvirt.vmspec import SpecInvalid, parse_vm
 from podvirt.vmspec import keys as k
 from podvirt.vmspec.domainxml import DomainXMLRejected
@@ -43,11 +57,8 @@ from podvirt.vmspec.overhead import OverheadConstants
 
 log = logging.getLogger("podvirt.launcher")
 
-EXIT_OK = 0
-EXIT_START_FAILED = 1     # VMStartFailed: the extender's quarantine counts these
-EXIT_CONFIG = 2           # the spec or the pod is unusable; retrying cannot help
-EXIT_VM_FAILED = 3        # crashed, destroyed, or forced off after the grace period
-EXIT_LIBVIRTD = 4         # libvirtd died or stopped answering
+__all__ = ["EXIT_CONFIG", "EXIT_LIBVIRTD", "EXIT_OK", "EXIT_START_FAILED", "EXIT_VM_FAILED",
+           "LaunchConfig", "LaunchFailed", "Launcher"]
 
 CONSOLE_SOCKET_NAME = Path(CONSOLE_SOCKET).name   # in the work dir, which a pod puts there
 
@@ -124,25 +135,29 @@ def _read_pid(path: Path) -> int | None:
 
 
 class Launcher:
-    def __init__(self, cfg: LaunchConfig, reporter: PodReporter):
+    """Prepares the host, then carries out what supervision/machine.py decides.
+
+    The hypervisor connection, the pod reporter and the clock are injected, so the loop
+    runs the same against libvirt and against the fakes of the unit tests."""
+
+    def __init__(self, cfg: LaunchConfig, reporter: PodReporter, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 connect_hypervisor: Callable[..., Hypervisor] = Hypervisor):
         self.cfg, self.reporter = cfg, reporter
-        self.events: "queue.Queue[VMEvent]" = queue.Queue()
-        self.status = VMStatus("Starting", node=cfg.node)
+        self.clock, self.connect_hypervisor = clock, connect_hypervisor
+        self.inbox: "queue.Queue[Event]" = queue.Queue()   # what the loop reacts to
+        self.status = VMStatus("Starting", node=cfg.node)  # as last published
         self.daemons: LibvirtDaemons | None = None
         self.hv: Hypervisor | None = None
+        self.xml = ""
         self.qemu_pid: int | None = None
         self.console: ConsoleTail | None = None
         self.passt: Passt | None = None
-        self.passt_lost = False
         self.metrics = None
         self.stop_signal = ""       # name of the first SIGTERM/SIGINT received, if any
         self.memory_at_start = MemoryCgroup(None, None)
-        self.stop_cause = ""        # why the VM is being stopped (signal, drain, action)
         self.pod_name = ""
-        self.domain_name = ""       # the pod's name, or the source pod's for a migrated VM
-        self.migration: OutgoingRelay | None = None    # while this VM is being sent away
-        self.migration_token = self.migration_target = ""
-        self.migration_started = 0.0
+        self.channel: IncomingRelay | OutgoingRelay | None = None   # a migration's relay
 
     def _publish(self, **changes) -> None:
         new = self.status.with_(**changes)
@@ -151,9 +166,10 @@ class Launcher:
             self.reporter.publish(new)
 
     def _fail(self, exc: LaunchFailed) -> int:
-        log.error("%s: %s", exc.reason, exc)
-        self._publish(phase="Failed", failure_reason=exc.reason, failure_message=str(exc)[:1000])
-        self.reporter.event(exc.reason, str(exc), warning=True)
+        _status, commands = machine.failure(self.status, exc.code, exc.reason, str(exc))
+        for command in commands:
+            if not isinstance(command, Exit):
+                self._execute(command)
         return exc.code
 
     def run(self) -> int:
@@ -188,11 +204,18 @@ class Launcher:
                 raise LaunchFailed(EXIT_CONFIG, "DomainXMLRejected", str(exc)) from None
             self._unless_stopping()
             self._connect()
+            guest = Guest(name=spec.name, shutdown_grace_seconds=spec.shutdown_grace_seconds,
+                          memory_bytes=spec.memory_bytes, start_attempts=1 + spec.start_retries,
+                          start_retry_delay=self.cfg.start_retry_delay,
+                          memory_at_start=self.memory_at_start)
             if source := annotations.get(k.MIGRATION_SOURCE):
-                self._receive(spec, source)
+                state = self._receive(guest, source)
             else:
-                self._start(spec, xml)
-            return self._supervise(spec)
+                self.xml = xml
+                (self.cfg.work / "domain.xml").write_text(xml)
+                log.info("domain XML:\n%s", xml)    # what libvirt is asked to define, in the pod's log
+                state = machine.starting(guest, self.status, self.clock())
+            return self._supervise(state)
         except LaunchFailed as exc:
             return self._fail(exc)
         finally:
@@ -203,11 +226,8 @@ class Launcher:
     def _unless_stopping(self) -> None:
         """Before the domain runs, a stop request ends the launch: nothing to shut down."""
         if self.stop_signal:
-            # Exit 0: the stop was honoured, and restartPolicy OnFailure must not undo it;
-            # the phase still says the VM never ran.
             raise LaunchFailed(EXIT_OK, k.REASON_STOPPED_BEFORE_START,
-                               f"{self.stop_signal} arrived before the VM started; it was "
-                               "not started")
+                               machine.not_started(self.stop_signal))
 
     # --- preparation -----------------------------------------------------------------------
 
@@ -270,39 +290,13 @@ class Launcher:
                                    f"libvirt daemons did not start: {exc}") from None
             uri = self.daemons.uri
         try:
-            self.hv = Hypervisor(uri, self.events)
+            self.hv = self.connect_hypervisor(uri, self.inbox)
         except LibvirtError as exc:
             raise LaunchFailed(EXIT_LIBVIRTD, "LibvirtdUnavailable", str(exc)) from None
 
-    def _start(self, spec: VMSpec, xml: str) -> None:
-        assert self.hv is not None
-        (self.cfg.work / "domain.xml").write_text(xml)
-        log.info("domain XML:\n%s", xml)    # what libvirt is asked to define, in the pod's log
-        attempts = 1 + spec.start_retries
-        for attempt in range(1, attempts + 1):
-            self._unless_stopping()
-            try:
-                t0 = time.monotonic()
-                self.hv.define_and_start(xml)
-                log.info("domain %s started (attempt %d/%d, %.2fs)", spec.name, attempt,
-                         attempts, time.monotonic() - t0)
-                break
-            except LibvirtError as exc:
-                log.warning("start attempt %d/%d failed: %s", attempt, attempts, exc)
-                self.reporter.event("StartAttemptFailed", f"attempt {attempt}/{attempts}: {exc}",
-                                    warning=True)
-                self.hv.cleanup_failed_start()
-                if attempt == attempts:
-                    raise LaunchFailed(EXIT_START_FAILED, k.REASON_START_FAILED,
-                                       f"VM did not start after {attempts} attempts: {exc}") \
-                        from None
-                time.sleep(self.cfg.start_retry_delay)
-        self._running(spec, spec.name, f"VM {spec.name} is running ({self.status.accel})")
-        self._watch_actions()
-
-    def _receive(self, spec: VMSpec, source: str) -> None:
-        """Migration target: with a channel open to the source pod only, wait until the
-        VM arrives and runs here, fails to, or this pod is told to stop."""
+    def _receive(self, guest: Guest, source: str) -> State:
+        """Migration target: with a channel open to the source pod only, wait (in the
+        Incoming phase) until the VM arrives and runs here, fails to, or we must stop."""
         assert self.hv is not None
         if self.daemons is None:
             raise LaunchFailed(EXIT_CONFIG, k.REASON_MIGRATION_FAILED,
@@ -317,8 +311,8 @@ class Launcher:
         identity = new_identity(self.pod_name)
         self.hv.expect_incoming(source)
         try:
-            relay = IncomingRelay(identity, self.daemons.path("/run/libvirt/libvirt-sock"),
-                                  source_cert, port=self.cfg.migration_port).start()
+            self.channel = IncomingRelay(identity, self.daemons.path("/run/libvirt/libvirt-sock"),
+                                         source_cert, port=self.cfg.migration_port).start()
         except OSError as exc:
             raise LaunchFailed(EXIT_START_FAILED, k.REASON_MIGRATION_FAILED,
                                f"cannot listen on migration port {self.cfg.migration_port}: "
@@ -326,224 +320,99 @@ class Launcher:
         self._publish(phase="Incoming", migration_cert=identity.cert_pem)
         self.reporter.event("WaitingForMigration", f"waiting for VM {source} from pod {source}")
         self._watch_actions()    # a stop may come while waiting
-        deadline = time.monotonic() + self.cfg.incoming_timeout
-        try:
-            while True:
-                try:
-                    ev = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    raise LaunchFailed(EXIT_VM_FAILED, k.REASON_MIGRATION_FAILED,
-                                       f"no VM arrived from pod {source} within "
-                                       f"{self.cfg.incoming_timeout:g}s") from None
-                if ev.kind == "resumed":
-                    break
-                if ev.kind == "stopped":
-                    raise LaunchFailed(EXIT_VM_FAILED, k.REASON_MIGRATION_FAILED,
-                                       f"the migration from pod {source} did not complete "
-                                       f"(domain stopped: {ev.detail})")
-                if ev.kind == "connection-closed":
-                    raise LaunchFailed(EXIT_LIBVIRTD, k.REASON_LIBVIRTD_LOST,
-                                       f"lost libvirtd ({ev.detail}) while waiting for VM "
-                                       f"{source}")
-                if ev.kind == "action" and ev.detail.startswith("stop:"):
-                    self.stop_signal = self.stop_signal or "stop"
-                    self._unless_stopping()
-        finally:
-            relay.stop()
-        downtime = ""
-        try:
-            downtime = f", guest paused {self.hv.completed_job().get('downtime', '?')} ms"
-        except LibvirtError:
-            pass
-        self._running(spec, source, f"VM {source} arrived from pod {source} and runs here "
-                                    f"({self.status.accel}{downtime})",
-                      reason=k.REASON_MIGRATED + "In")
-
-    def _running(self, spec: VMSpec, domain: str, message: str, reason: str = "Started") -> None:
-        """The domain runs: find QEMU, follow the console, serve metrics, report."""
-        assert self.hv is not None
-        self.domain_name = domain
-        if self.daemons is not None:
-            self.qemu_pid = _read_pid(self.daemons.qemu_pid_file(domain))
-        if self.hv.conn.getURI().startswith("qemu") and self.qemu_pid is None:
-            self.qemu_pid = _read_pid(Path(f"/run/libvirt/qemu/{domain}.pid"))
-        serial = self.cfg.work / "serial.log"
-        self.console = ConsoleTail(serial).start()
-        if self.cfg.metrics_port:
-            self._serve_metrics(domain)
-        self._publish(phase="Running", domain_state=self.hv.state(), started_at=now_rfc3339(),
-                      qemu_rss=qemu_rss(self.qemu_pid) if self.qemu_pid else None,
-                      guest_ip=(passt_guest_address() or "") if spec.pod_nic else "",
-                      migration_cert="")
-        self.reporter.event(reason, message)
+        return machine.incoming(guest, self.status, source, self.clock(),
+                                self.cfg.incoming_timeout)
 
     def _watch_actions(self) -> None:
         """podvirt.io/action requests become events of the main loop."""
         self.reporter.watch_actions(
-            lambda action, token: self.events.put(VMEvent("action", f"{action}:{token}")))
+            lambda action, token: self.inbox.put(ActionRequested(action, token)))
 
-    # --- supervision -----------------------------------------------------------------------
+    # --- supervision: machine.step decides, this loop carries its commands out --------------
 
     def _on_signal(self, signum: int, _frame) -> None:
         name = signal.Signals(signum).name
         self.stop_signal = self.stop_signal or name
-        self.events.put(VMEvent("action", f"stop:signal-{name}"))
+        self.inbox.put(StopSignal(name))
 
-    def _supervise(self, spec: VMSpec) -> int:
-        assert self.hv is not None
-        deadline: float | None = None     # end of the ACPI shutdown grace period
-        forced = ""                       # why the guest was destroyed, if it was
+    def _supervise(self, state: State) -> int:
         while True:
-            timeout = self.cfg.status_interval
-            if deadline is not None:
-                timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+            wait = machine.next_wakeup(state, self.clock(), self.cfg.status_interval)
             try:
-                ev = self.events.get(timeout=timeout)
+                event: Event = self.inbox.get(timeout=wait)
             except queue.Empty:
-                if deadline is not None and time.monotonic() >= deadline and not forced:
-                    log.warning("guest did not shut down within %ds; destroying it",
-                                spec.shutdown_grace_seconds)
-                    forced = (f"guest did not shut down within {spec.shutdown_grace_seconds}s "
-                              "and was destroyed")
-                    self._try(self.hv.destroy)
-                    continue
-                self._health_check()
-                continue
-            if ev.kind == "stopped":
-                return self._stopped(spec, ev.detail, forced)
-            if ev.kind == "connection-closed":
-                return self._libvirtd_lost(ev.detail)
-            if ev.kind == "migration":
-                self._migration_ended(spec, ev.detail)
-            elif ev.kind == "suspended":
-                # A live migration pauses the guest for its last round; still Migrating.
-                if self.migration is None:
-                    self._publish(phase="Paused", domain_state="paused")
-            elif ev.kind == "resumed":
-                self._publish(phase="Migrating" if self.migration else "Running",
-                              domain_state="running")
-            elif ev.kind == "action":
-                action, _, token = ev.detail.partition(":")
-                if action in (k.MIGRATE, k.MIGRATE_CANCEL):
-                    error = (self._begin_migration(spec, token) if action == k.MIGRATE
-                             else self._cancel_migration())
-                    if error:
-                        self.reporter.event(k.EVENT_ACTION_FAILED, f"{action}: {error}",
-                                            warning=True)
-                    if error or action == k.MIGRATE_CANCEL:
-                        self.reporter.ack(action, token, not error)
-                    continue     # a migration that started is acknowledged when it ends
-                if action == "stop":
-                    if self.migration is not None:
-                        self._try(self.hv.abort_job)    # stopping wins over moving
-                    if deadline is None:
-                        # A signal alone does not say why; the pod's DisruptionTarget does
-                        # (drain, taint, preemption), and users want to see it.
-                        if token.startswith("signal-"):
-                            cause = (self.reporter.disruption()
-                                     or token.removeprefix("signal-"))
-                        else:
-                            cause = f"{k.ACTION} stop"
-                        self.stop_cause = cause
-                        log.info("stopping the VM (%s): ACPI shutdown, %ds grace", cause,
-                                 spec.shutdown_grace_seconds)
-                        self.reporter.event("ShuttingDown", f"ACPI shutdown of VM {spec.name} "
-                                            f"({cause}), {spec.shutdown_grace_seconds}s grace")
-                        self._publish(phase="ShuttingDown")
-                        deadline = time.monotonic() + spec.shutdown_grace_seconds
-                        ok = self._try(self.hv.shutdown)
-                    elif token.startswith("signal-") and not forced:
-                        # A second signal during the grace: whoever sent it will not wait.
-                        forced = (f"a second stop signal ({token.removeprefix('signal-')}) "
-                                  "arrived during the ACPI shutdown grace; the guest was "
-                                  "destroyed")
-                        log.warning("%s", forced)
-                        ok = self._try(self.hv.destroy)
-                    else:
-                        ok = True
-                else:
-                    error = self._attempt({"pause": self.hv.pause, "resume": self.hv.resume,
-                                           "reboot": self.hv.reboot}.get(action, _unknown(action)))
-                    ok = not error
-                    if error:   # before the ack: whoever waits for it finds the reason
-                        self.reporter.event(k.EVENT_ACTION_FAILED, f"{action}: {error}", warning=True)
-                if not token.startswith("signal-"):
-                    self.reporter.ack(action, token, ok)
+                event = Tick()
+            pending = deque([event])
+            while pending:       # a command's answer is decided before the next event
+                state, commands = machine.step(state, pending.popleft(), self.clock())
+                for command in commands:
+                    if isinstance(command, Exit):
+                        return command.code
+                    answer = self._execute(command)
+                    if answer is not None:
+                        pending.append(answer)
 
-    # --- live migration, source side (launcher/migration.py) -------------------------------
+    def _execute(self, command: Command) -> Event | None:
+        match command:
+            case Publish(status):
+                self.status = status
+                self.reporter.publish(status)
+            case RecordEvent(reason, message, warning):
+                self.reporter.event(reason, message, warning=warning)
+            case Ack(action, token, ok):
+                self.reporter.ack(action, token, ok)
+            case Log(level, message):
+                log.log(level, "%s", message)
+            case Call(op, answer):
+                return CallReturned(op, self._attempt(self._operation(op)), answer)
+            case AttemptStart(attempt):
+                t0 = self.clock()
+                try:
+                    self._hypervisor().define_and_start(self.xml)
+                except LibvirtError as exc:
+                    return StartAttempted(attempt, str(exc) or type(exc).__name__)
+                return StartAttempted(attempt, seconds=self.clock() - t0)
+            case CleanUpFailedStart():
+                self._hypervisor().cleanup_failed_start()
+            case AdoptDomain(domain, arrived):
+                return self._adopt(domain, arrived)
+            case WatchActions():
+                self._watch_actions()
+            case PrepareMigration(token):
+                return self._prepare_migration(token)
+            case Migrate():
+                self._migrate()
+            case CloseChannel():
+                if self.channel is not None:
+                    self.channel.stop()
+                    self.channel = None
+            case ReadDisruption(sig):
+                return DisruptionRead(sig, self.reporter.disruption())
+            case MeasureMemory(detail):
+                return MemoryMeasured(detail, read_memory_cgroup(self.cfg.cgroup_root))
+            case CheckHealth():
+                return HealthReport(
+                    libvirtd_alive=self.daemons is None or self.daemons.alive(),
+                    passt_alive=self.passt is None or self.passt.alive(),
+                    qemu_rss=qemu_rss(self.qemu_pid) if self.qemu_pid else None)
+            case KillQemu(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    return QemuKilled(False)
+                return QemuKilled(True)
+            case _:
+                raise TypeError(f"no way to carry out {command!r}")
+        return None
 
-    def _begin_migration(self, spec: VMSpec, token: str) -> str:
-        """Start sending the VM to the pod our MIGRATION_TARGET names; "" or why not."""
-        assert self.hv is not None
-        if self.migration is not None:
-            return f"a migration to pod {self.migration_target} is already running"
-        if self.status.phase != "Running":
-            return f"the VM is {self.status.phase}, not Running"
-        me = self.reporter.peer()
-        if me is None:
-            return "the launcher cannot read its own pod"
-        target_name = me.annotations.get(k.MIGRATION_TARGET, "")
-        if not target_name:
-            return f"{k.MIGRATION_TARGET} names no target pod"
-        target = self.reporter.peer(target_name)
-        if target is None:
-            return f"target pod {target_name} cannot be read"
-        if target.annotations.get(k.MIGRATION_SOURCE) != self.pod_name:
-            return f"pod {target_name} is not a migration target for this VM " \
-                   f"({k.MIGRATION_SOURCE} is not {self.pod_name!r})"
-        cert = target.annotations.get(k.MIGRATION_CERT)
-        if target.annotations.get(k.PHASE) != "Incoming" or not cert or not target.ip:
-            return f"target pod {target_name} is not waiting for a migration yet " \
-                   f"(phase {target.annotations.get(k.PHASE) or 'none'})"
-        identity = new_identity(self.pod_name)
-        # Published before the first connection: the target's relay checks it.
-        self._publish(migration_cert=identity.cert_pem)
-        try:
-            relay = OutgoingRelay(identity, cert, (target.ip, self.cfg.migration_port),
-                                  self.cfg.work / "migration.sock").start()
-        except OSError as exc:
-            self._publish(migration_cert="")
-            return f"cannot open the migration channel: {exc}"
-        self.migration, self.migration_token, self.migration_target = relay, token, target_name
-        self.migration_started = time.monotonic()
-        self._publish(phase="Migrating")
-        self.reporter.event("Migrating", f"live migration of VM {spec.name} to pod "
-                            f"{target_name} on node {target.node or '?'}")
-        hv = self.hv
+    def _hypervisor(self) -> Hypervisor:
+        assert self.hv is not None, "the loop runs only once connected"
+        return self.hv
 
-        def migrate() -> None:
-            try:
-                hv.migrate(relay.uri)
-                self.events.put(VMEvent("migration", "ok"))
-            except LibvirtError as exc:
-                self.events.put(VMEvent("migration", f"error: {exc}"))
-        threading.Thread(target=migrate, name="migration", daemon=True).start()
-        return ""
+    def _operation(self, op: HypervisorOp) -> Callable[[], None]:
+        return getattr(self._hypervisor(), _HYPERVISOR_METHODS[op])
 
-    def _cancel_migration(self) -> str:
-        assert self.hv is not None
-        if self.migration is None:
-            return "no migration is running"
-        return self._attempt(self.hv.abort_job)
-
-    def _migration_ended(self, spec: VMSpec, detail: str) -> None:
-        """The migrate call returned. Success ends in the "stopped: migrated" event; a
-        failure leaves the VM running here, as it was."""
-        if self.migration is None or detail == "ok":
-            return
-        self.migration.stop()
-        self.migration = None
-        log.error("migration to pod %s failed: %s", self.migration_target, detail)
-        self._publish(phase="Running", migration_cert="")
-        self.reporter.event(k.REASON_MIGRATION_FAILED, f"VM {spec.name} keeps running here; "
-                            f"the migration to pod {self.migration_target} failed: "
-                            f"{detail.removeprefix('error: ')}", warning=True)
-        self.reporter.ack(k.MIGRATE, self.migration_token, False)
-
-    def _try(self, fn) -> bool:
-        return not self._attempt(fn)
-
-    def _attempt(self, fn) -> str:
+    def _attempt(self, fn: Callable[[], None]) -> str:
         """Run fn; the error's message if it failed, else ""."""
         try:
             fn()
@@ -552,77 +421,63 @@ class Launcher:
             log.warning("%s", exc)
             return str(exc) or type(exc).__name__
 
-    def _health_check(self) -> None:
-        if self.daemons is not None and not self.daemons.alive():
-            self.events.put(VMEvent("connection-closed", "libvirtd process exited"))
-            return
-        if self.passt is not None and not self.passt.alive() and not self.passt_lost:
-            # The guest keeps running but is cut off from the pod network: say so once.
-            self.passt_lost = True
-            log.error("passt exited: the guest has lost the pod network")
-            self.reporter.event("PodNetworkLost", "passt exited: the guest has lost the pod "
-                                "network", warning=True)
-        rss = qemu_rss(self.qemu_pid) if self.qemu_pid else None
-        if rss != self.status.qemu_rss:
-            self._publish(qemu_rss=rss)
-
-    def _stopped(self, spec: VMSpec, detail: str, forced: str) -> int:
-        if detail == "migrated" and self.migration is not None:
-            seconds = time.monotonic() - self.migration_started
-            self.migration.stop()
-            message = f"VM {spec.name} migrated live to pod {self.migration_target} in " \
-                      f"{seconds:.1f}s; it runs there now"
-            log.info("%s", message)
-            self.reporter.ack(k.MIGRATE, self.migration_token, True)
-            self._publish(phase="Succeeded", domain_state="shutoff", migration_cert="",
-                          failure_reason=k.REASON_MIGRATED, failure_message=message)
-            self.reporter.event(k.REASON_MIGRATED, message)
-            return EXIT_OK
-        if detail == "shutdown" and not forced:
-            log.info("guest shut down")
-            self._publish(phase="Succeeded", domain_state="shutoff")
-            why = f" ({self.stop_cause})" if self.stop_cause else ""
-            self.reporter.event("Stopped", f"VM {spec.name} shut down{why}")
-            return EXIT_OK
-        reason = k.REASON_VM_STOPPED
-        if forced:
-            message = forced
-        elif detail in ("failed", "crashed") and oom_killed_since(
-                self.memory_at_start, memory := read_memory_cgroup(self.cfg.cgroup_root)):
-            reason = k.REASON_OOM_KILLED
-            limit = human_bytes(memory.limit_bytes) if memory.limit_bytes else "unknown"
-            message = (f"the launcher container reached its memory limit ({limit} for a "
-                       f"{human_bytes(spec.memory_bytes)} guest) and the kernel's OOM killer "
-                       f"killed QEMU{self._pid()}; the VM is gone")
-        elif detail == "failed":    # libvirt: the host emulator failed, i.e. QEMU died
-            reason = k.REASON_QEMU_EXITED
-            message = f"QEMU{self._pid()} exited unexpectedly; the VM is gone (domain stopped: failed)"
-        else:
-            message = f"domain stopped: {detail}"
-        log.error("%s", message)
-        self._publish(phase="Failed", domain_state="shutoff", failure_reason=reason,
-                      failure_message=message)
-        self.reporter.event(reason if reason == k.REASON_OOM_KILLED else
-                            "Crashed" if detail in ("crashed", "failed") else "Stopped",
-                            message, warning=True)
-        return EXIT_VM_FAILED
-
-    def _pid(self) -> str:
-        return f" (pid {self.qemu_pid})" if self.qemu_pid else ""
-
-    def _libvirtd_lost(self, detail: str) -> int:
-        message = f"lost libvirtd ({detail}); the VM cannot be managed and is stopped"
-        if self.qemu_pid:
-            # QEMU outlives libvirtd; without a manager it must not keep running unseen.
+    def _adopt(self, domain: str, arrived: bool) -> DomainRunning:
+        """The domain runs: find QEMU, follow the console, serve metrics."""
+        assert self.hv is not None
+        if self.daemons is not None:
+            self.qemu_pid = _read_pid(self.daemons.qemu_pid_file(domain))
+        if self.hv.conn.getURI().startswith("qemu") and self.qemu_pid is None:
+            self.qemu_pid = _read_pid(Path(f"/run/libvirt/qemu/{domain}.pid"))
+        self.console = ConsoleTail(self.cfg.work / "serial.log").start()
+        if self.cfg.metrics_port:
+            self._serve_metrics(domain)
+        downtime = ""
+        if arrived:
             try:
-                os.kill(self.qemu_pid, signal.SIGKILL)
-                message += f" (QEMU pid {self.qemu_pid} killed)"
-            except ProcessLookupError:
+                downtime = str(self.hv.completed_job().get("downtime", "?"))
+            except LibvirtError:
                 pass
-        log.error("%s", message)
-        self._publish(phase="Failed", failure_reason=k.REASON_LIBVIRTD_LOST, failure_message=message)
-        self.reporter.event("LibvirtdLost", message, warning=True)
-        return EXIT_LIBVIRTD
+        try:
+            domain_state = self.hv.state()
+        except LibvirtError as exc:     # the report goes on without it
+            log.warning("%s", exc)
+            domain_state = ""
+        return DomainRunning(
+            qemu_pid=self.qemu_pid, domain_state=domain_state,
+            qemu_rss=qemu_rss(self.qemu_pid) if self.qemu_pid else None,
+            guest_ip=(passt_guest_address() or "") if self.passt else "",
+            started_at=now_rfc3339(), downtime=downtime)
+
+    # --- live migration, source side (launcher/migration.py) -------------------------------
+
+    def _prepare_migration(self, token: str) -> MigrationReady | MigrationRefused:
+        """Open the channel to the pod our MIGRATION_TARGET names, if it waits for us."""
+        me = self.reporter.peer()
+        target_name = me.annotations.get(k.MIGRATION_TARGET, "") if me else ""
+        target = self.reporter.peer(target_name) if target_name else None
+        refusal = migration_refusal(me, target_name, target, self.pod_name)
+        if refusal or target is None:
+            return MigrationRefused(token, refusal)
+        identity = new_identity(self.pod_name)
+        try:
+            self.channel = OutgoingRelay(identity, target.annotations[k.MIGRATION_CERT],
+                                         (target.ip, self.cfg.migration_port),
+                                         self.cfg.work / "migration.sock").start()
+        except OSError as exc:
+            return MigrationRefused(token, f"cannot open the migration channel: {exc}")
+        return MigrationReady(token, target_name, target.node, identity.cert_pem)
+
+    def _migrate(self) -> None:
+        hv, channel = self.hv, self.channel
+        assert hv is not None and isinstance(channel, OutgoingRelay)
+
+        def migrate() -> None:
+            try:
+                hv.migrate(channel.uri)
+                self.inbox.put(MigrationEnded())
+            except LibvirtError as exc:
+                self.inbox.put(MigrationEnded(str(exc) or type(exc).__name__))
+        threading.Thread(target=migrate, name="migration", daemon=True).start()
 
     def _serve_metrics(self, vm: str) -> None:
         from prometheus_client import CollectorRegistry, start_http_server
@@ -639,6 +494,8 @@ class Launcher:
                                 warning=True)
 
     def _teardown(self) -> None:
+        if self.channel is not None:
+            self.channel.stop()
         if self.console is not None:
             self.console.stop()
         if self.hv is not None:
@@ -655,10 +512,10 @@ class Launcher:
         self.reporter.close()
 
 
-def _unknown(action: str):
-    def fail() -> None:
-        raise ValueError(f"unknown action {action!r} (pause, resume, reboot, stop)")
-    return fail
+# The Hypervisor method (launcher/virt.py) that carries out each operation.
+_HYPERVISOR_METHODS = {HypervisorOp.SHUTDOWN: "shutdown", HypervisorOp.DESTROY: "destroy",
+                       HypervisorOp.PAUSE: "pause", HypervisorOp.RESUME: "resume",
+                       HypervisorOp.REBOOT: "reboot", HypervisorOp.ABORT_MIGRATION: "abort_job"}
 
 
 def _listing(directory: Path) -> str:

@@ -1,21 +1,19 @@
 """The launcher's only libvirt caller: one connection, one domain, events as values.
 
-libvirt callbacks run on the event-loop thread; they only put `VMEvent`s on a queue,
-and the launcher's main loop consumes them, so no launcher state is touched from two
-threads.
+libvirt callbacks run on the event-loop thread; they only put events
+(supervision/events.py) on a queue, and the launcher's main loop consumes them, so no
+launcher state is touched from two threads.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass
-from typing import Literal
-
 import libvirt
 
-EventKind = Literal["started", "stopped", "suspended", "resumed", "shutdown-requested",
-                    "connection-closed", "action", "migration"]
+from podvirt.launcher.supervision.events import DomainResumed, DomainStarted, \
+    DomainStopped, DomainSuspended, Event, GuestShutdownRequested, LibvirtdLost
+
 # Peer-to-peer, tunnelled through the one libvirt connection (launcher/migration.py),
 # live; the target keeps no persistent definition (the launcher defines nothing either).
 MIGRATE_FLAGS = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
@@ -42,12 +40,6 @@ DOMAIN_STATES = {
     libvirt.VIR_DOMAIN_SHUTDOWN: "shutting-down", libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
     libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
 }
-
-
-@dataclass(frozen=True)
-class VMEvent:
-    kind: EventKind
-    detail: str = ""
 
 
 _event_loop_lock = threading.Lock()
@@ -81,7 +73,7 @@ class LibvirtError(RuntimeError):
 class Hypervisor:
     """A connection to libvirtd and the single domain this launcher runs."""
 
-    def __init__(self, uri: str, events: "queue.Queue[VMEvent]", *, keepalive: int = 2):
+    def __init__(self, uri: str, events: "queue.Queue[Event]", *, keepalive: int = 2):
         start_event_loop()
         self.events = events
         try:
@@ -99,7 +91,7 @@ class Hypervisor:
         self.conn.registerCloseCallback(self._on_close, None)
 
     def _on_close(self, _conn, reason: int, _opaque) -> None:
-        self.events.put(VMEvent("connection-closed", _CLOSE_REASONS.get(reason, str(reason))))
+        self.events.put(LibvirtdLost(_CLOSE_REASONS.get(reason, str(reason))))
 
     def _on_lifecycle(self, _conn, dom, event: int, detail: int, _opaque) -> None:
         if self.domain is None and self._incoming == dom.name() \
@@ -108,15 +100,15 @@ class Hypervisor:
         if self.domain is None or dom.UUIDString() != self.domain.UUIDString():
             return
         if event == libvirt.VIR_DOMAIN_EVENT_STARTED:
-            self.events.put(VMEvent("started"))
+            self.events.put(DomainStarted())
         elif event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
-            self.events.put(VMEvent("stopped", _STOPPED_DETAILS.get(detail, str(detail))))
+            self.events.put(DomainStopped(_STOPPED_DETAILS.get(detail, str(detail))))
         elif event == libvirt.VIR_DOMAIN_EVENT_SUSPENDED:
-            self.events.put(VMEvent("suspended"))
+            self.events.put(DomainSuspended())
         elif event == libvirt.VIR_DOMAIN_EVENT_RESUMED:
-            self.events.put(VMEvent("resumed"))
+            self.events.put(DomainResumed())
         elif event == libvirt.VIR_DOMAIN_EVENT_SHUTDOWN:
-            self.events.put(VMEvent("shutdown-requested"))
+            self.events.put(GuestShutdownRequested())
 
     def _call(self, what: str, fn, *args):
         try:
