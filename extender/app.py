@@ -96,55 +96,58 @@ def create_app(state: ClusterState, settings: Settings = Settings(), *,
         return None if args.nodes is None else {n["metadata"]["name"]: node_facts(n)
                                                 for n in args.nodes}
 
+    def serve(verb: str, decode: Callable[[Any], Any], answer: Callable[[Any], Any],
+              fallback: Callable[[Any, str], Any]) -> Response:
+        """What every scheduling verb shares: timed, decoded, answered by `answer` once the
+        state is synced; otherwise, and when `answer` fails, by `fallback(args, error)`
+        (the protocol wants 200 with Error set)."""
+        with metrics.seconds[verb].time():
+            args = decoded(decode)
+            if not state.ready:
+                return reply(fallback(args, NOT_READY))
+            try:
+                return reply(answer(args))
+            except Exception as exc:
+                log.exception("%s failed", verb)
+                return reply(fallback(args, f"podvirt extender error: {exc}"))
+
+    def filter_answer(args: wire.ExtenderArgs) -> Any:
+        outcome = filter_pod(state, args.pod, args.names, now=settings.clock(),
+                             policy=settings.policy, costs=settings.costs,
+                             facts=node_overrides(args), memo=memo)
+        for category, n in outcome.rejected.items():
+            metrics.rejected.labels(category).inc(n)
+        return wire.filter_result(args, outcome)
+
+    def prioritize_answer(args: wire.ExtenderArgs) -> Any:
+        return wire.priority_list(prioritize_pod(
+            state, args.pod, args.names, policy=settings.policy, costs=settings.costs,
+            facts=node_overrides(args), memo=score_memo))
+
+    def bind_answer(req: Any) -> Any:
+        if api is None:
+            return bind_result(req, "podvirt extender has no Kubernetes API client configured")
+        return bind_result(req, bind(state, api, req, policy=settings.policy,
+                                     costs=settings.costs, now=settings.clock))
+
+    def bind_result(req: Any, error: str) -> Any:
+        metrics.binds.labels("error" if error else "bound").inc()
+        return {"Error": error}
+
     @app.post("/filter")
     def filter_() -> Response:
-        with metrics.seconds["filter"].time():
-            args = decoded(wire.decode_args)
-            if not state.ready:
-                return reply(wire.filter_result(args, None, NOT_READY))
-            try:
-                outcome = filter_pod(state, args.pod, args.names, now=settings.clock(),
-                                     policy=settings.policy, costs=settings.costs,
-                                     facts=node_overrides(args), memo=memo)
-            except Exception as exc:
-                log.exception("filter failed")
-                return reply(wire.filter_result(args, None, f"podvirt extender error: {exc}"))
-            for category, n in outcome.rejected.items():
-                metrics.rejected.labels(category).inc(n)
-            return reply(wire.filter_result(args, outcome))
+        return serve("filter", wire.decode_args, filter_answer,
+                     lambda args, error: wire.filter_result(args, None, error))
 
     @app.post("/prioritize")
     def prioritize() -> Response:
-        with metrics.seconds["prioritize"].time():
-            args = decoded(wire.decode_args)
-            if not state.ready:   # HostPriorityList has no Error: score everyone alike
-                return reply(wire.priority_list([(n, 0) for n in args.names]))
-            try:
-                scores = prioritize_pod(state, args.pod, args.names, policy=settings.policy,
-                                        costs=settings.costs, facts=node_overrides(args),
-                                        memo=score_memo)
-            except Exception:
-                log.exception("prioritize failed")
-                scores = [(n, 0) for n in args.names]
-            return reply(wire.priority_list(scores))
+        # HostPriorityList has no Error: score everyone alike.
+        return serve("prioritize", wire.decode_args, prioritize_answer,
+                     lambda args, _: wire.priority_list([(n, 0) for n in args.names]))
 
     @app.post("/bind")
     def bind_() -> Response:
-        with metrics.seconds["bind"].time():
-            req = decoded(wire.decode_binding)
-            if not state.ready:
-                error = NOT_READY
-            elif api is None:
-                error = "podvirt extender has no Kubernetes API client configured"
-            else:
-                try:
-                    error = bind(state, api, req, policy=settings.policy, costs=settings.costs,
-                                 now=settings.clock)
-                except Exception as exc:
-                    log.exception("bind failed")
-                    error = f"podvirt extender error: {exc}"
-            metrics.binds.labels("error" if error else "bound").inc()
-            return reply({"Error": error})
+        return serve("bind", wire.decode_binding, bind_answer, bind_result)
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -14,9 +14,8 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from podvirt.extender.decide import DevicesUnavailable, Policy, choose_devices, filter_node
-from podvirt.extender.facts import pod_requests
 from podvirt.extender.kube import ApiWriter
-from podvirt.extender.scheduling import vm_of
+from podvirt.extender.scheduling import vm_shape
 from podvirt.extender.state import ClusterState
 from podvirt.vmspec import CostSettings, SpecInvalid
 from podvirt.vmspec import keys as k
@@ -48,23 +47,22 @@ def bind(state: ClusterState, api: ApiWriter, req: BindRequest, *, policy: Polic
     if req.pod_uid and uid != req.pod_uid:
         return f"binding {where}: pod UID is {uid}, the scheduler asked for {req.pod_uid}"
     try:
-        vm = vm_of(pod, costs)
+        shape = vm_shape(pod, costs)
     except SpecInvalid as exc:
         return f"binding {where}: invalid VM spec: {exc}"
 
     with state.node_lock(req.node):
         devices = ()
-        if vm is not None:
+        if shape is not None:
             node = state.node(req.node)
             if node is None:
                 return f"binding {where}: node is not known to the extender"
-            spec, dem = vm
             usage = state.usage(req.node)
-            verdict = filter_node(node, usage, spec, dem, now(), policy, pod_requests(pod))
+            verdict = filter_node(node, usage, shape, now(), policy)
             if not verdict.fits:
                 return f"binding {where}: no longer fits: {verdict.reason}"
             try:
-                devices = choose_devices(node, usage, spec.devices)
+                devices = choose_devices(node, usage, shape.devices)
             except DevicesUnavailable as exc:
                 return f"binding {where}: {exc}"
         key = state.assume(pod, req.node, (d.address for d in devices))

@@ -1,9 +1,9 @@
 """Pure placement decisions: does a VM fit a node, how good is each node, which devices.
 
-Every function takes plain values (NodeFacts, NodeUsage, the VMSpec and its Demand from
-the core) and returns plain values. A rejection is a Verdict whose reason a user can act
-on; `unresolvable` marks what evicting other pods cannot fix (the scheduler then does not
-try preemption there).
+Every function takes plain values (NodeFacts, NodeUsage, and a VMShape: what placement
+reads of the core's VMSpec and Demand) and returns plain values. A rejection is a Verdict
+whose reason a user can act on; `unresolvable` marks what evicting other pods cannot fix
+(the scheduler then does not try preemption there).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Literal, Mapping, Sequence
 from podvirt.extender.facts import (EPHEMERAL_STORAGE, HUGEPAGES_PREFIX, PODS, NodeFacts,
                                     NodeUsage)
 from podvirt.quantity import format_millis, human_bytes
-from podvirt.vmspec import Demand, DeviceRequest, PassthroughDevice, VMSpec
+from podvirt.vmspec import Demand, DeviceRequest, PassthroughDevice, Pinning, VMSpec
 from podvirt.vmspec import keys as k
 
 # Every launcher pod requests one of this extended resource (contracts.md); it is listed
@@ -64,7 +64,7 @@ def _count(n: int, what: str) -> str:
 
 def launcher_requests(dem: Demand) -> dict[str, int]:
     """The requests of a pod holding nothing but the launcher, as the webhook renders it;
-    what filter_node assumes when the caller has no pod."""
+    what VMShape.of assumes when the caller has no pod."""
     out = {"memory": dem.memory, "cpu": dem.cpu_request_millis, VM_MARKER: 1, PODS: 1,
            EPHEMERAL_STORAGE: dem.ephemeral_storage, **dict(dem.extended)}
     if dem.hugepages:
@@ -72,17 +72,40 @@ def launcher_requests(dem: Demand) -> dict[str, int]:
     return out
 
 
-def filter_node(node: NodeFacts, usage: NodeUsage, vm: VMSpec, demand: Demand, now: float,
-                policy: Policy = DEFAULT_POLICY,
-                requests: Mapping[str, int] | None = None) -> Verdict:
+@dataclass(frozen=True)
+class VMShape:
+    """Everything the placement decisions read of a VM and its pod, and nothing else (no
+    names): filter_node and score_nodes take only this, so it is also the key under which
+    VMs of one shape share verdicts (scheduling.VerdictMemo). A check that needs one more
+    fact of the VM adds a field here, and the key follows."""
+    vcpus: int
+    dedicated_cpus: bool
+    allow_emulation: bool
+    pinning: Pinning
+    devices: tuple[DeviceRequest, ...]
+    demand: Demand
+    # The pod's full effective requests (facts.pod_requests: the launcher plus any sidecar
+    # and init containers), sorted by name.
+    requests: tuple[tuple[str, int], ...]
+
+    @classmethod
+    def of(cls, vm: VMSpec, demand: Demand,
+           requests: Mapping[str, int] | None = None) -> "VMShape":
+        """The shape of `vm`; without `requests`, those of a pod holding only the launcher."""
+        req = launcher_requests(demand) if requests is None else requests
+        return cls(vm.vcpus, vm.dedicated_cpus, vm.allow_emulation, vm.pinning, vm.devices,
+                   demand, tuple(sorted(req.items())))
+
+
+def filter_node(node: NodeFacts, usage: NodeUsage, vm: VMShape, now: float,
+                policy: Policy = DEFAULT_POLICY) -> Verdict:
     """Why `vm` cannot run on `node` now (empty reason: it can).
 
-    `requests` are the pod's full effective requests (facts.pod_requests: the launcher plus
-    any sidecar and init containers). VM pods skip kube-scheduler's NodeResourcesFit, so
-    this is their whole resource fit: memory, cpu, hugepages, ephemeral storage, extended
+    VM pods skip kube-scheduler's NodeResourcesFit, so this is their whole resource fit
+    against the pod's requests: memory, cpu, hugepages, ephemeral storage, extended
     resources and the node's pod count. Reasons name the VM's demand. Checks that no
     eviction can fix come first, so the reason shown is the root cause."""
-    req = launcher_requests(demand) if requests is None else requests
+    req = dict(vm.requests)
     pin = vm.pinning
     if pin.node_names and node.name not in pin.node_names:
         return _never(f"VM is pinned to {', '.join(pin.node_names)} ({k.NODE_NAMES})", "pinning")
@@ -97,17 +120,17 @@ def filter_node(node: NodeFacts, usage: NodeUsage, vm: VMSpec, demand: Demand, n
     verdict = _static_capacity(node, vm, req)
     if verdict.reason:
         return verdict
-    return (_free_capacity(node, usage, vm, demand, req)
+    return (_free_capacity(node, usage, vm, req)
             or _free_devices(node, usage, vm.devices)
             or quarantine(usage, now, policy)
             or FITS)
 
 
-def _device_names(vm: VMSpec) -> set[str]:
+def _device_names(vm: VMShape) -> set[str]:
     return {r.resource for r in vm.devices if r.resource}
 
 
-def _extended(vm: VMSpec, req: Mapping[str, int]) -> list[tuple[str, int]]:
+def _extended(vm: VMShape, req: Mapping[str, int]) -> list[tuple[str, int]]:
     """Extended resources checked by count, the VM marker first; passthrough devices are
     checked one by one (that reason names which devices are claimed)."""
     devices = _device_names(vm)
@@ -120,7 +143,7 @@ def _hugepages(req: Mapping[str, int]) -> list[tuple[str, int]]:
     return sorted((n, v) for n, v in req.items() if n.startswith(HUGEPAGES_PREFIX) and v)
 
 
-def _static_capacity(node: NodeFacts, vm: VMSpec, req: Mapping[str, int]) -> Verdict:
+def _static_capacity(node: NodeFacts, vm: VMShape, req: Mapping[str, int]) -> Verdict:
     """What the node lacks even when empty (memory and cpu: see _free_capacity)."""
     for size, need in _hugepages(req):
         total = node.hugepages.get(size, 0)
@@ -177,10 +200,11 @@ def _describe_storage(dem: Demand, need: int) -> str:
     return f"{human_bytes(need)} {EPHEMERAL_STORAGE} ({' + '.join(parts)})"
 
 
-def _free_capacity(node: NodeFacts, usage: NodeUsage, vm: VMSpec, dem: Demand,
+def _free_capacity(node: NodeFacts, usage: NodeUsage, vm: VMShape,
                    req: Mapping[str, int]) -> Verdict | None:
     """Like NodeResourcesFit: a request above what the node has allocatable in all is
     unresolvable (no preemption attempt), one above what is free now is not."""
+    dem = vm.demand
     if node.pods is not None and usage.pods + req.get(PODS, 1) > node.pods:
         return _no(f"node runs {usage.pods} pods, its limit (allocatable pods) is {node.pods}",
                    "pods")
@@ -296,14 +320,14 @@ def _greedy(free: Sequence[PassthroughDevice],
 
 # --- scoring -------------------------------------------------------------------------------
 
-def score_nodes(candidates: Sequence[tuple[NodeFacts, NodeUsage]], vm: VMSpec, demand: Demand,
+def score_nodes(candidates: Sequence[tuple[NodeFacts, NodeUsage]], vm: VMShape,
                 policy: Policy = DEFAULT_POLICY) -> list[tuple[str, int]]:
     """0..MAX_PRIORITY per node: spread prefers the most memory left after placing the VM,
     pack the least; with devices, a one-NUMA-node placement earns NUMA_BONUS."""
     top = MAX_PRIORITY - NUMA_BONUS if vm.devices else MAX_PRIORITY
     out = []
     for node, usage in candidates:
-        left = _memory_left_fraction(node, usage, demand)
+        left = _memory_left_fraction(node, usage, vm.demand)
         share = left if policy.scoring == "spread" else 1.0 - left
         score = round(top * share)
         if vm.devices and _one_numa_node(node, usage, vm.devices):

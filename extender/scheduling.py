@@ -7,11 +7,10 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
-from podvirt.extender.decide import Policy, Verdict, filter_node, score_nodes
+from podvirt.extender.decide import Policy, Verdict, VMShape, filter_node, score_nodes
 from podvirt.extender.facts import EMPTY_USAGE, NodeFacts, pod_requests
 from podvirt.extender.state import ClusterState, NodeView
-from podvirt.vmspec import (CostSettings, Demand, SpecInvalid, VMSpec, demand, is_vm_pod,
-                            parse_vm)
+from podvirt.vmspec import CostSettings, SpecInvalid, demand, is_vm_pod, parse_vm
 
 UNKNOWN_NODE = Verdict("node is not known to the extender yet (no watch event for it)",
                        False, "unknown-node")
@@ -36,15 +35,14 @@ class VerdictMemo:
     Filter and prioritize each keep their own memo."""
 
     def __init__(self, shapes: int = 16):
-        self._shapes: OrderedDict[tuple, dict[str, tuple]] = OrderedDict()
+        self._shapes: OrderedDict[tuple[VMShape, Policy], dict[str, tuple]] = OrderedDict()
         self._limit = shapes
         self._lock = threading.Lock()
 
-    def table(self, spec: VMSpec, dem: Demand, policy: Policy,
-              requests: Mapping[str, int]) -> dict[str, tuple]:
-        # Everything filter_node reads from the VM and its pod except their names.
-        key = (spec.vcpus, spec.dedicated_cpus, spec.allow_emulation, spec.pinning,
-               spec.devices, dem, policy, tuple(sorted(requests.items())))
+    def table(self, shape: VMShape, policy: Policy) -> dict[str, tuple]:
+        # The decisions' whole input but the node and the clock: nothing else can change
+        # a verdict, so nothing else needs to be in the key.
+        key = (shape, policy)
         with self._lock:
             table = self._shapes.get(key)
             if table is None:
@@ -56,15 +54,17 @@ class VerdictMemo:
             return table
 
 
-def vm_of(pod: Mapping[str, Any], costs: CostSettings) -> tuple[VMSpec, Demand] | None:
-    """The VM a launcher pod carries (None for other pods); SpecInvalid if it is broken."""
+def vm_shape(pod: Mapping[str, Any], costs: CostSettings) -> VMShape | None:
+    """The shape of the VM a launcher pod carries, with the pod's whole requests (the
+    launcher plus sidecars: the whole resource fit); None for other pods, SpecInvalid if
+    the VM is broken."""
     meta = pod.get("metadata") or {}
     if not is_vm_pod(meta.get("labels")):
         return None
     spec = parse_vm(meta.get("annotations"), name=str(meta.get("name") or "vm"))
     # pci: requests match only devices of the resource the pod requests (devicemap.py).
     spec = replace(spec, devices=costs.devices.resolve(spec.devices))
-    return spec, demand(spec, costs)
+    return VMShape.of(spec, demand(spec, costs), pod_requests(pod))
 
 
 def _views(state: ClusterState, facts: Mapping[str, NodeFacts] | None) -> dict[str, NodeView]:
@@ -81,30 +81,24 @@ def filter_pod(state: ClusterState, pod: Mapping[str, Any], names: Sequence[str]
                memo: VerdictMemo | None = None) -> FilterOutcome:
     """`facts` overrides the watched node facts (the scheduler sent whole Node objects)."""
     try:
-        vm = vm_of(pod, costs)
+        shape = vm_shape(pod, costs)
     except SpecInvalid as exc:
         reason = f"invalid VM spec: {exc}"
         return FilterOutcome([], {}, {n: reason for n in names}, Counter({"invalid-spec": len(names)}))
-    if vm is None:   # not ours (managedResources misconfigured): do not stand in the way
+    if shape is None:   # not ours (managedResources misconfigured): do not stand in the way
         return FilterOutcome(list(names))
-    spec, dem = vm
-    requests = pod_requests(pod)   # the launcher plus sidecars: the whole resource fit
     out = FilterOutcome([])
-    table = (memo.table(spec, dem, policy, requests) if memo is not None and facts is None
-             else None)
+    # Verdicts on Node objects the scheduler sent are per request: nothing carries over.
+    table = memo.table(shape, policy) if memo is not None and facts is None else {}
     views = _views(state, facts)
-    if table is None:
-        table = {}   # per request: nothing carries over
-    get_view, get_hit = views.get, table.get
     for name in names:
-        view = get_view(name)
-        hit = get_hit(name)
+        view, hit = views.get(name), table.get(name)
         if hit is not None and hit[0] is view:
             verdict = hit[1]
         elif view is None:
             verdict = UNKNOWN_NODE
         else:
-            verdict = filter_node(view.facts, view.usage, spec, dem, now, policy, requests)
+            verdict = filter_node(view.facts, view.usage, shape, now, policy)
             if not view.usage.failures:
                 table[name] = (view, verdict)
         if not verdict.reason:
@@ -121,27 +115,24 @@ def prioritize_pod(state: ClusterState, pod: Mapping[str, Any], names: Sequence[
                    memo: VerdictMemo | None = None) -> list[tuple[str, int]]:
     """Scores for the nodes; 0 for all when the pod is not a (valid) VM or a node is unknown."""
     try:
-        vm = vm_of(pod, costs)
+        shape = vm_shape(pod, costs)
     except SpecInvalid:
-        vm = None
-    if vm is None:
+        shape = None
+    if shape is None:
         return [(n, 0) for n in names]
-    spec, dem = vm
-    table = (memo.table(spec, dem, policy, pod_requests(pod))
-             if memo is not None and facts is None else {})
+    table = memo.table(shape, policy) if memo is not None and facts is None else {}
     views = _views(state, facts)
-    get_view, get_hit = views.get, table.get
     out: list[tuple[str, int]] = []
     stale: list[tuple[int, NodeView]] = []      # (position in out, view) to score now
     for name in names:
-        view, hit = get_view(name), get_hit(name)
+        view, hit = views.get(name), table.get(name)
         if hit is not None and hit[0] is view:
             out.append((name, hit[1]))
             continue
         if view is not None:
             stale.append((len(out), view))
         out.append((name, 0))
-    scored = score_nodes([view for _, view in stale], spec, dem, policy)
+    scored = score_nodes([view for _, view in stale], shape, policy)
     for (i, view), (name, score) in zip(stale, scored):
         out[i] = (name, score)
         table[name] = (view, score)

@@ -1,12 +1,9 @@
 """Logging for the request-serving processes (webhook, extender): one line per record,
-written with one write(2), no lock.
+written with one write(2).
 
-Why not logging.StreamHandler: under gevent workers a log record cost the webhook ~25 µs
-of a ~250 µs review. gevent's monkey-patching turns logging's RLocks into pure-Python
-ones (the handler takes its lock twice per record) and the text stream flushes each
-line separately. A line is written whole by one write(2) on the descriptor instead:
-a pipe (a container's stderr) never interleaves writes up to PIPE_BUF, so workers and
-greenlets need no lock, and nothing is buffered to be lost at a crash.
+Workers (and their greenlets) share one stderr. A record written whole by one write(2)
+on the descriptor arrives whole: a pipe (a container's stderr) never interleaves writes
+up to PIPE_BUF, and nothing sits in a stream buffer to be lost at a crash.
 """
 
 from __future__ import annotations
@@ -23,19 +20,6 @@ class LineHandler(logging.Handler):
     def __init__(self, fd: int) -> None:
         super().__init__()
         self.fd = fd
-
-    def createLock(self) -> None:
-        pass                # no lock, and no fork hook to re-create one
-
-    # Handler.acquire/release skip a None lock. gevent's monkey-patching hands every
-    # registered handler a new (pure-Python) RLock; this one declines it.
-    @property               # type: ignore[override]
-    def lock(self) -> None:
-        return None
-
-    @lock.setter
-    def lock(self, _value: object) -> None:
-        pass
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -223,7 +223,7 @@ def test_pci_request_counts_under_one_resource_in_webhook_extender_and_plugin(tm
 
     from podvirt.extender.decide import filter_node
     from podvirt.extender.facts import NodeFacts, NodeUsage, pod_requests
-    from podvirt.extender.scheduling import vm_of
+    from podvirt.extender.scheduling import vm_shape
     from podvirt.launcher import pci
     from podvirt.vmspec import DEFAULT_COSTS, parse_vm
     from podvirt.webhook.render import render_launcher_pod
@@ -242,8 +242,8 @@ def test_pci_request_counts_under_one_resource_in_webhook_extender_and_plugin(tm
     scanned = pci.scan(sys_root, RULES)
     plugin = set(vfio.resources_of(scanned))
 
-    spec, demand = vm_of(pod, costs)
-    extender = {r.resource for r in spec.devices}
+    shape = vm_shape(pod, costs)
+    extender = {r.resource for r in shape.devices}
     assert webhook == plugin == extender == {GPU}
 
     node = NodeFacts("n1", memory=64 * 2**30, cpu_millis=16000, ephemeral_storage=100 * 2**30,
@@ -251,7 +251,7 @@ def test_pci_request_counts_under_one_resource_in_webhook_extender_and_plugin(tm
                      devices=scanned)
     requests = pod_requests(pod)
     assert requests[GPU] == 1
-    assert filter_node(node, NodeUsage(), spec, demand, 0.0, requests=requests).reason == ""
+    assert filter_node(node, NodeUsage(), shape, 0.0).reason == ""
     claimed = NodeUsage(claimed=frozenset({A.address}))
-    assert filter_node(node, claimed, spec, demand, 0.0, requests=requests).reason == \
+    assert filter_node(node, claimed, shape, 0.0).reason == \
         "needs 1 pci:10de:1eb8, all 1 claimed"

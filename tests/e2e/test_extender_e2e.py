@@ -88,6 +88,19 @@ def test_too_large_vm_pends_with_the_extenders_reason_per_node(namespace, apply,
     core.delete_namespaced_pod("huge", namespace, grace_period_seconds=0)
 
 
+def test_vm_pinned_to_labels_no_node_has_pends_with_the_in_tree_affinity_reason(
+        namespace, apply, core):
+    # The webhook renders podvirt.io/node-labels as required node affinity, which
+    # kube-scheduler's NodeAffinity filter checks before any extender: the nodes it
+    # rejects never reach the extender, so its "node lacks label" reason is not shown.
+    apply(vm_pod("nowhere", **{k.NODE_LABELS: "podvirt.io/zone=nowhere"}), namespace,
+          check=True)
+    message = failed_scheduling(core, namespace, "nowhere")
+    assert "didn't match Pod's node affinity/selector" in message, message
+    assert "node lacks label" not in message, message
+    core.delete_namespaced_pod("nowhere", namespace, grace_period_seconds=0)
+
+
 def test_scratch_disks_are_fitted_against_each_nodes_ephemeral_storage(namespace, apply, core,
                                                                        wait_pod):
     # A 100Ti scratch disk fits no node: each KVM node says what the VM's disks ask and how

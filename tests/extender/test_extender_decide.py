@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from dataclasses import replace
 
-from podvirt.extender.decide import (DevicesUnavailable, Policy, choose_devices, filter_node,
-                                     score_nodes)
+from podvirt.extender.decide import (DevicesUnavailable, Policy, VMShape, choose_devices,
+                                     filter_node, score_nodes)
 from podvirt.extender.facts import NodeFacts, NodeUsage
-from podvirt.extender.scheduling import vm_of
 from podvirt.vmspec import DEFAULT_COSTS, CostSettings, DeviceResources, demand, parse_vm
 from podvirt.vmspec import keys as k
 
@@ -35,15 +35,16 @@ def node(name="n1", *, memory=16 * GiB, cpu=8000, labels=None, hugepages=None, e
 COSTS = CostSettings(devices=DeviceResources.parse("10de:1db6=nvidia.com/gpu"))
 
 
-def vm(costs=COSTS, **extra):
-    """The VM as the extender sees it (vm_of: pci: requests resolved to their resource)."""
-    return vm_of({"metadata": {"labels": {k.OPT_IN_LABEL: k.OPT_IN_VALUE},
-                               "annotations": {**BASE_VM, **extra}}}, costs)
+def vm(costs=COSTS, **extra) -> VMShape:
+    """The VM as the extender sees it (pci: requests resolved to their resource, as
+    scheduling.vm_shape does), from its annotations alone."""
+    spec = parse_vm({**BASE_VM, **extra})
+    spec = replace(spec, devices=costs.devices.resolve(spec.devices))
+    return VMShape.of(spec, demand(spec, costs))
 
 
 def verdict(n: NodeFacts, u: NodeUsage, annotations: dict, policy=Policy(), costs=COSTS):
-    spec, dem = vm(costs, **annotations)
-    return filter_node(n, u, spec, dem, NOW, policy)
+    return filter_node(n, u, vm(costs, **annotations), NOW, policy)
 
 
 FILTER_CASES = [
@@ -162,18 +163,17 @@ SCORE_CASES = [
 
 @pytest.mark.parametrize("scoring, used, expected", SCORE_CASES)
 def test_score_nodes(scoring, used, expected):
-    spec, dem = vm()
     candidates = [(node(f"n{i}"), NodeUsage(memory=u)) for i, u in enumerate(used)]
-    scores = score_nodes(candidates, spec, dem, Policy(scoring=scoring))
+    scores = score_nodes(candidates, vm(), Policy(scoring=scoring))
     assert scores == [(f"n{i}", s) for i, s in enumerate(expected)]
 
 
 def test_numa_bonus_when_devices_share_a_numa_node():
-    spec, dem = vm(**{k.DEVICES: "nvidia.com/gpu=2"})
+    shape = vm(**{k.DEVICES: "nvidia.com/gpu=2"})
     split = (gpu("0000:3b:00.0", 0), gpu("0000:86:00.0", 1))      # one per NUMA node
     local = (gpu("0000:3b:00.0", 0), gpu("0000:3c:00.0", 0))
     scores = dict(score_nodes([(node("split", devices=split), NodeUsage()),
-                               (node("local", devices=local), NodeUsage())], spec, dem))
+                               (node("local", devices=local), NodeUsage())], shape))
     assert scores["local"] == scores["split"] + 2
 
 
@@ -192,13 +192,13 @@ CHOICE_CASES = [
 
 @pytest.mark.parametrize("devices, claimed, request_text, expected", CHOICE_CASES)
 def test_choose_devices(devices, claimed, request_text, expected):
-    spec, _ = vm(**{k.DEVICES: request_text})
-    chosen = choose_devices(node(devices=devices), NodeUsage(claimed=claimed), spec.devices)
+    shape = vm(**{k.DEVICES: request_text})
+    chosen = choose_devices(node(devices=devices), NodeUsage(claimed=claimed), shape.devices)
     assert [d.address for d in chosen] == expected
 
 
 def test_choose_devices_unavailable_says_why():
-    spec, _ = vm(**{k.DEVICES: "nvidia.com/gpu=2"})
+    shape = vm(**{k.DEVICES: "nvidia.com/gpu=2"})
     claimed = frozenset(d.address for d in FOUR_GPUS[1:])
     with pytest.raises(DevicesUnavailable, match="needs 2 nvidia.com/gpu, 1 of 4 free"):
-        choose_devices(node(devices=FOUR_GPUS), NodeUsage(claimed=claimed), spec.devices)
+        choose_devices(node(devices=FOUR_GPUS), NodeUsage(claimed=claimed), shape.devices)

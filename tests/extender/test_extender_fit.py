@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from podvirt.extender.decide import filter_node, launcher_requests
+from podvirt.extender.decide import VMShape, filter_node, launcher_requests
 from podvirt.extender.facts import node_facts, pod_requests
 from podvirt.extender.state import ClusterState
 from podvirt.quantity import human_bytes
@@ -40,8 +40,8 @@ def verdict(node: dict, pod: dict, running: list[dict] = ()):
     meta = pod["metadata"]
     spec = parse_vm(meta["annotations"], name=meta["name"])
     name = node["metadata"]["name"]
-    return filter_node(state.node(name), state.usage(name), spec, demand(spec), NOW,
-                       requests=pod_requests(pod))
+    return filter_node(state.node(name), state.usage(name),
+                       VMShape.of(spec, demand(spec), pod_requests(pod)), NOW)
 
 
 def fill(node: str, memory: str = "0", count: int = 1) -> list[dict]:

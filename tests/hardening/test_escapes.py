@@ -237,5 +237,6 @@ def test_launcher_refuses_before_defining(name: str, tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert not (work / "domain.xml").exists(), "the launcher got as far as defining the domain"
     reported = [json.loads(line) for line in report.read_text().splitlines()]
-    assert any("Failed" in json.dumps(r) for r in reported), reported
-    assert any(DOMAINS[name]["says"] in json.dumps(r) for r in reported), reported
+    statuses = [r["annotations"] for r in reported if r["kind"] == "status"]
+    assert statuses and statuses[-1].get(k.PHASE) == "Failed", reported
+    assert DOMAINS[name]["says"] in statuses[-1].get(k.FAILURE_MESSAGE, ""), statuses[-1]

@@ -346,7 +346,10 @@ def test_size_equal_to_the_price_passes(size):
     filled = fill_placeholders(spec.domain_xml, name="x", uuid=UUID, memory_kib=2 * 2**20,
                                vcpus=2, disk_paths={})
     root = sanitize(filled, spec)
-    assert root.find("memory") is not None and root.findtext("vcpu") == "2"
+    memory = root.find("memory")
+    unit = {"b": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}[memory.get("unit", "KiB")]
+    assert int(memory.text) * unit == spec.memory_bytes
+    assert root.findtext("vcpu") == "2"
 
 
 @pytest.mark.parametrize("pins, error", [
