@@ -6,8 +6,8 @@ import logging
 import threading
 from typing import Callable
 
-from podvirt.launcher.report import PodView, VMStatus, action_to_run, \
-    disruption_cause, now_rfc3339
+from podvirt.launcher.report import PodView, VMStatus, action_to_run, disruption_cause
+from podvirt.kubeclient import now_rfc3339, pod_event
 from podvirt.vmspec import keys as k
 
 log = logging.getLogger(__name__)
@@ -52,16 +52,9 @@ class KubePodReporter:
                         self.name, exc.status, exc.reason)
 
     def event(self, reason: str, message: str, *, warning: bool = False) -> None:
-        from kubernetes import client
         from kubernetes.client.exceptions import ApiException
-        now = now_rfc3339()
-        body = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{self.name}.", namespace=self.namespace),
-            involved_object=client.V1ObjectReference(kind="Pod", name=self.name,
-                                                     namespace=self.namespace, api_version="v1"),
-            reason=reason, message=message[:1024], type="Warning" if warning else "Normal",
-            source=client.V1EventSource(component="podvirt-launcher", host=self.node or None),
-            first_timestamp=now, last_timestamp=now, count=1)
+        body = pod_event(self.namespace, self.name, reason, message, warning=warning,
+                         component="podvirt-launcher", host=self.node or None)
         try:
             self.api.create_namespaced_event(self.namespace, body)
         except ApiException as exc:

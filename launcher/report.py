@@ -12,18 +12,14 @@ import json
 import sys
 import threading
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from typing import Callable, Literal, Protocol, TextIO
 
+from podvirt.kubeclient import now_rfc3339
 from podvirt.vmspec import keys as k
 
 # Incoming: a migration target waiting for its VM; Migrating: the source sending it.
 Phase = Literal["Starting", "Incoming", "Running", "Migrating", "Paused",
                 "ShuttingDown", "Succeeded", "Failed"]
-
-
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

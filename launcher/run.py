@@ -36,7 +36,8 @@ from podvirt.launcher.exitcodes import EXIT_CONFIG, EXIT_LIBVIRTD, EXIT_OK, \
 from podvirt.launcher.migration import MIGRATION_PORT, IncomingRelay, OutgoingRelay, \
     migration_refusal, new_identity
 from podvirt.launcher.podnet import Passt, PasstError, passt_guest_address
-from podvirt.launcher.report import PodReporter, VMStatus, now_rfc3339
+from podvirt.kubeclient import now_rfc3339
+from podvirt.launcher.report import PodReporter, VMStatus
 from podvirt.launcher.supervision import machine
 from podvirt.launcher.supervision.commands import Ack, AdoptDomain, AttemptStart, Call, \
     CheckHealth, CleanUpFailedStart, CloseChannel, Command, Exit, KillQemu, Log, \

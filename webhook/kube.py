@@ -12,14 +12,10 @@ class PodAccess(Protocol):
 
 class KubePodAccess:
     def __init__(self, kubeconfig: str | None = None):
-        from kubernetes import client, config
-        if kubeconfig:
-            api = config.new_client_from_config(config_file=kubeconfig)
-        else:
-            conf = client.Configuration()
-            config.load_incluster_config(client_configuration=conf)
-            api = client.ApiClient(conf)
-        self.core = client.CoreV1Api(api)
+        from kubernetes import client
+
+        from podvirt.kubeclient import api_client
+        self.core = client.CoreV1Api(api_client(kubeconfig))
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         from kubernetes.client.exceptions import ApiException

@@ -36,14 +36,11 @@ def run(args: argparse.Namespace) -> int:
               "not negative", file=sys.stderr)
         return 2
     loglines.configure("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from kubernetes import client
+
+    from podvirt.kubeclient import api_client
     try:
-        from kubernetes import client, config
-        if args.kubeconfig:
-            api = config.new_client_from_config(config_file=args.kubeconfig)
-        else:
-            conf = client.Configuration()
-            config.load_incluster_config(client_configuration=conf)
-            api = client.ApiClient(conf)
+        api = api_client(args.kubeconfig)
     except Exception as exc:    # noqa: BLE001 - any config error, said plainly
         print(f"podvirt evacuator: no API access: {exc}", file=sys.stderr)
         return 2

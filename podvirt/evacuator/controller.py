@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable
 
 from podvirt.evacuator.plan import Candidate, Schedule
+from podvirt.kubeclient import pod_event
 from podvirt.plugin.kubeapi import KubePods
 from podvirt.plugin.migrate import Migration
 from podvirt.plugin.target import PluginError
@@ -126,16 +127,9 @@ class Evacuator:
         return True
 
     def event(self, c: Candidate, reason: str, message: str, *, warning: bool = False) -> None:
-        from kubernetes import client
         from kubernetes.client.exceptions import ApiException
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        body = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{c.name}.", namespace=c.namespace),
-            involved_object=client.V1ObjectReference(kind="Pod", name=c.name, uid=c.uid,
-                                                     namespace=c.namespace, api_version="v1"),
-            reason=reason, message=message[:1024], type="Warning" if warning else "Normal",
-            source=client.V1EventSource(component="podvirt-evacuator"),
-            first_timestamp=now, last_timestamp=now, count=1)
+        body = pod_event(c.namespace, c.name, reason, message, component="podvirt-evacuator",
+                         warning=warning, uid=c.uid)
         try:
             self.core.create_namespaced_event(c.namespace, body)
         except ApiException as exc:

@@ -25,6 +25,7 @@ from podvirt.vmspec import keys as k
 from podvirt.vmspec.mobility import migration_refusals
 from podvirt.vmspec.parse import SpecInvalid, parse_vm, vm_annotations
 
+
 class MigrationPods(Protocol):
     def read(self, name: str) -> PodFacts: ...
     def manifest(self, name: str) -> dict: ...
