@@ -101,20 +101,24 @@ def run(args: argparse.Namespace) -> int:
     print(f"podvirt webhook: https://{args.bind}:{args.port} workers={args.workers} ({model}) "
           f"metrics={metrics_dir}", file=sys.stderr, flush=True)
 
+    # Connected in the worker, after gevent patched ssl (webhook/kube.py says why); a worker
+    # without credentials stops the server with the reason instead of serving refusals.
+    pods = None
+    if args.evictions:
+        from podvirt.webhook.kube import KubePodAccess
+        pods = KubePodAccess(args.kubeconfig)
+
+        def worker_boot(_worker: object) -> None:
+            try:
+                pods.connect()
+            except Exception as exc:    # noqa: BLE001 - any config error, said plainly
+                print(f"podvirt webhook: --evictions needs API access: {exc}",
+                      file=sys.stderr, flush=True)
+                raise SystemExit(3) from None   # gunicorn: "Worker failed to boot", exit 3
+        options["post_worker_init"] = worker_boot
+
     def app():
-        # In the worker (after fork, and after gevent patched the sockets).
-        pods = None
-        if args.evictions:
-            from podvirt.webhook.kube import KubePodAccess
-            pods = KubePodAccess(args.kubeconfig)
         return create_app(settings, noop_route=args.noop_route, pods=pods)
 
-    if args.evictions:
-        try:
-            from podvirt.webhook.kube import KubePodAccess
-            KubePodAccess(args.kubeconfig)
-        except Exception as exc:    # noqa: BLE001 - any config error, said plainly
-            print(f"podvirt webhook: --evictions needs API access: {exc}", file=sys.stderr)
-            return 2
     WebhookServer(app, options).run()
     return 0

@@ -11,11 +11,29 @@ class PodAccess(Protocol):
 
 
 class KubePodAccess:
+    """Connects in `connect()`, which the gevent worker calls after it patched the stdlib.
+
+    The app is preloaded in the gunicorn master, before gevent patches `ssl`. Had the
+    kubernetes client (urllib3) been imported there, it would keep the unpatched
+    `ssl.SSLContext`, and every HTTPS call from the worker would end in a RecursionError
+    (the last CI run's drain: "could not decide on evicting pod ...: RecursionError")."""
+
     def __init__(self, kubeconfig: str | None = None):
+        self.kubeconfig = kubeconfig
+        self._core: Any = None
+
+    def connect(self) -> None:
+        """Raises the client's ConfigException (or OSError) when no credentials are usable."""
         from kubernetes import client
 
         from podvirt.kubeclient import api_client
-        self.core = client.CoreV1Api(api_client(kubeconfig))
+        self._core = client.CoreV1Api(api_client(self.kubeconfig))
+
+    @property
+    def core(self) -> Any:
+        if self._core is None:
+            self.connect()
+        return self._core
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         from kubernetes.client.exceptions import ApiException

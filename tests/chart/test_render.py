@@ -216,7 +216,8 @@ def test_certs_hook_args_parse_with_the_hook_script(render):
     from .test_certs_hook import hook_module
     hook = hook_module()
     jobs = [o for o in render() if o["kind"] == "Job"]
-    assert {hook_of(j) for j in jobs} == {"pre-install,pre-upgrade", "post-install,post-upgrade"}
+    assert {hook_of(j) for j in jobs} == {"pre-install,pre-upgrade,pre-rollback",
+                                         "post-install,post-upgrade,post-rollback"}
     for job in jobs:
         c = container(job)
         assert c["command"] == ["python3", "/hook/certs_hook.py"]

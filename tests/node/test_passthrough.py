@@ -69,6 +69,12 @@ def fake_devices(cluster, core, tmp_path_factory):
     finally:
         chart.helm(*helm, "rollback", chart.RELEASE, "--namespace", chart.NAMESPACE, "--wait",
                    "--timeout", "300s", timeout=330)
+        # The restored revision was rendered without the CA its post-install hook injected:
+        # the post-rollback hook must put it back, or every VM pod after this one is refused.
+        for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+            bundles = cluster.kubectl("get", kind, "podvirt-webhook", "-o",
+                                      "jsonpath={.webhooks[*].clientConfig.caBundle}").stdout
+            assert bundles.strip(), f"{kind} podvirt-webhook lost its caBundle in the rollback"
 
 
 def _runtime_can_grant_sys_resource() -> bool:
