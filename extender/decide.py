@@ -12,15 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal, Mapping, Sequence
 
-from podvirt.extender.facts import (EPHEMERAL_STORAGE, HUGEPAGES_PREFIX, PODS, NodeFacts,
-                                    NodeUsage)
+from podvirt.extender.facts import PODS, NodeFacts, NodeUsage
 from podvirt.quantity import format_millis, human_bytes
 from podvirt.vmspec import Demand, DeviceRequest, PassthroughDevice, Pinning, VMSpec
 from podvirt.vmspec import keys as k
+from podvirt.vmspec.overhead import EPHEMERAL_STORAGE, HUGEPAGES_PREFIX
 
-# Every launcher pod requests one of this extended resource (contracts.md); it is listed
-# as ignoredByScheduler, so the extender checks nodes advertise it.
-VM_MARKER = k.VM_MARKER_RESOURCE
 MAX_PRIORITY = 10  # k8s.io/kube-scheduler/extender/v1 MaxExtenderPriority
 # With devices, memory scores 0..8 and one-NUMA-node device placement adds 2.
 NUMA_BONUS = 2
@@ -62,16 +59,6 @@ def _count(n: int, what: str) -> str:
     return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
-def launcher_requests(dem: Demand) -> dict[str, int]:
-    """The requests of a pod holding nothing but the launcher, as the webhook renders it;
-    what VMShape.of assumes when the caller has no pod."""
-    out = {"memory": dem.memory, "cpu": dem.cpu_request_millis, VM_MARKER: 1, PODS: 1,
-           EPHEMERAL_STORAGE: dem.ephemeral_storage, **dict(dem.extended)}
-    if dem.hugepages:
-        out[dem.hugepages[0]] = dem.hugepages[1]
-    return out
-
-
 @dataclass(frozen=True)
 class VMShape:
     """Everything the placement decisions read of a VM and its pod, and nothing else (no
@@ -91,8 +78,9 @@ class VMShape:
     @classmethod
     def of(cls, vm: VMSpec, demand: Demand,
            requests: Mapping[str, int] | None = None) -> "VMShape":
-        """The shape of `vm`; without `requests`, those of a pod holding only the launcher."""
-        req = launcher_requests(demand) if requests is None else requests
+        """The shape of `vm`; without `requests`, those of a pod holding only the launcher
+        (its container's requests, as the webhook renders them, and one of the node's pods)."""
+        req = {**demand.requests, PODS: 1} if requests is None else requests
         return cls(vm.vcpus, vm.dedicated_cpus, vm.allow_emulation, vm.pinning, vm.devices,
                    demand, tuple(sorted(req.items())))
 
@@ -131,11 +119,12 @@ def _device_names(vm: VMShape) -> set[str]:
 
 
 def _extended(vm: VMShape, req: Mapping[str, int]) -> list[tuple[str, int]]:
-    """Extended resources checked by count, the VM marker first; passthrough devices are
-    checked one by one (that reason names which devices are claimed)."""
+    """Extended resources checked by count, the VM marker first (kube-scheduler ignores it,
+    ignoredByScheduler, so only this checks that nodes advertise it); passthrough devices
+    are checked one by one (that reason names which devices are claimed)."""
     devices = _device_names(vm)
     names = sorted((n for n, v in req.items() if "/" in n and v and n not in devices),
-                   key=lambda n: (n != VM_MARKER, n))
+                   key=lambda n: (n != k.VM_MARKER_RESOURCE, n))
     return [(n, req[n]) for n in names]
 
 
@@ -170,19 +159,6 @@ def _static_capacity(node: NodeFacts, vm: VMShape, req: Mapping[str, int]) -> Ve
     return FITS
 
 
-def _describe_memory(dem: Demand, need: int) -> str:
-    """The core's description of the VM's memory, plus what the pod's other containers add."""
-    extra = need - dem.node_memory
-    if extra <= 0:
-        return dem.describe_memory() if extra == 0 else human_bytes(need)
-    sidecars = f"{human_bytes(extra)} sidecars"
-    if dem.hugepages:
-        return (f"{human_bytes(need)} ({human_bytes(dem.memory)} overhead + {sidecars}) + "
-                f"{human_bytes(dem.hugepages[1])} {dem.hugepages[0]}")
-    return (f"{human_bytes(need)} ({human_bytes(dem.guest_memory)} guest + "
-            f"{human_bytes(dem.overhead.total)} overhead + {sidecars})")
-
-
 def _describe_cpu(dem: Demand, need: int) -> str:
     extra = need - dem.cpu_request_millis
     if extra <= 0:
@@ -212,7 +188,7 @@ def _free_capacity(node: NodeFacts, usage: NodeUsage, vm: VMShape,
     free = node.memory - usage.memory
     if need > free:
         label = " memory" if dem.hugepages else ""
-        return Verdict(f"needs {_describe_memory(dem, need)}, {human_bytes(max(free, 0))}"
+        return Verdict(f"needs {dem.describe_memory(need)}, {human_bytes(max(free, 0))}"
                        f"{label} free", need > node.memory, "memory")
     for size, need in _hugepages(req):
         hp_free = node.hugepages.get(size, 0) - usage.hugepages.get(size, 0)
@@ -341,7 +317,7 @@ def _memory_left_fraction(node: NodeFacts, usage: NodeUsage, demand: Demand) -> 
         size, need = demand.hugepages
         total, used = node.hugepages.get(size, 0), usage.hugepages.get(size, 0)
     else:
-        total, used, need = node.memory, usage.memory, demand.node_memory
+        total, used, need = node.memory, usage.memory, demand.memory
     if total <= 0:
         return 0.0
     return min(1.0, max(0.0, (total - used - need) / total))

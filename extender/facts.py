@@ -15,9 +15,8 @@ from podvirt.quantity import QuantityError, parse_decimal, parse_millis
 from podvirt.vmspec import PassthroughDevice
 from podvirt.vmspec import keys as k
 from podvirt.vmspec.model import parse_devices
+from podvirt.vmspec.overhead import EPHEMERAL_STORAGE, HUGEPAGES_PREFIX
 
-HUGEPAGES_PREFIX = "hugepages-"
-EPHEMERAL_STORAGE = "ephemeral-storage"
 PODS = "pods"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from podvirt.extender.decide import VMShape, filter_node, launcher_requests
+from podvirt.extender.decide import VMShape, filter_node
 from podvirt.extender.facts import node_facts, pod_requests
 from podvirt.extender.state import ClusterState
 from podvirt.quantity import human_bytes
@@ -130,10 +130,10 @@ def test_fit_uses_the_whole_pod(node, pod, running, reason, unresolvable):
     pytest.param({k.HUGEPAGES: "2Mi", k.DEVICES: "nvidia.com/gpu=1"}, id="hugepages-devices"),
     pytest.param({k.ALLOW_EMULATION: "true", k.DEDICATED_CPUS: "true"}, id="emulated-dedicated"),
 ])
-def test_launcher_requests_are_what_the_launcher_pod_requests(annotations):
+def test_a_vm_without_its_pod_is_assumed_to_request_what_its_rendered_pod_requests(annotations):
     pod = vm_pod("vm", annotations)
-    assert launcher_requests(demand(parse_vm(pod["metadata"]["annotations"]))) == \
-        pod_requests(pod)
+    vm = parse_vm(pod["metadata"]["annotations"])
+    assert VMShape.of(vm, demand(vm)) == VMShape.of(vm, demand(vm), pod_requests(pod))
 
 
 def test_node_facts_read_pods_and_ephemeral_storage():
