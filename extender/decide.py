@@ -1,6 +1,6 @@
 """Pure placement decisions: does a VM fit a node, how good is each node, which devices.
 
-Every function takes plain values (NodeFacts, NodeUsage, and a VMShape: what placement
+Every function takes plain values (NodeOffer, NodeUsage, and a VMShape: what placement
 reads of the core's VMSpec and Demand) and returns plain values. A rejection is a Verdict
 whose reason a user can act on; `unresolvable` marks what evicting other pods cannot fix
 (the scheduler then does not try preemption there).
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal, Mapping, Sequence
 
-from podvirt.extender.facts import PODS, NodeFacts, NodeUsage
+from podvirt.extender.facts import PODS, NodeOffer, NodeUsage
 from podvirt.quantity import format_millis, human_bytes
 from podvirt.vmspec import Demand, DeviceRequest, PassthroughDevice, Pinning, VMSpec
 from podvirt.vmspec import keys as k
@@ -85,7 +85,7 @@ class VMShape:
                    demand, tuple(sorted(req.items())))
 
 
-def filter_node(node: NodeFacts, usage: NodeUsage, vm: VMShape, now: float,
+def filter_node(node: NodeOffer, usage: NodeUsage, vm: VMShape, now: float,
                 policy: Policy = DEFAULT_POLICY) -> Verdict:
     """Why `vm` cannot run on `node` now (empty reason: it can).
 
@@ -132,7 +132,7 @@ def _hugepages(req: Mapping[str, int]) -> list[tuple[str, int]]:
     return sorted((n, v) for n, v in req.items() if n.startswith(HUGEPAGES_PREFIX) and v)
 
 
-def _static_capacity(node: NodeFacts, vm: VMShape, req: Mapping[str, int]) -> Verdict:
+def _static_capacity(node: NodeOffer, vm: VMShape, req: Mapping[str, int]) -> Verdict:
     """What the node lacks even when empty (memory and cpu: see _free_capacity)."""
     for size, need in _hugepages(req):
         total = node.hugepages.get(size, 0)
@@ -176,7 +176,7 @@ def _describe_storage(dem: Demand, need: int) -> str:
     return f"{human_bytes(need)} {EPHEMERAL_STORAGE} ({' + '.join(parts)})"
 
 
-def _free_capacity(node: NodeFacts, usage: NodeUsage, vm: VMShape,
+def _free_capacity(node: NodeOffer, usage: NodeUsage, vm: VMShape,
                    req: Mapping[str, int]) -> Verdict | None:
     """Like NodeResourcesFit: a request above what the node has allocatable in all is
     unresolvable (no preemption attempt), one above what is free now is not."""
@@ -220,7 +220,7 @@ def _free_capacity(node: NodeFacts, usage: NodeUsage, vm: VMShape,
     return None
 
 
-def _free_devices(node: NodeFacts, usage: NodeUsage,
+def _free_devices(node: NodeOffer, usage: NodeUsage,
                   requests: Sequence[DeviceRequest]) -> Verdict | None:
     taken: set[str] = set(usage.claimed)
     for request in requests:
@@ -264,7 +264,7 @@ class DevicesUnavailable(ValueError):
     pass
 
 
-def choose_devices(node: NodeFacts, usage: NodeUsage,
+def choose_devices(node: NodeOffer, usage: NodeUsage,
                    requests: Sequence[DeviceRequest]) -> tuple[PassthroughDevice, ...]:
     """Concrete unclaimed devices for every request, all on one NUMA node when possible
     (the lowest such node, for determinism); else in address order."""
@@ -296,7 +296,7 @@ def _greedy(free: Sequence[PassthroughDevice],
 
 # --- scoring -------------------------------------------------------------------------------
 
-def score_nodes(candidates: Sequence[tuple[NodeFacts, NodeUsage]], vm: VMShape,
+def score_nodes(candidates: Sequence[tuple[NodeOffer, NodeUsage]], vm: VMShape,
                 policy: Policy = DEFAULT_POLICY) -> list[tuple[str, int]]:
     """0..MAX_PRIORITY per node: spread prefers the most memory left after placing the VM,
     pack the least; with devices, a one-NUMA-node placement earns NUMA_BONUS."""
@@ -312,7 +312,7 @@ def score_nodes(candidates: Sequence[tuple[NodeFacts, NodeUsage]], vm: VMShape,
     return out
 
 
-def _memory_left_fraction(node: NodeFacts, usage: NodeUsage, demand: Demand) -> float:
+def _memory_left_fraction(node: NodeOffer, usage: NodeUsage, demand: Demand) -> float:
     if demand.hugepages:   # the guest's RAM comes out of the hugepage pool
         size, need = demand.hugepages
         total, used = node.hugepages.get(size, 0), usage.hugepages.get(size, 0)
@@ -323,7 +323,7 @@ def _memory_left_fraction(node: NodeFacts, usage: NodeUsage, demand: Demand) -> 
     return min(1.0, max(0.0, (total - used - need) / total))
 
 
-def _one_numa_node(node: NodeFacts, usage: NodeUsage, requests: Sequence[DeviceRequest]) -> bool:
+def _one_numa_node(node: NodeOffer, usage: NodeUsage, requests: Sequence[DeviceRequest]) -> bool:
     try:
         numas = {d.numa_node for d in choose_devices(node, usage, requests)}
     except DevicesUnavailable:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from podvirt.extender.decide import VMShape, filter_node
-from podvirt.extender.facts import node_facts, pod_requests
-from podvirt.extender.state import ClusterState
+from podvirt.extender.facts import node_offer, pod_requests
+from podvirt.extender.state import WatchedCluster
 from podvirt.quantity import human_bytes
 from podvirt.vmspec import demand, parse_vm
 from podvirt.vmspec import keys as k
@@ -34,7 +34,7 @@ def with_sidecar(pod: dict, requests: dict, *, init: bool = False, sidecar: bool
 
 def verdict(node: dict, pod: dict, running: list[dict] = ()):
     """filter_node for `pod` on `node` with `running` pods charged, as the extender sees it."""
-    state = ClusterState()
+    state = WatchedCluster()
     state.replace_nodes([node])
     state.replace_pods(list(running))
     meta = pod["metadata"]
@@ -136,9 +136,9 @@ def test_a_vm_without_its_pod_is_assumed_to_request_what_its_rendered_pod_reques
     assert VMShape.of(vm, demand(vm)) == VMShape.of(vm, demand(vm), pod_requests(pod))
 
 
-def test_node_facts_read_pods_and_ephemeral_storage():
-    facts = node_facts(node_json("n", extra={"ephemeral-storage": "100Gi"}))
+def test_node_offer_reads_pods_and_ephemeral_storage():
+    facts = node_offer(node_json("n", extra={"ephemeral-storage": "100Gi"}))
     assert (facts.pods, facts.ephemeral_storage) == (110, 100 * GiB)
     no_limit = node_json("n")
     del no_limit["status"]["allocatable"]["pods"]
-    assert node_facts(no_limit).pods is None
+    assert node_offer(no_limit).pods is None
