@@ -123,10 +123,6 @@ class WatchedCluster:
     def ready(self) -> bool:
         return {"nodes", "pods"} <= self._synced
 
-    def mark_synced(self, kind: str) -> None:
-        with self._lock:
-            self._synced.add(kind)
-
     # --- nodes -------------------------------------------------------------------------
     def replace_nodes(self, nodes: Iterable[Mapping[str, Any]]) -> None:
         facts = {f.name: f for f in map(node_offer, nodes) if f.name}
