@@ -20,7 +20,7 @@ import statistics
 import time
 
 from podvirt.extender.app import Settings, create_app
-from podvirt.extender.state import ClusterState
+from podvirt.extender.state import WatchedCluster
 from podvirt.quantity import format_bytes, format_millis
 from podvirt.vmspec import PassthroughDevice, demand, parse_vm
 from podvirt.vmspec import keys as k
@@ -55,8 +55,8 @@ def pod(name: str, node_name: str | None, devices: list[str] = ()) -> dict:
             "spec": spec, "status": {"phase": "Running" if node_name else "Pending"}}
 
 
-def cluster(n: int, rng: random.Random) -> ClusterState:
-    state = ClusterState()
+def cluster(n: int, rng: random.Random) -> WatchedCluster:
+    state = WatchedCluster()
     nodes = [node(i) for i in range(n)]
     state.replace_nodes(nodes)
     pods = []

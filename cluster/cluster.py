@@ -111,7 +111,7 @@ class Cluster:
         return self.layout.kubeconfig
 
     @property
-    def state(self) -> state.ClusterState | None:
+    def state(self) -> state.ClusterRecord | None:
         return state.load(self.layout.state_file)
 
     @property
@@ -160,7 +160,7 @@ class Cluster:
             raise ClusterError(f"{exc}; stop its processes and delete the file") from None
         return [c for c in current.components if c.running] if current else []
 
-    def up(self, options: UpOptions | None = None, **overrides) -> state.ClusterState:
+    def up(self, options: UpOptions | None = None, **overrides) -> state.ClusterRecord:
         """Start the cluster; `overrides` replace UpOptions fields (e.g. extender=False)."""
         options = dataclasses.replace(options or UpOptions(), **overrides)
         live = self.running()
@@ -222,8 +222,8 @@ class Cluster:
         self.timings[name] = seconds
         self._progress(f"{name} {done} in {seconds:.1f}s")
 
-    def _start(self, current: state.ClusterState, name: str, argv: list[str], port: int,
-               probe: Probe) -> state.ClusterState:
+    def _start(self, current: state.ClusterRecord, name: str, argv: list[str], port: int,
+               probe: Probe) -> state.ClusterRecord:
         log = self.layout.log(name)
         pid, started = processes.spawn(argv, log)
         self._spawned[name] = time.monotonic()
@@ -232,7 +232,7 @@ class Cluster:
         state.save(self.layout.state_file, current)
         return current
 
-    def _wait(self, current: state.ClusterState, name: str, timeout: float) -> None:
+    def _wait(self, current: state.ClusterRecord, name: str, timeout: float) -> None:
         """Wait for a started component; its timing counts from its start, since components
         boot in parallel and are waited for one after another."""
         c = current.component(name)
@@ -242,7 +242,7 @@ class Cluster:
         self._record(name, "ready", time.monotonic() - self._spawned[name])
 
     def _up(self, options: UpOptions, nodes: tuple[inventory.FakeNode, ...],
-            use_webhook: bool, use_extender: bool) -> state.ClusterState:
+            use_webhook: bool, use_extender: bool) -> state.ClusterRecord:
         layout = self.layout
         self._spawned = {}
         for d in (layout.root, layout.logs, layout.config):
@@ -268,7 +268,7 @@ class Cluster:
                            ("kube-proxy", "kube-proxy"), ("kubelet", "node")):
             kubeconfig.write(self._kubeconfig(name),
                              kubeconfig.render(server, keys.ca, *keys.pair(stem)))
-        current = state.ClusterState(server=server, kubeconfig=str(layout.kubeconfig))
+        current = state.ClusterRecord(server=server, kubeconfig=str(layout.kubeconfig))
         state.save(layout.state_file, current)
         node_ports = None
         if options.node:
@@ -300,9 +300,9 @@ class Cluster:
         return self.layout.kubeconfig if name == "kubeconfig" \
             else self.layout.config / f"{name}.kubeconfig"
 
-    def _start_api(self, current: state.ClusterState, b: Binaries, keys: pki.Pki,
+    def _start_api(self, current: state.ClusterRecord, b: Binaries, keys: pki.Pki,
                    ports: components.Ports, options: UpOptions,
-                   use_webhook: bool, vm_scheduler: str, address: str) -> state.ClusterState:
+                   use_webhook: bool, vm_scheduler: str, address: str) -> state.ClusterRecord:
         """etcd, then kube-apiserver; the webhook boots alongside the API server."""
         layout, ca = self.layout, str(keys.ca)
         current = self._start(current, "etcd", components.etcd(b, layout, ports), ports.etcd,
@@ -321,9 +321,9 @@ class Cluster:
         self._wait(current, "kube-apiserver", options.timeout)
         return current
 
-    def _start_addons(self, current: state.ClusterState, b: Binaries, keys: pki.Pki,
+    def _start_addons(self, current: state.ClusterRecord, b: Binaries, keys: pki.Pki,
                       ports: components.Ports, use_extender: bool,
-                      vm_nodes_percentage: int = 100) -> state.ClusterState:
+                      vm_nodes_percentage: int = 100) -> state.ClusterRecord:
         """Extender, kube-scheduler (configured for the extender) and kwok, all at once."""
         layout = self.layout
         extender_yaml = None
@@ -341,8 +341,8 @@ class Cluster:
         return self._start(current, "kwok", components.kwok(b, layout, ports, str(kwok_file)),
                            ports.kwok, Probe(f"http://127.0.0.1:{ports.kwok}/healthz"))
 
-    def _start_scheduler(self, current: state.ClusterState, b: Binaries, ports: components.Ports,
-                         extender_yaml: str | None) -> state.ClusterState:
+    def _start_scheduler(self, current: state.ClusterRecord, b: Binaries, ports: components.Ports,
+                         extender_yaml: str | None) -> state.ClusterRecord:
         sched_file = self.layout.config / "kube-scheduler.yaml"
         sched_file.write_text(components.scheduler_config(self.layout, extender_yaml))
         return self._start(current, "kube-scheduler",
@@ -361,17 +361,17 @@ class Cluster:
             nodehost.teardown(self.node_layout, self._kube_proxy_binary(), [])
             nodehost.claim(self.node_layout, self.state_dir.resolve(), alive)
 
-    def _start_containerd(self, current: state.ClusterState, keys: pki.Pki,
-                          ports: node.NodePorts) -> state.ClusterState:
+    def _start_containerd(self, current: state.ClusterRecord, keys: pki.Pki,
+                          ports: node.NodePorts) -> state.ClusterRecord:
         nl = self.node_layout
         nodehost.write_configs(nl, ports, keys.dir, self._kubeconfig("kube-proxy"))
         return self._start(current, "containerd", ["containerd", f"--config={nl.containerd_config}"],
                            ports.containerd_metrics,
                            Probe(f"http://127.0.0.1:{ports.containerd_metrics}/v1/metrics"))
 
-    def _start_node(self, current: state.ClusterState, b: Binaries,
+    def _start_node(self, current: state.ClusterRecord, b: Binaries,
                     built: tuple[images.Image, ...], ports: node.NodePorts,
-                    options: UpOptions) -> state.ClusterState:
+                    options: UpOptions) -> state.ClusterRecord:
         """Images into containerd, then kubelet and kube-proxy."""
         nl = self.node_layout
         self._wait(current, "containerd", options.timeout)
@@ -386,8 +386,8 @@ class Cluster:
                            ports.proxy_healthz,
                            Probe(f"http://127.0.0.1:{ports.proxy_healthz}/livez"))
 
-    def _install_podvirt(self, current: state.ClusterState, b: Binaries,
-                         ports: components.Ports, options: UpOptions) -> state.ClusterState:
+    def _install_podvirt(self, current: state.ClusterRecord, b: Binaries,
+                         ports: components.Ports, options: UpOptions) -> state.ClusterRecord:
         """helm install of the chart, then the host's kube-scheduler restarted with the
         chart's scheduler configuration (the extender behind its Service)."""
         values = self.layout.config / "podvirt-values.yaml"
@@ -432,7 +432,7 @@ class Cluster:
         except Exception as exc:   # noqa: BLE001 - teardown below cleans up regardless
             self._progress(f"could not delete the real node's pods ({exc}); forcing")
 
-    def _populate(self, current: state.ClusterState, keys: pki.Pki, ports: components.Ports,
+    def _populate(self, current: state.ClusterRecord, keys: pki.Pki, ports: components.Ports,
                   nodes: tuple[inventory.FakeNode, ...], options: UpOptions,
                   use_webhook: bool) -> None:
         """Fake nodes and the webhook registration, then wait until both take effect."""

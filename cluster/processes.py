@@ -54,11 +54,6 @@ def free_ports(count: int) -> list[int]:
     raise RuntimeError(f"no {count} free TCP ports between {low} and {high}")
 
 
-def free_port() -> int:
-    """One port as free_ports picks them."""
-    return free_ports(1)[0]
-
-
 def log_tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

@@ -34,34 +34,35 @@ class Component:
 
 
 @dataclass(frozen=True)
-class ClusterState:
+class ClusterRecord:
+    """The record of one local control plane: its API server and the processes `up` started."""
     server: str                              # https://127.0.0.1:PORT of kube-apiserver
     kubeconfig: str
     components: tuple[Component, ...] = field(default=())
 
-    def with_component(self, component: Component) -> "ClusterState":
-        return ClusterState(self.server, self.kubeconfig, (*self.components, component))
+    def with_component(self, component: Component) -> "ClusterRecord":
+        return ClusterRecord(self.server, self.kubeconfig, (*self.components, component))
 
-    def without(self, name: str) -> "ClusterState":
-        return ClusterState(self.server, self.kubeconfig,
-                            tuple(c for c in self.components if c.name != name))
+    def without(self, name: str) -> "ClusterRecord":
+        return ClusterRecord(self.server, self.kubeconfig,
+                             tuple(c for c in self.components if c.name != name))
 
     def component(self, name: str) -> Component | None:
         return next((c for c in self.components if c.name == name), None)
 
 
-def save(path: Path, state: ClusterState) -> None:
+def save(path: Path, state: ClusterRecord) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(state), indent=2))
     tmp.replace(path)
 
 
-def load(path: Path) -> ClusterState | None:
+def load(path: Path) -> ClusterRecord | None:
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
         raise ValueError(f"unreadable cluster state {path}: {exc}") from None
-    return ClusterState(server=raw["server"], kubeconfig=raw["kubeconfig"],
+    return ClusterRecord(server=raw["server"], kubeconfig=raw["kubeconfig"],
                         components=tuple(Component.from_json(c) for c in raw["components"]))

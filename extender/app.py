@@ -21,10 +21,10 @@ from werkzeug.exceptions import HTTPException
 from podvirt.extender import wire
 from podvirt.extender.binding import bind
 from podvirt.extender.decide import DEFAULT_POLICY, Policy
-from podvirt.extender.facts import node_facts
+from podvirt.extender.facts import node_offer
 from podvirt.extender.kube import ApiWriter
 from podvirt.extender.scheduling import VerdictMemo, filter_pod, prioritize_pod
-from podvirt.extender.state import ClusterState
+from podvirt.extender.state import WatchedCluster
 from podvirt import drain, wirejson
 from podvirt.httpbody import BodyTooLarge, NotJSON, parse_json, read_body
 from podvirt.vmspec import DEFAULT_COSTS, CostSettings
@@ -64,7 +64,7 @@ class _BadRequest(Exception):
         self.status = status
 
 
-def create_app(state: ClusterState, settings: Settings = Settings(), *,
+def create_app(state: WatchedCluster, settings: Settings = Settings(), *,
                api: ApiWriter | None = None) -> Flask:
     # An explicit instance_path: Flask's lookup fails for podvirt.extender, whose folder
     # (extender/) lies outside podvirt/'s, when run from another directory.
@@ -93,7 +93,7 @@ def create_app(state: ClusterState, settings: Settings = Settings(), *,
             raise _BadRequest(400, str(exc)) from None
 
     def node_overrides(args: wire.ExtenderArgs):
-        return None if args.nodes is None else {n["metadata"]["name"]: node_facts(n)
+        return None if args.nodes is None else {n["metadata"]["name"]: node_offer(n)
                                                 for n in args.nodes}
 
     def serve(verb: str, decode: Callable[[Any], Any], answer: Callable[[Any], Any],

@@ -16,7 +16,7 @@ from typing import Callable
 from podvirt.extender.decide import DevicesUnavailable, Policy, choose_devices, filter_node
 from podvirt.extender.kube import ApiWriter
 from podvirt.extender.scheduling import vm_shape
-from podvirt.extender.state import ClusterState
+from podvirt.extender.state import WatchedCluster
 from podvirt.vmspec import CostSettings, SpecInvalid
 from podvirt.vmspec import keys as k
 
@@ -31,7 +31,7 @@ class BindRequest:
     node: str
 
 
-def bind(state: ClusterState, api: ApiWriter, req: BindRequest, *, policy: Policy,
+def bind(state: WatchedCluster, api: ApiWriter, req: BindRequest, *, policy: Policy,
          costs: CostSettings, now: Callable[[], float]) -> str:
     """Error text for the scheduler ("" when the pod is bound)."""
     where = f"pod {req.pod_namespace}/{req.pod_name} on node {req.node}"

@@ -1,6 +1,6 @@
 """Pure placement decisions: does a VM fit a node, how good is each node, which devices.
 
-Every function takes plain values (NodeFacts, NodeUsage, and a VMShape: what placement
+Every function takes plain values (NodeOffer, NodeUsage, and a VMShape: what placement
 reads of the core's VMSpec and Demand) and returns plain values. A rejection is a Verdict
 whose reason a user can act on; `unresolvable` marks what evicting other pods cannot fix
 (the scheduler then does not try preemption there).
@@ -12,15 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal, Mapping, Sequence
 
-from podvirt.extender.facts import (EPHEMERAL_STORAGE, HUGEPAGES_PREFIX, PODS, NodeFacts,
-                                    NodeUsage)
+from podvirt.extender.facts import PODS, NodeOffer, NodeUsage
 from podvirt.quantity import format_millis, human_bytes
 from podvirt.vmspec import Demand, DeviceRequest, PassthroughDevice, Pinning, VMSpec
 from podvirt.vmspec import keys as k
+from podvirt.vmspec.overhead import EPHEMERAL_STORAGE, HUGEPAGES_PREFIX
 
-# Every launcher pod requests one of this extended resource (contracts.md); it is listed
-# as ignoredByScheduler, so the extender checks nodes advertise it.
-VM_MARKER = k.VM_MARKER_RESOURCE
 MAX_PRIORITY = 10  # k8s.io/kube-scheduler/extender/v1 MaxExtenderPriority
 # With devices, memory scores 0..8 and one-NUMA-node device placement adds 2.
 NUMA_BONUS = 2
@@ -62,16 +59,6 @@ def _count(n: int, what: str) -> str:
     return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
-def launcher_requests(dem: Demand) -> dict[str, int]:
-    """The requests of a pod holding nothing but the launcher, as the webhook renders it;
-    what VMShape.of assumes when the caller has no pod."""
-    out = {"memory": dem.memory, "cpu": dem.cpu_request_millis, VM_MARKER: 1, PODS: 1,
-           EPHEMERAL_STORAGE: dem.ephemeral_storage, **dict(dem.extended)}
-    if dem.hugepages:
-        out[dem.hugepages[0]] = dem.hugepages[1]
-    return out
-
-
 @dataclass(frozen=True)
 class VMShape:
     """Everything the placement decisions read of a VM and its pod, and nothing else (no
@@ -91,13 +78,14 @@ class VMShape:
     @classmethod
     def of(cls, vm: VMSpec, demand: Demand,
            requests: Mapping[str, int] | None = None) -> "VMShape":
-        """The shape of `vm`; without `requests`, those of a pod holding only the launcher."""
-        req = launcher_requests(demand) if requests is None else requests
+        """The shape of `vm`; without `requests`, those of a pod holding only the launcher
+        (its container's requests, as the webhook renders them, and one of the node's pods)."""
+        req = {**demand.requests, PODS: 1} if requests is None else requests
         return cls(vm.vcpus, vm.dedicated_cpus, vm.allow_emulation, vm.pinning, vm.devices,
                    demand, tuple(sorted(req.items())))
 
 
-def filter_node(node: NodeFacts, usage: NodeUsage, vm: VMShape, now: float,
+def filter_node(node: NodeOffer, usage: NodeUsage, vm: VMShape, now: float,
                 policy: Policy = DEFAULT_POLICY) -> Verdict:
     """Why `vm` cannot run on `node` now (empty reason: it can).
 
@@ -131,11 +119,12 @@ def _device_names(vm: VMShape) -> set[str]:
 
 
 def _extended(vm: VMShape, req: Mapping[str, int]) -> list[tuple[str, int]]:
-    """Extended resources checked by count, the VM marker first; passthrough devices are
-    checked one by one (that reason names which devices are claimed)."""
+    """Extended resources checked by count, the VM marker first (kube-scheduler ignores it,
+    ignoredByScheduler, so only this checks that nodes advertise it); passthrough devices
+    are checked one by one (that reason names which devices are claimed)."""
     devices = _device_names(vm)
     names = sorted((n for n, v in req.items() if "/" in n and v and n not in devices),
-                   key=lambda n: (n != VM_MARKER, n))
+                   key=lambda n: (n != k.VM_MARKER_RESOURCE, n))
     return [(n, req[n]) for n in names]
 
 
@@ -143,7 +132,7 @@ def _hugepages(req: Mapping[str, int]) -> list[tuple[str, int]]:
     return sorted((n, v) for n, v in req.items() if n.startswith(HUGEPAGES_PREFIX) and v)
 
 
-def _static_capacity(node: NodeFacts, vm: VMShape, req: Mapping[str, int]) -> Verdict:
+def _static_capacity(node: NodeOffer, vm: VMShape, req: Mapping[str, int]) -> Verdict:
     """What the node lacks even when empty (memory and cpu: see _free_capacity)."""
     for size, need in _hugepages(req):
         total = node.hugepages.get(size, 0)
@@ -170,19 +159,6 @@ def _static_capacity(node: NodeFacts, vm: VMShape, req: Mapping[str, int]) -> Ve
     return FITS
 
 
-def _describe_memory(dem: Demand, need: int) -> str:
-    """The core's description of the VM's memory, plus what the pod's other containers add."""
-    extra = need - dem.node_memory
-    if extra <= 0:
-        return dem.describe_memory() if extra == 0 else human_bytes(need)
-    sidecars = f"{human_bytes(extra)} sidecars"
-    if dem.hugepages:
-        return (f"{human_bytes(need)} ({human_bytes(dem.memory)} overhead + {sidecars}) + "
-                f"{human_bytes(dem.hugepages[1])} {dem.hugepages[0]}")
-    return (f"{human_bytes(need)} ({human_bytes(dem.guest_memory)} guest + "
-            f"{human_bytes(dem.overhead.total)} overhead + {sidecars})")
-
-
 def _describe_cpu(dem: Demand, need: int) -> str:
     extra = need - dem.cpu_request_millis
     if extra <= 0:
@@ -200,7 +176,7 @@ def _describe_storage(dem: Demand, need: int) -> str:
     return f"{human_bytes(need)} {EPHEMERAL_STORAGE} ({' + '.join(parts)})"
 
 
-def _free_capacity(node: NodeFacts, usage: NodeUsage, vm: VMShape,
+def _free_capacity(node: NodeOffer, usage: NodeUsage, vm: VMShape,
                    req: Mapping[str, int]) -> Verdict | None:
     """Like NodeResourcesFit: a request above what the node has allocatable in all is
     unresolvable (no preemption attempt), one above what is free now is not."""
@@ -212,7 +188,7 @@ def _free_capacity(node: NodeFacts, usage: NodeUsage, vm: VMShape,
     free = node.memory - usage.memory
     if need > free:
         label = " memory" if dem.hugepages else ""
-        return Verdict(f"needs {_describe_memory(dem, need)}, {human_bytes(max(free, 0))}"
+        return Verdict(f"needs {dem.describe_memory(need)}, {human_bytes(max(free, 0))}"
                        f"{label} free", need > node.memory, "memory")
     for size, need in _hugepages(req):
         hp_free = node.hugepages.get(size, 0) - usage.hugepages.get(size, 0)
@@ -244,7 +220,7 @@ def _free_capacity(node: NodeFacts, usage: NodeUsage, vm: VMShape,
     return None
 
 
-def _free_devices(node: NodeFacts, usage: NodeUsage,
+def _free_devices(node: NodeOffer, usage: NodeUsage,
                   requests: Sequence[DeviceRequest]) -> Verdict | None:
     taken: set[str] = set(usage.claimed)
     for request in requests:
@@ -288,7 +264,7 @@ class DevicesUnavailable(ValueError):
     pass
 
 
-def choose_devices(node: NodeFacts, usage: NodeUsage,
+def choose_devices(node: NodeOffer, usage: NodeUsage,
                    requests: Sequence[DeviceRequest]) -> tuple[PassthroughDevice, ...]:
     """Concrete unclaimed devices for every request, all on one NUMA node when possible
     (the lowest such node, for determinism); else in address order."""
@@ -320,7 +296,7 @@ def _greedy(free: Sequence[PassthroughDevice],
 
 # --- scoring -------------------------------------------------------------------------------
 
-def score_nodes(candidates: Sequence[tuple[NodeFacts, NodeUsage]], vm: VMShape,
+def score_nodes(candidates: Sequence[tuple[NodeOffer, NodeUsage]], vm: VMShape,
                 policy: Policy = DEFAULT_POLICY) -> list[tuple[str, int]]:
     """0..MAX_PRIORITY per node: spread prefers the most memory left after placing the VM,
     pack the least; with devices, a one-NUMA-node placement earns NUMA_BONUS."""
@@ -336,18 +312,18 @@ def score_nodes(candidates: Sequence[tuple[NodeFacts, NodeUsage]], vm: VMShape,
     return out
 
 
-def _memory_left_fraction(node: NodeFacts, usage: NodeUsage, demand: Demand) -> float:
+def _memory_left_fraction(node: NodeOffer, usage: NodeUsage, demand: Demand) -> float:
     if demand.hugepages:   # the guest's RAM comes out of the hugepage pool
         size, need = demand.hugepages
         total, used = node.hugepages.get(size, 0), usage.hugepages.get(size, 0)
     else:
-        total, used, need = node.memory, usage.memory, demand.node_memory
+        total, used, need = node.memory, usage.memory, demand.memory
     if total <= 0:
         return 0.0
     return min(1.0, max(0.0, (total - used - need) / total))
 
 
-def _one_numa_node(node: NodeFacts, usage: NodeUsage, requests: Sequence[DeviceRequest]) -> bool:
+def _one_numa_node(node: NodeOffer, usage: NodeUsage, requests: Sequence[DeviceRequest]) -> bool:
     try:
         numas = {d.numa_node for d in choose_devices(node, usage, requests)}
     except DevicesUnavailable:

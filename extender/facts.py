@@ -15,9 +15,8 @@ from podvirt.quantity import QuantityError, parse_decimal, parse_millis
 from podvirt.vmspec import PassthroughDevice
 from podvirt.vmspec import keys as k
 from podvirt.vmspec.model import parse_devices
+from podvirt.vmspec.overhead import EPHEMERAL_STORAGE, HUGEPAGES_PREFIX
 
-HUGEPAGES_PREFIX = "hugepages-"
-EPHEMERAL_STORAGE = "ephemeral-storage"
 PODS = "pods"
 
 
@@ -26,7 +25,8 @@ def _empty() -> Mapping:
 
 
 @dataclass(frozen=True)
-class NodeFacts:
+class NodeOffer:
+    """What a node offers VMs, as the extender knows it from the Node object."""
     name: str
     labels: Mapping[str, str] = field(default_factory=_empty)
     # Allocatable: bytes, millicores, "hugepages-2Mi" -> bytes, "vendor/name" -> count.
@@ -95,8 +95,8 @@ def resource_list(raw: Any) -> dict[str, int]:
     return out
 
 
-def node_facts(node: Mapping[str, Any]) -> NodeFacts:
-    """NodeFacts from a Node object; a malformed annotation is recorded, not raised."""
+def node_offer(node: Mapping[str, Any]) -> NodeOffer:
+    """NodeOffer from a Node object; a malformed annotation is recorded, not raised."""
     meta = node.get("metadata") or {}
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
@@ -107,7 +107,7 @@ def node_facts(node: Mapping[str, Any]) -> NodeFacts:
         devices = parse_devices(annotations.get(k.NODE_PCI_DEVICES))
     except ValueError as exc:
         error = f"{k.NODE_PCI_DEVICES} annotation is unusable: {exc}"
-    return NodeFacts(
+    return NodeOffer(
         name=str(meta.get("name") or ""),
         labels=MappingProxyType(dict(labels)),
         memory=alloc.get("memory", 0),

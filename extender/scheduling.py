@@ -8,8 +8,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from podvirt.extender.decide import Policy, Verdict, VMShape, filter_node, score_nodes
-from podvirt.extender.facts import EMPTY_USAGE, NodeFacts, pod_requests
-from podvirt.extender.state import ClusterState, NodeView
+from podvirt.extender.facts import EMPTY_USAGE, NodeOffer, pod_requests
+from podvirt.extender.state import WatchedCluster, NodeView
 from podvirt.vmspec import CostSettings, SpecInvalid, demand, is_vm_pod, parse_vm
 
 UNKNOWN_NODE = Verdict("node is not known to the extender yet (no watch event for it)",
@@ -26,7 +26,7 @@ class FilterOutcome:
 
 class VerdictMemo:
     """Verdicts (or scores) by VM shape and node, reused while the node's NodeView is the
-    very same object (ClusterState replaces it whenever the node's facts or usage change).
+    very same object (WatchedCluster replaces it whenever the node's facts or usage change).
 
     The scheduler filters and then scores every pod against hundreds of nodes; without
     this a 5000-node filter costs ~30 ms of Python, with it only nodes that changed since
@@ -67,7 +67,7 @@ def vm_shape(pod: Mapping[str, Any], costs: CostSettings) -> VMShape | None:
     return VMShape.of(spec, demand(spec, costs), pod_requests(pod))
 
 
-def _views(state: ClusterState, facts: Mapping[str, NodeFacts] | None) -> dict[str, NodeView]:
+def _views(state: WatchedCluster, facts: Mapping[str, NodeOffer] | None) -> dict[str, NodeView]:
     views = state.views()
     for name, node in (facts or {}).items():
         usage = views[name].usage if name in views else EMPTY_USAGE
@@ -75,9 +75,9 @@ def _views(state: ClusterState, facts: Mapping[str, NodeFacts] | None) -> dict[s
     return views
 
 
-def filter_pod(state: ClusterState, pod: Mapping[str, Any], names: Sequence[str], *,
+def filter_pod(state: WatchedCluster, pod: Mapping[str, Any], names: Sequence[str], *,
                now: float, policy: Policy, costs: CostSettings,
-               facts: Mapping[str, NodeFacts] | None = None,
+               facts: Mapping[str, NodeOffer] | None = None,
                memo: VerdictMemo | None = None) -> FilterOutcome:
     """`facts` overrides the watched node facts (the scheduler sent whole Node objects)."""
     try:
@@ -109,9 +109,9 @@ def filter_pod(state: ClusterState, pod: Mapping[str, Any], names: Sequence[str]
     return out
 
 
-def prioritize_pod(state: ClusterState, pod: Mapping[str, Any], names: Sequence[str], *,
+def prioritize_pod(state: WatchedCluster, pod: Mapping[str, Any], names: Sequence[str], *,
                    policy: Policy, costs: CostSettings,
-                   facts: Mapping[str, NodeFacts] | None = None,
+                   facts: Mapping[str, NodeOffer] | None = None,
                    memo: VerdictMemo | None = None) -> list[tuple[str, int]]:
     """Scores for the nodes; 0 for all when the pod is not a (valid) VM or a node is unknown."""
     try:

@@ -25,7 +25,7 @@ from podvirt.tls import gunicorn_ssl_context
 from podvirt.workers import gunicorn_settings
 
 from podvirt.extender.app import Settings, create_app
-from podvirt.extender.state import ClusterState
+from podvirt.extender.state import WatchedCluster
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class ExtenderApplication(BaseApplication):
     def __init__(self, options: ServeOptions, settings: Settings):
         self.options = options
         self.settings = settings
-        self.state: ClusterState | None = None
+        self.state: WatchedCluster | None = None
         self.client: Any = None
         self.stop: threading.Event | None = None    # made in the worker, after gevent patched
         super().__init__()
@@ -90,7 +90,7 @@ class ExtenderApplication(BaseApplication):
     def load(self):
         from podvirt.extender.kube import KubeClient
         self.client = KubeClient.connect(self.options.kubeconfig, pool_size=self.options.threads)
-        self.state = ClusterState(failure_retention=self.settings.policy.quarantine_window)
+        self.state = WatchedCluster(failure_retention=self.settings.policy.quarantine_window)
         self.stop = threading.Event()
         return create_app(self.state, self.settings, api=self.client)
 

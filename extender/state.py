@@ -1,4 +1,4 @@
-"""The extender's in-memory view of the cluster: node facts and per-node usage.
+"""The extender's in-memory view of the cluster: what each node offers and what its pods use.
 
 Fed by watch events (sync.py) and by the extender's own binds. A pod charges its node
 when it is bound (spec.nodeName) and not terminal, or when the extender has *assumed*
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
-from podvirt.extender.facts import (EMPTY_USAGE, NodeFacts, NodeUsage, assigned_addresses,
-                                    node_facts, pod_requests, usage_from_requests)
+from podvirt.extender.facts import (EMPTY_USAGE, NodeOffer, NodeUsage, assigned_addresses,
+                                    node_offer, pod_requests, usage_from_requests)
 from podvirt.vmspec import keys as k
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
@@ -48,7 +48,7 @@ class _Pod:
 
 
 class NodeView(NamedTuple):
-    facts: NodeFacts
+    facts: NodeOffer
     usage: NodeUsage
 
 
@@ -102,11 +102,13 @@ def failure_time(pod: Mapping[str, Any]) -> float | None:
     return max(ends) if ends else None
 
 
-class ClusterState:
+class WatchedCluster:
+    """The extender's view of the cluster: nodes and pods as the watches last saw them,
+    plus the pods it assumed bound."""
     def __init__(self, *, failure_retention: float = 3600.0,
                  clock: Callable[[], float] = time.time):
         self._lock = threading.RLock()
-        self._nodes: dict[str, NodeFacts] = {}
+        self._nodes: dict[str, NodeOffer] = {}
         self._pods: dict[str, _Pod] = {}
         self._accounts: dict[str, _NodeAccount] = {}
         self._usage: dict[str, NodeUsage] = {}
@@ -121,20 +123,16 @@ class ClusterState:
     def ready(self) -> bool:
         return {"nodes", "pods"} <= self._synced
 
-    def mark_synced(self, kind: str) -> None:
-        with self._lock:
-            self._synced.add(kind)
-
     # --- nodes -------------------------------------------------------------------------
     def replace_nodes(self, nodes: Iterable[Mapping[str, Any]]) -> None:
-        facts = {f.name: f for f in map(node_facts, nodes) if f.name}
+        facts = {f.name: f for f in map(node_offer, nodes) if f.name}
         with self._lock:
             self._nodes = facts
             self._rebuild_views()
             self._synced.add("nodes")
 
     def apply_node(self, event_type: str, node: Mapping[str, Any]) -> None:
-        facts = node_facts(node)
+        facts = node_offer(node)
         with self._lock:
             if event_type == "DELETED":
                 self._nodes.pop(facts.name, None)
@@ -258,7 +256,7 @@ class ClusterState:
                 self._recharge(before, entry.charge)
 
     # --- reads -------------------------------------------------------------------------
-    def node(self, name: str) -> NodeFacts | None:
+    def node(self, name: str) -> NodeOffer | None:
         return self._nodes.get(name)
 
     def usage(self, name: str) -> NodeUsage:

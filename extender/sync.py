@@ -1,4 +1,4 @@
-"""List-then-watch loops that keep ClusterState current.
+"""List-then-watch loops that keep WatchedCluster current.
 
 Each kind (nodes, pods) is listed in full, then watched from the list's resourceVersion.
 A watch that ends normally resumes from the last resourceVersion seen; 410 Gone (the
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from podvirt.extender.kube import ApiReader, Kind
-from podvirt.extender.state import ClusterState
+from podvirt.extender.state import WatchedCluster
 
 log = logging.getLogger(__name__)
 GONE = 410
@@ -32,15 +32,15 @@ class Backoff:
         return random.uniform(ceiling / 2, ceiling)
 
 
-def _apply(state: ClusterState, kind: Kind, event_type: str, obj: dict) -> None:
+def _apply(state: WatchedCluster, kind: Kind, event_type: str, obj: dict) -> None:
     (state.apply_node if kind == "nodes" else state.apply_pod)(event_type, obj)
 
 
-def _replace(state: ClusterState, kind: Kind, items: list[dict]) -> None:
+def _replace(state: WatchedCluster, kind: Kind, items: list[dict]) -> None:
     (state.replace_nodes if kind == "nodes" else state.replace_pods)(items)
 
 
-def sync_once(client: ApiReader, state: ClusterState, kind: Kind, stop: threading.Event,
+def sync_once(client: ApiReader, state: WatchedCluster, kind: Kind, stop: threading.Event,
               resource_version: str | None, watch_timeout: int) -> str | None:
     """List (if no version is known), then watch until the stream ends.
 
@@ -73,7 +73,7 @@ class WatchError(Exception):
         self.status = status
 
 
-def sync_forever(client: ApiReader, state: ClusterState, kind: Kind, stop: threading.Event, *,
+def sync_forever(client: ApiReader, state: WatchedCluster, kind: Kind, stop: threading.Event, *,
                  watch_timeout: int = 300, backoff: Backoff = Backoff(),
                  sleep: Callable[[float], bool] | None = None) -> None:
     wait = sleep or stop.wait
@@ -94,7 +94,7 @@ def sync_forever(client: ApiReader, state: ClusterState, kind: Kind, stop: threa
             wait(delay)
 
 
-def start_watches(client: ApiReader, state: ClusterState, stop: threading.Event,
+def start_watches(client: ApiReader, state: WatchedCluster, stop: threading.Event,
                   **kwargs) -> list[threading.Thread]:
     threads = [threading.Thread(target=sync_forever, args=(client, state, kind, stop),
                                 kwargs=kwargs, name=f"watch-{kind}", daemon=True)

@@ -66,7 +66,7 @@ def _check_pod_spec(spec: Any) -> None:
 
 
 def _check_node(item: Any, i: int) -> str:
-    """The shape node_facts reads: metadata (name, string maps) and status.allocatable."""
+    """The shape node_offer reads: metadata (name, string maps) and status.allocatable."""
     where = f"ExtenderArgs.Nodes.items[{i}]"
     if not isinstance(item, dict):
         raise WireError(f"{where} must be a Node object")

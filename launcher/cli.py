@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from podvirt.vmspec.model import CONSOLE_SOCKET
+from podvirt.vmspec.model import CONSOLE_SOCKET, POD_ROOT
 
 
 KVM_GUEST_HELP = ("vmlinuz + initramfs.cpio.gz the KVM check boots (default "
@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     run = sub.add_parser("run", help="run the VM described by the pod's annotations")
     run.add_argument("--spec", required=True, help="downward-API annotations file")
     run.add_argument("--connect", help="libvirt URI to use instead of private daemons")
-    run.add_argument("--pod-root", default="/var/lib/podvirt",
+    run.add_argument("--pod-root", default=POD_ROOT,
                      help="where the pod mounts disks (default %(default)s)")
     run.add_argument("--work-dir", help="scratch space for overlays, logs and the libvirt "
                                         "daemons' state (default <pod-root>/launcher)")

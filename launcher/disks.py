@@ -12,10 +12,10 @@ import json
 import os
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from podvirt.launcher.hostcontext import DiskAttachment
-from podvirt.vmspec.model import CloudInit, Disk
+from podvirt.vmspec.model import POD_ROOT, CloudInit, Disk
 
 PVC_IMAGE = "disk.img"   # KubeVirt's convention for a filesystem-mode PVC
 # A blank claim gets a sparse raw disk.img filling its filesystem but this share, which
@@ -30,12 +30,14 @@ class DiskError(RuntimeError):
 
 @dataclass(frozen=True)
 class DiskLayout:
-    """Where disks are mounted (`pod_root`/disks/<name>) and where scratch files go."""
+    """Where disks are mounted and where scratch files go. `pod_root` stands for the
+    pod's POD_ROOT (tests point it at a temporary directory)."""
     pod_root: Path
     work_dir: Path
 
     def mount_dir(self, disk: Disk) -> Path:
-        return self.pod_root / "disks" / disk.name
+        """Disk.mount_dir, the directory the webhook mounts the disk at, under `pod_root`."""
+        return self.pod_root / PurePosixPath(disk.mount_dir).relative_to(POD_ROOT)
 
 
 def _qemu_img(*args: str) -> str:

@@ -17,6 +17,7 @@ from typing import Callable
 from podvirt.launcher.hostcontext import HostContext
 from podvirt.vmspec.domainxml import fill_placeholders, sanitize_domain
 from podvirt.vmspec.model import VNC_PORT, PassthroughDevice, VMSpec
+from podvirt.vmspec.pciaddress import pci_address, pci_address_of, pci_parts
 
 Configurator = Callable[[VMSpec, HostContext], list[ET.Element]]
 
@@ -186,10 +187,9 @@ def pod_nic_args(spec: VMSpec, ctx: HostContext) -> list[ET.Element]:
 
 
 def hostdev(device: PassthroughDevice) -> ET.Element:
-    domain, bus, rest = (["0000"] + device.address.split(":"))[-3:]
-    slot, _, function = rest.partition(".")
-    address = _el("address", domain=f"0x{domain}", bus=f"0x{bus}", slot=f"0x{slot}",
-                  function=f"0x{function}")
+    domain, bus, slot, function = pci_parts(device.address)
+    address = _el("address", domain=f"0x{domain:04x}", bus=f"0x{bus:02x}", slot=f"0x{slot:02x}",
+                  function=f"0x{function:x}")
     # managed='no': the device plugin bound vfio-pci already; the pod cannot rebind.
     return _el("hostdev", mode="subsystem", type="pci", managed="no",
                children=(_el("source", children=(address,)),))
@@ -297,15 +297,11 @@ def user_domain_xml(spec: VMSpec, ctx: HostContext) -> str:
     if devices is None:
         devices = _el("devices")
         root.append(devices)
-    present = {_pci_text(a) for a in devices.findall("hostdev/source/address")}
+    present = {pci_address_of(a.attrib) for a in devices.findall("hostdev/source/address")}
     for device in ctx.assigned:
-        if _pci_text(hostdev(device).find("source/address")) not in present:
+        if pci_address(device.address) not in present:
             devices.append(hostdev(device))
     if ctx.serial_log and devices.find("serial") is None and devices.find("console") is None:
         devices.extend(serial_console(spec, ctx))
     return ET.tostring(add_trusted(root, spec, ctx), encoding="unicode")
 
-
-def _pci_text(addr: ET.Element | None) -> str:
-    assert addr is not None
-    return ":".join(f"{int(addr.get(k, '0'), 0):x}" for k in ("domain", "bus", "slot", "function"))

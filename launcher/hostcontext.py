@@ -23,7 +23,6 @@ class DiskAttachment:
     path: str
     format: DiskFormat
     readonly: bool = False
-    cdrom: bool = False
 
 
 @dataclass(frozen=True)

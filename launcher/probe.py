@@ -23,7 +23,8 @@ _LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 @dataclass(frozen=True)
-class NodeFacts:
+class ProbeResult:
+    """What one probe of this node measured; node_patch publishes it for the extender."""
     kvm: KvmVerdict
     cpu_model: str
     hugepages: tuple[tuple[str, int], ...]        # (size, free pages)
@@ -62,10 +63,10 @@ def hugepages(sys_root: Path) -> tuple[tuple[str, int], ...]:
 
 def gather_facts(*, sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc"),
                  kvm: KvmVerdict, pci_sys_root: Path | None = None,
-                 resources: DeviceResources = NO_RULES) -> NodeFacts:
+                 resources: DeviceResources = NO_RULES) -> ProbeResult:
     """`pci_sys_root` (default `sys_root`) is where PCI devices are scanned: the node
     tier points it at a fake tree while hugepages still come from the real /sys."""
-    return NodeFacts(kvm=kvm, cpu_model=cpu_model(_read(proc_root / "cpuinfo")),
+    return ProbeResult(kvm=kvm, cpu_model=cpu_model(_read(proc_root / "cpuinfo")),
                      hugepages=hugepages(sys_root),
                      pci_devices=pci.scan(pci_sys_root or sys_root, resources))
 
@@ -81,7 +82,7 @@ def capacity_patch(vm_slots: int) -> dict:
                        "allocatable": {k.VM_MARKER_RESOURCE: quantity}}}
 
 
-def node_patch(facts: NodeFacts) -> dict:
+def node_patch(facts: ProbeResult) -> dict:
     return {"metadata": {
         "labels": {k.NODE_KVM_LABEL: "true" if facts.kvm.usable else "false",
                    k.NODE_CPU_MODEL_LABEL: facts.cpu_model},

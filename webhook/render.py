@@ -35,7 +35,6 @@ TOOLS_VOLUME = "podvirt-tools"
 TOOLS_DIR = "/podvirt-tools"
 TOOLS_INIT = "podvirt-tools"
 KERNEL_BOOT_VOLUME = "kernel-boot"
-EPHEMERAL_STORAGE = "ephemeral-storage"
 # The downward-API files the launcher reads, and the pod fields they come from.
 _DOWNWARD_FILES = (("annotations", "metadata.annotations"), ("labels", "metadata.labels"),
                    ("name", "metadata.name"), ("namespace", "metadata.namespace"),
@@ -96,20 +95,15 @@ def launcher_container(pod: Pod, ctx: RenderContext) -> None:
 
 def resources(pod: Pod, ctx: RenderContext) -> None:
     d = ctx.demand
-    req, lim = {}, {}
-    req["memory"] = lim["memory"] = format_bytes(d.memory)
-    req["cpu"] = format_millis(d.cpu_request_millis)
-    if d.cpu_limit_millis is not None:
-        lim["cpu"] = format_millis(d.cpu_limit_millis)
-    if d.hugepages:
-        req[d.hugepages[0]] = lim[d.hugepages[0]] = format_bytes(d.hugepages[1])
-    # Scratch disks, overlays and copied images fill the node's disk: requested so the
-    # scheduler counts them, limited so kubelet evicts a pod that writes more.
-    req[EPHEMERAL_STORAGE] = lim[EPHEMERAL_STORAGE] = format_bytes(d.ephemeral_storage)
-    # Extended resources cannot be overcommitted: Kubernetes wants requests = limits.
-    for name, count in (*d.extended, (k.VM_MARKER_RESOURCE, 1)):
-        req[name] = lim[name] = str(count)
-    _launcher(pod)["resources"] = {"requests": req, "limits": lim}
+    _launcher(pod)["resources"] = {"requests": _quantities(d.requests),
+                                   "limits": _quantities(d.limits)}
+
+
+def _quantities(values: Mapping[str, int]) -> dict[str, str]:
+    """Kubernetes quantities of the core's whole units: millicores for cpu, counts for
+    extended resources (vendor/name), bytes for the rest."""
+    return {name: format_millis(v) if name == "cpu" else str(v) if "/" in name
+            else format_bytes(v) for name, v in values.items()}
 
 
 # Ports below this need CAP_NET_BIND_SERVICE in the pod's network namespace, unless the

@@ -30,7 +30,6 @@ STOP = "stop"
 # What an action name asks of the hypervisor; migrate and stop have their own rules.
 ACTION_OPS = {"pause": HypervisorOp.PAUSE, "resume": HypervisorOp.RESUME,
               "reboot": HypervisorOp.REBOOT}
-SUPERVISED = ("Running", "Paused", "Migrating", "ShuttingDown")
 
 
 @dataclass(frozen=True)

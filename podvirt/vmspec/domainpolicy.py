@@ -15,11 +15,12 @@ the same facts for tests.
 from __future__ import annotations
 
 import ipaddress
-import posixpath
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Union
+from typing import Callable, Mapping, Union
+
+from podvirt.vmspec.model import inside_roots
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 
@@ -112,21 +113,14 @@ YES_NO = choice("yes", "no")
 ON_OFF = choice("on", "off")
 
 
-def inside(path: str, roots: Iterable[str]) -> bool:
-    if not path.startswith("/") or "\x00" in path:
-        return False
-    norm = posixpath.normpath(path)
-    return any(norm == r or norm.startswith(r.rstrip("/") + "/") for r in roots)
-
-
 def POD_PATH(value: str, scope: Scope) -> str | None:
-    if inside(value, scope.roots):
+    if inside_roots(value, scope.roots):
         return None
     return f"is outside the pod's podvirt directories ({', '.join(scope.roots)})"
 
 
 def FIRMWARE_PATH(value: str, scope: Scope) -> str | None:
-    if inside(value, scope.firmware_roots + scope.roots):
+    if inside_roots(value, scope.firmware_roots + scope.roots):
         return None
     return ("is outside the pod and the launcher image's firmware directories ("
             + ", ".join(scope.firmware_roots) + ")")

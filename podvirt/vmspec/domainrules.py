@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from podvirt.vmspec.domainpolicy import (ANY, FIRMWARE_PATH, INT, LOOPBACK, NUMBER, ON_OFF,
                                          POD_PATH, UINT, YES_NO, El, Refused, Scope, Typed,
                                          choice, never, pattern)
+from podvirt.vmspec.pciaddress import pci_address_of
 
 # libvirt's memory units (virScaleInteger): the size checks convert with the same table.
 MEMORY_UNITS = {
@@ -35,14 +36,9 @@ NO_SECRETS = Refused("needs a libvirt secret: the pod's private libvirt holds no
 SECLABEL = Refused("sets a security label: the pod, not the domain XML, confines QEMU")
 
 
-def _norm_pci(address: str) -> str:
-    return address.lower() if address.count(":") == 2 else "0000:" + address.lower()
-
-
 def _assigned_pci(el: ET.Element, scope: Scope) -> tuple[str | None, str] | None:
     try:
-        text = "{:04x}:{:02x}:{:02x}.{:x}".format(
-            *(int(el.get(part, "0"), 0) for part in ("domain", "bus", "slot", "function")))
+        text = pci_address_of(el.attrib)
     except ValueError:
         return None, "a malformed PCI address"
     if text in scope.assigned:

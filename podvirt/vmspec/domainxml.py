@@ -26,6 +26,7 @@ from podvirt.vmspec.domainpolicy import DomainXMLRejected, Scope, check_tree, lo
 from podvirt.vmspec.domainrules import DOMAIN
 from podvirt.vmspec.domainsize import check_size
 from podvirt.vmspec.model import ALLOWED_PATH_ROOTS, PassthroughDevice, VMSpec
+from podvirt.vmspec.pciaddress import pci_address
 
 __all__ = ["DomainXMLRejected", "FIRMWARE_ROOTS", "check_user_domain_xml", "fill_placeholders",
            "parse_domain", "sanitize_domain"]
@@ -73,17 +74,13 @@ def parse_domain(xml_text: str) -> ET.Element:
     return root
 
 
-def _norm_pci(address: str) -> str:
-    return address.lower() if address.count(":") == 2 else "0000:" + address.lower()
-
-
 def sanitize_domain(xml_text: str, *, spec: VMSpec, assigned: Iterable[PassthroughDevice] = (),
                     roots: Iterable[str] = ALLOWED_PATH_ROOTS,
                     host_cpus: Iterable[int] = ()) -> ET.Element:
     """Parse filled-in domain XML; refuse anything outside the allowlist or not priced."""
     root = parse_domain(xml_text)
     scope = Scope(roots=tuple(roots), firmware_roots=FIRMWARE_ROOTS,
-                  assigned=frozenset(_norm_pci(d.address) for d in assigned))
+                  assigned=frozenset(pci_address(d.address) for d in assigned))
     check_tree(root, DOMAIN, scope)
     check_size(root, spec, host_cpus=host_cpus)
     return root

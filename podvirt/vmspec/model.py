@@ -6,8 +6,11 @@ them, and the services render them.
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Iterable, Literal
+
+from podvirt.vmspec.pciaddress import pci_address
 
 DiskKind = Literal["containerdisk", "pvc", "scratch", "file"]
 # pod: behind the pod's IP through passt (DHCP, NAT out, declared ports in);
@@ -37,6 +40,15 @@ CONSOLE_SOCKET = LAUNCHER_WORK_DIR + "/console.sock"
 VNC_PORT = 5900
 # Paths a VM may name directly (file: disks, kernel, initrd, domain XML sources).
 ALLOWED_PATH_ROOTS: tuple[str, ...] = (POD_ROOT, SPEC_DIR, "/var/run/podvirt", "/tmp/podvirt")
+
+
+def inside_roots(path: str, roots: Iterable[str] = ALLOWED_PATH_ROOTS) -> bool:
+    """Whether absolute `path`, once normalized ('..' resolved), is one of `roots` or
+    below one."""
+    if not path.startswith("/") or "\x00" in path:
+        return False
+    norm = posixpath.normpath(path)
+    return any(norm == r or norm.startswith(r.rstrip("/") + "/") for r in roots)
 
 
 @dataclass(frozen=True)
@@ -117,7 +129,7 @@ class PassthroughDevice:
         numa, group = raw.get("numaNode", -1), raw.get("iommuGroup", -1)
         if type(numa) is not int or type(group) is not int:
             raise ValueError(f"device {address}: numaNode and iommuGroup must be integers")
-        return cls(address=address.lower(), vendor=vendor.lower(), device=device.lower(),
+        return cls(address=pci_address(address), vendor=vendor.lower(), device=device.lower(),
                    resource=str(raw.get("resource") or ""), numa_node=numa,
                    iommu_group=group, driver=str(raw.get("driver") or ""))
 

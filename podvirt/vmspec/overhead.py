@@ -64,11 +64,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from podvirt.quantity import human_bytes
+from podvirt.vmspec import keys as k
 from podvirt.vmspec.devicemap import NO_RULES, DeviceResources
 from podvirt.vmspec.model import Disk, VMSpec
 
 MiB = 2**20
 GiB = 2**30
+# Kubernetes' resource names for what a launcher pod requests besides memory and cpu.
+EPHEMERAL_STORAGE = "ephemeral-storage"
+HUGEPAGES_PREFIX = "hugepages-"
 
 
 @dataclass(frozen=True)
@@ -166,7 +170,9 @@ class Demand:
     """Everything the launcher pod requests for one VM."""
     guest_memory: int
     overhead: Overhead
-    memory: int                           # container memory request = limit
+    # Container memory request = limit: what the VM takes of the node's `memory`
+    # allocatable (with hugepages only the overhead; the guest's RAM is in `hugepages`).
+    memory: int
     hugepages: tuple[str, int] | None     # ("hugepages-2Mi", bytes)
     cpu_request_millis: int
     cpu_limit_millis: int | None          # None: no limit (shared vCPUs may burst)
@@ -179,16 +185,50 @@ class Demand:
         return self.storage.total
 
     @property
-    def node_memory(self) -> int:
-        """Memory the VM takes from the node's `memory` allocatable."""
-        return self.memory
+    def requests(self) -> dict[str, int]:
+        """The launcher container's resource requests, in whole units (bytes, millicores
+        for cpu, counts for extended resources): the webhook renders exactly these, and
+        the extender assumes them for a VM whose pod it has not seen."""
+        return self._resources(self.cpu_request_millis)
 
-    def describe_memory(self) -> str:
+    @property
+    def limits(self) -> dict[str, int]:
+        """The launcher container's limits: its requests, except that shared vCPUs have
+        no cpu limit."""
+        return self._resources(self.cpu_limit_millis)
+
+    def _resources(self, cpu_millis: int | None) -> dict[str, int]:
+        out = {"memory": self.memory}
+        if cpu_millis is not None:
+            out["cpu"] = cpu_millis
         if self.hugepages:
-            return (f"{human_bytes(self.memory)} overhead + {human_bytes(self.hugepages[1])} "
-                    f"{self.hugepages[0]}")
-        return (f"{human_bytes(self.memory)} ({human_bytes(self.guest_memory)} guest + "
-                f"{human_bytes(self.overhead.total)} overhead)")
+            out[self.hugepages[0]] = self.hugepages[1]
+        # Scratch disks, overlays and copied images fill the node's disk: requested so the
+        # scheduler counts them, limited so kubelet evicts a pod that writes more.
+        out[EPHEMERAL_STORAGE] = self.ephemeral_storage
+        # Extended resources cannot be overcommitted: Kubernetes wants requests = limits.
+        # Every launcher pod takes one VM marker (contracts.md).
+        out.update(self.extended)
+        out[k.VM_MARKER_RESOURCE] = 1
+        return out
+
+    def describe_memory(self, pod_memory: int | None = None) -> str:
+        """'4.1Gi (4Gi guest + 120Mi overhead)': the memory request and what makes it up.
+
+        `pod_memory` is the whole pod's memory request when other containers (sidecars)
+        add to the VM's; below the VM's own (a pod rendered with other constants) only that
+        number can be told."""
+        need = self.memory if pod_memory is None else pod_memory
+        extra = need - self.memory
+        if extra < 0:
+            return human_bytes(need)
+        sidecars = f" + {human_bytes(extra)} sidecars" if extra else ""
+        if self.hugepages:
+            own = f"{human_bytes(self.memory)} overhead{sidecars}"
+            head = f"{human_bytes(need)} ({own})" if extra else own
+            return f"{head} + {human_bytes(self.hugepages[1])} {self.hugepages[0]}"
+        return (f"{human_bytes(need)} ({human_bytes(self.guest_memory)} guest + "
+                f"{human_bytes(self.overhead.total)} overhead{sidecars})")
 
 
 def memory_overhead(spec: VMSpec, c: OverheadConstants = OverheadConstants()) -> Overhead:
@@ -224,7 +264,7 @@ def demand(spec: VMSpec, settings: CostSettings = DEFAULT_COSTS) -> Demand:
     # Round the container's memory up to whole MiB: nicer quantities, never less.
     mem_overhead = -(-overhead.total // MiB) * MiB
     if spec.hugepage_bytes:
-        hugepages = (f"hugepages-{spec.hugepage_size}", spec.memory_bytes)
+        hugepages = (f"{HUGEPAGES_PREFIX}{spec.hugepage_size}", spec.memory_bytes)
         memory = mem_overhead
     else:
         hugepages = None

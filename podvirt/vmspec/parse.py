@@ -16,7 +16,7 @@ from podvirt.quantity import QuantityError, format_bytes, human_bytes, parse_byt
 from podvirt.vmspec import keys as k
 from podvirt.vmspec.devicemap import RESOURCE_NAME
 from podvirt.vmspec.model import (ALLOWED_PATH_ROOTS, METRICS_PORT, MIGRATION_PORT, CloudInit,
-                                  DeviceRequest, Disk, Nic, Pinning, Port, VMSpec)
+                                  DeviceRequest, Disk, Nic, Pinning, Port, VMSpec, inside_roots)
 
 MiB = 2**20
 GiB = 2**30
@@ -135,7 +135,7 @@ def pod_path(raw: str) -> str:
     norm = posixpath.normpath(raw)
     if norm != raw.rstrip("/") or "\x00" in raw:
         raise _Rule(f"must be a normalized path without '..' or '//', got {raw!r}")
-    if not any(norm == root or norm.startswith(root + "/") for root in ALLOWED_PATH_ROOTS):
+    if not inside_roots(norm):
         roots = ", ".join(ALLOWED_PATH_ROOTS)
         raise _Rule(f"must be inside the pod's podvirt directories ({roots}), got {raw!r}")
     return norm

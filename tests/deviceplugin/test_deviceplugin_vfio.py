@@ -222,7 +222,7 @@ def test_pci_request_counts_under_one_resource_in_webhook_extender_and_plugin(tm
     from dataclasses import replace
 
     from podvirt.extender.decide import filter_node
-    from podvirt.extender.facts import NodeFacts, NodeUsage, pod_requests
+    from podvirt.extender.facts import NodeOffer, NodeUsage, pod_requests
     from podvirt.extender.scheduling import vm_shape
     from podvirt.launcher import pci
     from podvirt.vmspec import DEFAULT_COSTS, parse_vm
@@ -246,7 +246,7 @@ def test_pci_request_counts_under_one_resource_in_webhook_extender_and_plugin(tm
     extender = {r.resource for r in shape.devices}
     assert webhook == plugin == extender == {GPU}
 
-    node = NodeFacts("n1", memory=64 * 2**30, cpu_millis=16000, ephemeral_storage=100 * 2**30,
+    node = NodeOffer("n1", memory=64 * 2**30, cpu_millis=16000, ephemeral_storage=100 * 2**30,
                      extended={"podvirt.io/vm": 10, "devices.podvirt.io/kvm": 10, GPU: 1},
                      devices=scanned)
     requests = pod_requests(pod)

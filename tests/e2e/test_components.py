@@ -54,7 +54,7 @@ def test_down_never_signals_a_process_that_merely_reuses_a_recorded_pid(tmp_path
     layout.root.mkdir()
     impostor = state.Component("etcd", me, processes.start_ticks(me) + 1, 1, "etcd.log",
                                processes.Probe("http://127.0.0.1:1/health"))
-    state.save(layout.state_file, state.ClusterState("https://127.0.0.1:1", "kc", (impostor,)))
+    state.save(layout.state_file, state.ClusterRecord("https://127.0.0.1:1", "kc", (impostor,)))
 
     cluster = Cluster(layout.root, progress=lambda _: None)
     assert cluster.running() == []

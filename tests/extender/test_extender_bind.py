@@ -10,7 +10,7 @@ import pytest
 
 from podvirt.extender.binding import BindRequest, bind
 from podvirt.extender.decide import Policy
-from podvirt.extender.state import ClusterState
+from podvirt.extender.state import WatchedCluster
 from podvirt.vmspec import DEFAULT_COSTS
 from podvirt.vmspec import keys as k
 
@@ -20,8 +20,8 @@ GPUS = [gpu("0000:3b:00.0", 0), gpu("0000:3c:00.0", 0), gpu("0000:86:00.0", 1),
         gpu("0000:87:00.0", 1)]
 
 
-def gpu_state(pods, nodes=("n1",)) -> ClusterState:
-    state = ClusterState()
+def gpu_state(pods, nodes=("n1",)) -> WatchedCluster:
+    state = WatchedCluster()
     state.replace_nodes([node_json(n, memory="256Gi", cpu="64", devices=GPUS) for n in nodes])
     state.replace_pods(pods)
     return state

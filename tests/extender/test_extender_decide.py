@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from podvirt.extender.decide import (DevicesUnavailable, Policy, VMShape, choose_devices,
                                      filter_node, score_nodes)
-from podvirt.extender.facts import NodeFacts, NodeUsage
+from podvirt.extender.facts import NodeOffer, NodeUsage
 from podvirt.vmspec import DEFAULT_COSTS, CostSettings, DeviceResources, demand, parse_vm
 from podvirt.vmspec import keys as k
 
@@ -25,8 +25,8 @@ NOW = 1_700_000_000.0
 
 
 def node(name="n1", *, memory=16 * GiB, cpu=8000, labels=None, hugepages=None, extended=None,
-         kvm=True, devices=(), storage=100 * GiB) -> NodeFacts:
-    return NodeFacts(name=name, labels=labels or {}, memory=memory, cpu_millis=cpu,
+         kvm=True, devices=(), storage=100 * GiB) -> NodeOffer:
+    return NodeOffer(name=name, labels=labels or {}, memory=memory, cpu_millis=cpu,
                      hugepages=hugepages or {}, extended={**KVM, **(extended or {})},
                      ephemeral_storage=storage, kvm_usable=kvm, devices=tuple(devices))
 
@@ -43,7 +43,7 @@ def vm(costs=COSTS, **extra) -> VMShape:
     return VMShape.of(spec, demand(spec, costs))
 
 
-def verdict(n: NodeFacts, u: NodeUsage, annotations: dict, policy=Policy(), costs=COSTS):
+def verdict(n: NodeOffer, u: NodeUsage, annotations: dict, policy=Policy(), costs=COSTS):
     return filter_node(n, u, vm(costs, **annotations), NOW, policy)
 
 
@@ -82,7 +82,7 @@ FILTER_CASES = [
                  f"{k.ALLOW_EMULATION}=true to run the VM emulated", True, id="kvm-unusable"),
     pytest.param(node(kvm=False), NodeUsage(), {k.ALLOW_EMULATION: "true"}, "", False,
                  id="kvm-unusable-emulation-allowed"),
-    pytest.param(NodeFacts("bare", memory=16 * GiB, cpu_millis=8000), NodeUsage(), {},
+    pytest.param(NodeOffer("bare", memory=16 * GiB, cpu_millis=8000), NodeUsage(), {},
                  "needs 1 podvirt.io/vm, node does not advertise it", True,
                  id="node-without-podvirt"),
     pytest.param(node(), NodeUsage(extended={"devices.podvirt.io/kvm": 110}), {},
@@ -103,7 +103,7 @@ FILTER_CASES = [
                  id="devices-partly-claimed"),
     pytest.param(node(devices=FOUR_GPUS), NodeUsage(), {k.DEVICES: "nvidia.com/gpu=5"},
                  "needs 5 nvidia.com/gpu, node has 4", True, id="devices-more-than-node-has"),
-    pytest.param(NodeFacts("n1", memory=16 * GiB, cpu_millis=8000, extended=KVM,
+    pytest.param(NodeOffer("n1", memory=16 * GiB, cpu_millis=8000, extended=KVM,
                            devices_error="podvirt.io/pci-devices annotation is unusable: x"),
                  NodeUsage(), {k.DEVICES: "nvidia.com/gpu=1"},
                  "podvirt.io/pci-devices annotation is unusable: x", False,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from podvirt.extender.decide import VMShape, filter_node, launcher_requests
-from podvirt.extender.facts import node_facts, pod_requests
-from podvirt.extender.state import ClusterState
+from podvirt.extender.decide import VMShape, filter_node
+from podvirt.extender.facts import node_offer, pod_requests
+from podvirt.extender.state import WatchedCluster
 from podvirt.quantity import human_bytes
 from podvirt.vmspec import demand, parse_vm
 from podvirt.vmspec import keys as k
@@ -34,7 +34,7 @@ def with_sidecar(pod: dict, requests: dict, *, init: bool = False, sidecar: bool
 
 def verdict(node: dict, pod: dict, running: list[dict] = ()):
     """filter_node for `pod` on `node` with `running` pods charged, as the extender sees it."""
-    state = ClusterState()
+    state = WatchedCluster()
     state.replace_nodes([node])
     state.replace_pods(list(running))
     meta = pod["metadata"]
@@ -130,15 +130,15 @@ def test_fit_uses_the_whole_pod(node, pod, running, reason, unresolvable):
     pytest.param({k.HUGEPAGES: "2Mi", k.DEVICES: "nvidia.com/gpu=1"}, id="hugepages-devices"),
     pytest.param({k.ALLOW_EMULATION: "true", k.DEDICATED_CPUS: "true"}, id="emulated-dedicated"),
 ])
-def test_launcher_requests_are_what_the_launcher_pod_requests(annotations):
+def test_a_vm_without_its_pod_is_assumed_to_request_what_its_rendered_pod_requests(annotations):
     pod = vm_pod("vm", annotations)
-    assert launcher_requests(demand(parse_vm(pod["metadata"]["annotations"]))) == \
-        pod_requests(pod)
+    vm = parse_vm(pod["metadata"]["annotations"])
+    assert VMShape.of(vm, demand(vm)) == VMShape.of(vm, demand(vm), pod_requests(pod))
 
 
-def test_node_facts_read_pods_and_ephemeral_storage():
-    facts = node_facts(node_json("n", extra={"ephemeral-storage": "100Gi"}))
+def test_node_offer_reads_pods_and_ephemeral_storage():
+    facts = node_offer(node_json("n", extra={"ephemeral-storage": "100Gi"}))
     assert (facts.pods, facts.ephemeral_storage) == (110, 100 * GiB)
     no_limit = node_json("n")
     del no_limit["status"]["allocatable"]["pods"]
-    assert node_facts(no_limit).pods is None
+    assert node_offer(no_limit).pods is None

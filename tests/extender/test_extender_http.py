@@ -7,15 +7,15 @@ import json
 import pytest
 
 from podvirt.extender.app import NOT_READY, Settings, create_app
-from podvirt.extender.state import ClusterState
+from podvirt.extender.state import WatchedCluster
 from podvirt.vmspec import keys as k
 
 from extender_fixtures import FakeApi, GiB, node_json, plain_pod, vm_pod
 
 
 @pytest.fixture
-def state() -> ClusterState:
-    s = ClusterState()
+def state() -> WatchedCluster:
+    s = WatchedCluster()
     s.replace_nodes([node_json("big", memory="64Gi"), node_json("small", memory="2Gi"),
                      node_json("nokvm", labels={k.NODE_KVM_LABEL: "false"})])
     s.replace_pods([])
@@ -111,7 +111,7 @@ def test_oversize_body_is_413(client):
 
 
 def test_not_ready_answers_200_with_error(api):
-    client = create_app(ClusterState(), Settings(), api=api).test_client()
+    client = create_app(WatchedCluster(), Settings(), api=api).test_client()
     r = client.post("/filter", json={"Pod": vm_pod("a"), "NodeNames": ["big"]})
     assert r.status_code == 200 and r.get_json()["Error"] == NOT_READY
     r = client.post("/bind", json={"PodName": "a", "PodNamespace": "default", "Node": "big"})

@@ -8,7 +8,7 @@ import pytest
 from podvirt.extender import scheduling
 from podvirt.extender.decide import DEFAULT_POLICY
 from podvirt.extender.scheduling import VerdictMemo, filter_pod, prioritize_pod
-from podvirt.extender.state import ClusterState
+from podvirt.extender.state import WatchedCluster
 from podvirt.vmspec import DEFAULT_COSTS
 from podvirt.vmspec import keys as k
 
@@ -18,8 +18,8 @@ NAMES = ["zone-a", "zone-b"]
 
 
 @pytest.fixture
-def state() -> ClusterState:
-    s = ClusterState()
+def state() -> WatchedCluster:
+    s = WatchedCluster()
     s.replace_nodes([node_json("zone-a", labels={"zone": "a"}),
                      node_json("zone-b", labels={"zone": "b"}, memory="6Gi")])
     s.replace_pods([])

@@ -1,4 +1,4 @@
-"""ClusterState fed with synthetic watch events, and the list/watch loop's recovery."""
+"""WatchedCluster fed with synthetic watch events, and the list/watch loop's recovery."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from podvirt.extender.state import ClusterState
+from podvirt.extender.state import WatchedCluster
 from podvirt.extender.sync import Backoff, sync_forever
 from podvirt.vmspec import keys as k
 from podvirt.vmspec import demand, parse_vm
@@ -18,15 +18,15 @@ from extender_fixtures import BASE_VM, GiB, gpu, node_json, plain_pod, vm_pod
 VM_MEMORY = demand(parse_vm(BASE_VM)).memory
 
 
-def synced(*nodes) -> ClusterState:
-    state = ClusterState(clock=lambda: 1_000_000.0)
+def synced(*nodes) -> WatchedCluster:
+    state = WatchedCluster(clock=lambda: 1_000_000.0)
     state.replace_nodes(list(nodes) or [node_json("n1")])
     state.replace_pods([])
     return state
 
 
 def test_ready_only_after_both_lists():
-    state = ClusterState()
+    state = WatchedCluster()
     state.replace_nodes([node_json("n1")])
     assert not state.ready
     state.replace_pods([])
@@ -150,7 +150,7 @@ class FakeReader:
 
 def test_watch_410_relists_and_resumes():
     stop = threading.Event()
-    state = ClusterState()
+    state = WatchedCluster()
     pod_b = vm_pod("b", node="n1")
     pod_b["metadata"]["resourceVersion"] = "12"
     reader = FakeReader(
@@ -177,7 +177,7 @@ def test_watch_errors_back_off_then_relist():
                                  ([], ApiException(status=500, reason="boom"))],
                         stop=stop)
     sleeps = []
-    sync_forever(reader, ClusterState(), "nodes", stop, backoff=Backoff(base=1, cap=30),
+    sync_forever(reader, WatchedCluster(), "nodes", stop, backoff=Backoff(base=1, cap=30),
                  sleep=lambda s: sleeps.append(s))
     assert [c[0] for c in reader.calls] == ["list", "watch", "list", "watch", "list", "watch"]
     assert len(sleeps) == 2 and 0.5 <= sleeps[0] <= 1 and 1 <= sleeps[1] <= 2

@@ -22,7 +22,7 @@ from tests.support import restart_component
 from podvirt.extender.decide import DEFAULT_POLICY
 from podvirt.extender.kube import Kind, KubeClient
 from podvirt.extender.scheduling import filter_pod
-from podvirt.extender.state import ClusterState
+from podvirt.extender.state import WatchedCluster
 from podvirt.extender.sync import start_watches
 from podvirt.vmspec import DEFAULT_COSTS, keys as k
 
@@ -72,12 +72,12 @@ def _filler(name: str, namespace: str, node: str) -> k8s.V1Pod:
             resources=k8s.V1ResourceRequirements(requests={"memory": "15Gi", "cpu": "100m"}))]))
 
 
-def _usage(state: ClusterState) -> dict[str, Any]:
+def _usage(state: WatchedCluster) -> dict[str, Any]:
     return {name: view.usage for name, view in state.views().items()}
 
 
 def _fresh_usage(real: KubeClient) -> dict[str, Any]:
-    truth = ClusterState()
+    truth = WatchedCluster()
     truth.replace_nodes(real.list("nodes")[0])
     truth.replace_pods(real.list("pods")[0])
     return _usage(truth)
@@ -95,7 +95,7 @@ def test_pod_watch_410_relists_and_state_stays_right(fresh_cluster) -> None:
     namespace, core = "watch-410", k8s.CoreV1Api(fresh_cluster.api_client())
     fresh_cluster.kubectl("create", "namespace", namespace)
     real = KubeClient(fresh_cluster.api_client())
-    reader, state, stop = PartitionedReader(real), ClusterState(), threading.Event()
+    reader, state, stop = PartitionedReader(real), WatchedCluster(), threading.Event()
     vm = fuzzlib.rendered_pod({k.MEMORY: "2Gi", k.DISKS: "root=scratch:1Gi"})
     nodes = ["hw-0", "hw-1", "hw-2", "hw-3"]
 

@@ -10,13 +10,13 @@ import pytest
 from podvirt import drain
 from podvirt.cli import build_parser
 from podvirt.extender.app import create_app as extender_app
-from podvirt.extender.state import ClusterState
+from podvirt.extender.state import WatchedCluster
 from podvirt.webhook.app import create_app as webhook_app
 from podvirt.workers import DrainingGeventWorker, DrainingThreadWorker, gunicorn_settings
 
 
 def _ready_extender():
-    state = ClusterState()
+    state = WatchedCluster()
     state.replace_nodes([])
     state.replace_pods([])
     return extender_app(state)
