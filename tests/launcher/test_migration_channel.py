@@ -106,6 +106,12 @@ def test_guest_moves_through_the_mutual_tls_channel_and_keeps_counting(two_pods)
 POD_DISKS = "/var/lib/libvirt/pod"
 
 
+def _lines_since(serial: Path, offset: int) -> list[str]:
+    with open(serial, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace").splitlines()
+
+
 def _line_at(image: Path, sector: int = 0) -> str:
     """The first line of a sector of the disk as the guest sees it (through the backing
     chain); "" for a blank sector."""
@@ -119,8 +125,9 @@ def _line_at(image: Path, sector: int = 0) -> str:
 
 def test_writes_to_overlay_and_scratch_disks_move_with_the_guest(two_pods):
     """The guest writes to a containerdisk-style overlay and to a scratch disk, then is
-    migrated: the target pod's images (which its launcher created empty, as it does,
-    with prepare_disk) hold the writes, and the overlay still reads its base."""
+    migrated: on the target it reads its writes back from the target pod's images (which
+    that pod's launcher created empty, as it does, with prepare_disk); they hold the
+    writes, and the overlay still reads its base."""
     import queue
     path, (source, target) = two_pods
     base = path / "base.raw"            # the image both pods have (a container disk)
@@ -146,7 +153,8 @@ def test_writes_to_overlay_and_scratch_disks_move_with_the_guest(two_pods):
     dst = Hypervisor(target.uri, queue.Queue())
     try:
         src.define_and_start(_domain(ensure_guest(), serial, tuple(seen),
-                                     "podvirt.disk-write=vda:root-written,vdb:data-written"))
+                                     "podvirt.disk-write=vda:root-written,vdb:data-written "
+                                     "podvirt.disk-watch=vda,vdb"))
         deadline = time.monotonic() + 60
         while _counter(serial) < 10:
             assert time.monotonic() < deadline, serial.read_text()[-2000:]
@@ -156,8 +164,15 @@ def test_writes_to_overlay_and_scratch_disks_move_with_the_guest(two_pods):
         dst.expect_incoming("mig")
         src.migrate(DESTINATION_URI, ("vda", "vdb"))
         assert dst.state() == "running" and not src.domain.isActive()
-        before = _counter(serial)
-        time.sleep(1.5)
+        before, arrived = _counter(serial), serial.stat().st_size
+        # From here on the console is the target QEMU's: the guest, reading past its
+        # cache, sees its writes on the target pod's disks.
+        wanted = {"PODVIRT-GUEST-READ vda PODVIRT-DATA root-written",
+                  "PODVIRT-GUEST-READ vdb PODVIRT-DATA data-written"}
+        deadline = time.monotonic() + 20
+        while not wanted <= set(_lines_since(serial, arrived)):
+            assert time.monotonic() < deadline, _lines_since(serial, arrived)[-20:]
+            time.sleep(0.2)
         assert _counter(serial) > before >= 10
         dst.destroy()                   # releases the images' locks
         root, data = images["target"]
