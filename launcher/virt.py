@@ -14,7 +14,6 @@ from typing import Sequence
 import libvirt
 
 from podvirt.launcher.migration import DISKS_URI, MEMORY_URI
-
 from podvirt.launcher.supervision.events import DomainResumed, DomainStarted, \
     DomainStopped, DomainSuspended, Event, GuestShutdownRequested, LibvirtdLost
 
