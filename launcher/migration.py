@@ -131,6 +131,10 @@ def tls_context(identity: Identity, peer_cert_pem: str, *, server: bool) -> ssl.
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(cadata=peer_cert_pem)
+    if server:
+        # No session tickets: nothing arrives after the handshake but data, since each
+        # direction of a relayed connection is read and written by a thread of its own.
+        ctx.num_tickets = 0
     # load_cert_chain reads files only; the key never leaves this process otherwise.
     with tempfile.NamedTemporaryFile("w", suffix=".pem") as f:
         f.write(identity.cert_pem + identity.key_pem)
