@@ -16,6 +16,7 @@ from typing import Callable
 
 from podvirt.launcher.hostcontext import HostContext
 from podvirt.vmspec.domainxml import fill_placeholders, sanitize_domain
+from podvirt.vmspec.mobility import EPHEMERAL_DISKS
 from podvirt.vmspec.model import VNC_PORT, PassthroughDevice, VMSpec
 from podvirt.vmspec.pciaddress import pci_address, pci_address_of, pci_parts
 
@@ -305,3 +306,14 @@ def user_domain_xml(spec: VMSpec, ctx: HostContext) -> str:
         devices.extend(serial_console(spec, ctx))
     return ET.tostring(add_trusted(root, spec, ctx), encoding="unicode")
 
+
+def copied_disks(xml: str, spec: VMSpec, ctx: HostContext) -> tuple[str, ...]:
+    """Target names (vda…) of the disks a live migration copies (virt.migration_call):
+    the ephemeral ones, whose writes live in the pod. Read from the domain XML, which
+    names the targets (a user's XML chooses its own)."""
+    paths = {attached.path for attached, disk in zip(ctx.disks, spec.disks)
+             if disk.kind in EPHEMERAL_DISKS}
+    root = ET.fromstring(xml)
+    return tuple(target.get("dev", "") for el in root.iterfind("devices/disk")
+                 if (source := el.find("source")) is not None and source.get("file") in paths
+                 and (target := el.find("target")) is not None)

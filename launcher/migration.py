@@ -1,11 +1,14 @@
 """Live migration between two launcher pods: the channel libvirt's migration runs over.
 
-The source launcher's libvirtd migrates its domain peer-to-peer and tunnelled
-(`VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_TUNNELLED`): guest memory and device state travel
-inside the one libvirt RPC connection the source libvirtd opens to the target's libvirtd.
-Neither daemon listens on the network. The source libvirtd connects to a unix socket in
-its own pod (`OutgoingRelay`); the source launcher carries each connection over TLS to the
-target pod's `IncomingRelay`, which hands it to the target's libvirtd socket.
+The source launcher's libvirtd migrates its domain peer-to-peer (launcher/virt.py) over
+three kinds of connection, each a *channel*: the libvirt RPC connection the source libvirtd
+opens to the target's libvirtd, QEMU's migration stream (memory and device state), and
+the NBD connections that copy the ephemeral disks' writable layers. Nothing listens on
+the network but the target launcher: every channel is a unix socket at the same path in
+both pods (`MIGRATION_DIR`, as libvirt and QEMU see it). In the source pod the
+`OutgoingRelay` listens on them and carries each connection over TLS, named by a first
+line, to the target pod's `IncomingRelay`, which hands it to the target's libvirtd, QEMU
+or NBD server socket.
 
 Who may connect: each launcher makes a throwaway key pair and self-signed certificate
 for the migration and publishes the certificate on its own pod (podvirt.io/migration-cert,
@@ -17,6 +20,7 @@ taking part can open the channel, and what crosses the pod network is encrypted.
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import socket
 import ssl
@@ -24,7 +28,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from podvirt.launcher.report import PodView
 from podvirt.vmspec import keys as k
@@ -32,6 +36,43 @@ from podvirt.vmspec.model import MIGRATION_PORT
 
 log = logging.getLogger("podvirt.launcher.migration")
 _CHUNK = 256 * 1024
+
+# The channels, and their sockets as the libvirt daemons and QEMU see them (a private
+# daemon's /run/libvirt is its state dir's run/: LibvirtDaemons.path).
+LIBVIRT, MEMORY, DISKS = "libvirt", "memory", "disks"
+MIGRATION_DIR = "/run/libvirt/podvirt-migration"
+SOCKETS = {LIBVIRT: f"{MIGRATION_DIR}/libvirt.sock", MEMORY: f"{MIGRATION_DIR}/memory.sock",
+           DISKS: f"{MIGRATION_DIR}/disks.sock"}
+# Where the source libvirtd reaches the target's (SOCKETS[LIBVIRT] is the relay's end).
+DESTINATION_URI = f"qemu+unix:///system?socket={SOCKETS[LIBVIRT]}"
+MEMORY_URI, DISKS_URI = f"unix://{SOCKETS[MEMORY]}", f"unix://{SOCKETS[DISKS]}"
+TARGET_LIBVIRTD = "/run/libvirt/libvirt-sock"
+_MAX_HEADER = 16
+
+
+def incoming_routes(path: Callable[[str], Path]) -> dict[str, Path]:
+    """Where each channel ends in the target pod: its libvirtd, and the sockets its QEMU
+    (migration stream) and NBD server (disks) listen on. `path` maps a daemon's view of a
+    path to ours (LibvirtDaemons.path)."""
+    return {LIBVIRT: path(TARGET_LIBVIRTD), MEMORY: path(SOCKETS[MEMORY]),
+            DISKS: path(SOCKETS[DISKS])}
+
+
+def outgoing_sockets(path: Callable[[str], Path]) -> dict[str, Path]:
+    """Where the source pod's libvirtd and QEMU connect, each channel's relay end."""
+    return {channel: path(p) for channel, p in SOCKETS.items()}
+
+
+def channel_header(channel: str) -> bytes:
+    return channel.encode() + b"\n"
+
+
+def parse_channel(header: bytes, routes: Mapping[str, Path]) -> str:
+    """The channel a connection's first line names; ValueError if it names none we route."""
+    name = header.removesuffix(b"\n").decode("ascii", "replace")
+    if not header.endswith(b"\n") or name not in routes:
+        raise ValueError(f"unknown migration channel {name[:_MAX_HEADER]!r}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -90,6 +131,10 @@ def tls_context(identity: Identity, peer_cert_pem: str, *, server: bool) -> ssl.
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(cadata=peer_cert_pem)
+    if server:
+        # No session tickets: nothing arrives after the handshake but data, since each
+        # direction of a relayed connection is read and written by a thread of its own.
+        ctx.num_tickets = 0
     # load_cert_chain reads files only; the key never leaves this process otherwise.
     with tempfile.NamedTemporaryFile("w", suffix=".pem") as f:
         f.write(identity.cert_pem + identity.key_pem)
@@ -122,17 +167,23 @@ def _splice(a: socket.socket, b: socket.socket) -> None:
 
 class _Relay:
     def __init__(self) -> None:
-        self._listener: socket.socket | None = None
+        self._listeners: list[socket.socket] = []
         self._stop = threading.Event()
 
-    def _serve(self, handle: Callable[[socket.socket], None]) -> None:
-        assert self._listener is not None
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._guarded, args=(handle, conn), daemon=True).start()
+    def _serve(self, listener: socket.socket, handle: Callable[[socket.socket], None],
+               name: str) -> None:
+        """Accept on `listener` in a thread of its own, each connection handled in another."""
+        self._listeners.append(listener)
+
+        def serve() -> None:
+            while not self._stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                threading.Thread(target=self._guarded, args=(handle, conn),
+                                 daemon=True).start()
+        threading.Thread(target=serve, name=name, daemon=True).start()
 
     @staticmethod
     def _guarded(handle: Callable[[socket.socket], None], conn: socket.socket) -> None:
@@ -144,27 +195,35 @@ class _Relay:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._listener is not None:
-            self._listener.close()
+        for listener in self._listeners:
+            # close() alone leaves a thread blocked in accept(), and once the descriptor
+            # number is reused, that thread takes the next relay's connections.
+            try:
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            listener.close()
 
 
 class IncomingRelay(_Relay):
     """Target side: TLS on the pod's network, requiring the source's certificate, into
-    this pod's libvirtd socket. `source_cert()` is asked at each connection (the source
-    publishes its certificate when it starts migrating, after this relay is up)."""
+    the socket in this pod that the connection's channel names (`routes`, e.g.
+    incoming_routes). `source_cert()` is asked at each connection (the source publishes
+    its certificate when it starts migrating, after this relay is up)."""
 
-    def __init__(self, identity: Identity, libvirt_socket: Path,
+    def __init__(self, identity: Identity, routes: Mapping[str, Path],
                  source_cert: Callable[[], str | None], *, host: str = "0.0.0.0",
                  port: int = MIGRATION_PORT):
         super().__init__()
-        self.identity, self.libvirt_socket, self.source_cert = identity, libvirt_socket, source_cert
+        self.identity, self.routes, self.source_cert = identity, dict(routes), source_cert
         self.host, self.port = host, port
 
     def start(self) -> "IncomingRelay":
-        self._listener = socket.create_server((self.host, self.port), reuse_port=False)
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._serve, args=(self._handle,), name="migration-in",
-                         daemon=True).start()
+        for sock in self.routes.values():    # QEMU and its NBD server bind there, later
+            sock.parent.mkdir(parents=True, exist_ok=True)
+        listener = socket.create_server((self.host, self.port), reuse_port=False)
+        self.port = listener.getsockname()[1]
+        self._serve(listener, self._handle, "migration-in")
         return self
 
     def _handle(self, conn: socket.socket) -> None:
@@ -176,45 +235,55 @@ class IncomingRelay(_Relay):
             return
         conn.settimeout(10)
         tls = tls_context(self.identity, peer, server=True).wrap_socket(conn, server_side=True)
+        header = b""
+        while not header.endswith(b"\n") and len(header) <= _MAX_HEADER:
+            if not (byte := tls.recv(1)):
+                break
+            header += byte
+        try:
+            channel = parse_channel(header, self.routes)
+        except ValueError as exc:
+            log.warning("migration connection from %s refused: %s", tls.getpeername()[0], exc)
+            tls.close()
+            return
         tls.settimeout(None)
-        daemon = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        daemon.connect(str(self.libvirt_socket))
-        log.info("migration connection from %s accepted", tls.getpeername()[0])
-        _splice(tls, daemon)
+        local = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        local.connect(str(self.routes[channel]))
+        log.info("migration %s connection from %s accepted", channel, tls.getpeername()[0])
+        _splice(tls, local)
 
 
 class OutgoingRelay(_Relay):
-    """Source side: a unix socket in this pod for the local libvirtd to connect to,
+    """Source side: a unix socket per channel in this pod (`sockets`, e.g.
+    outgoing_sockets) for the local libvirtd and QEMU to connect to, each connection
     carried over TLS to the target pod's IncomingRelay."""
 
     def __init__(self, identity: Identity, target_cert: str, target: tuple[str, int],
-                 socket_path: Path):
+                 sockets: Mapping[str, Path]):
         super().__init__()
         self.ctx = tls_context(identity, target_cert, server=False)
-        self.target, self.socket_path = target, socket_path
-
-    @property
-    def uri(self) -> str:
-        """Where the source libvirtd reaches the target's libvirtd."""
-        return f"qemu+unix:///system?socket={self.socket_path}"
+        self.target, self.sockets = target, dict(sockets)
 
     def start(self) -> "OutgoingRelay":
-        self.socket_path.unlink(missing_ok=True)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(self.socket_path))
-        self.socket_path.chmod(0o600)
-        listener.listen(4)
-        self._listener = listener
-        threading.Thread(target=self._serve, args=(self._handle,), name="migration-out",
-                         daemon=True).start()
+        for channel, path in self.sockets.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(str(path))
+            path.chmod(0o600)
+            listener.listen(4)
+            self._serve(listener, functools.partial(self._handle, channel=channel),
+                        f"migration-out-{channel}")
         return self
 
-    def _handle(self, conn: socket.socket) -> None:
+    def _handle(self, conn: socket.socket, channel: str) -> None:
         remote = socket.create_connection(self.target, timeout=10)
         tls = self.ctx.wrap_socket(remote)
+        tls.sendall(channel_header(channel))
         tls.settimeout(None)
         _splice(conn, tls)
 
     def stop(self) -> None:
         super().stop()
-        self.socket_path.unlink(missing_ok=True)
+        for path in self.sockets.values():
+            path.unlink(missing_ok=True)

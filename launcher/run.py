@@ -26,15 +26,15 @@ from podvirt.launcher.console import ConsoleTail
 from podvirt.launcher.daemons import DaemonError, LibvirtDaemons
 from podvirt.launcher.disks import DiskError, DiskLayout, cloud_init_userdata, prepare_disk, \
     write_seed_iso
-from podvirt.launcher.domain import domain_xml
+from podvirt.launcher.domain import copied_disks, domain_xml
 from podvirt.launcher.hostcontext import AssignedDevicesInvalid, HostContext, \
     DevicesNotAllocated, check_allocation, parse_assigned_devices
 from podvirt.launcher.deviceplugin.vfio import allocated_addresses
 from podvirt.launcher.kvm import AccelUnavailable, KvmVerdict, check_kvm, choose_accel
 from podvirt.launcher.exitcodes import EXIT_CONFIG, EXIT_LIBVIRTD, EXIT_OK, \
     EXIT_START_FAILED, EXIT_VM_FAILED
-from podvirt.launcher.migration import MIGRATION_PORT, IncomingRelay, OutgoingRelay, \
-    migration_refusal, new_identity
+from podvirt.launcher.migration import DESTINATION_URI, MIGRATION_PORT, IncomingRelay, \
+    OutgoingRelay, incoming_routes, migration_refusal, new_identity, outgoing_sockets
 from podvirt.launcher.podnet import Passt, PasstError, passt_guest_address
 from podvirt.kubeclient import now_rfc3339
 from podvirt.launcher.report import PodReporter, VMStatus
@@ -151,6 +151,7 @@ class Launcher:
         self.daemons: LibvirtDaemons | None = None
         self.hv: Hypervisor | None = None
         self.xml = ""
+        self.copy_disks: tuple[str, ...] = ()   # what a live migration copies (domain.py)
         self.qemu_pid: int | None = None
         self.console: ConsoleTail | None = None
         self.passt: Passt | None = None
@@ -196,6 +197,7 @@ class Launcher:
                 self._publish(accel=accel)
                 ctx = self._prepare_host(spec, accel, assigned)
                 xml = domain_xml(spec, ctx)
+                self.copy_disks = copied_disks(xml, spec, ctx)
             except AssignedDevicesInvalid as exc:
                 raise LaunchFailed(EXIT_CONFIG, "SpecInvalid", str(exc)) from None
             except DevicesNotAllocated as exc:
@@ -312,7 +314,7 @@ class Launcher:
         identity = new_identity(self.pod_name)
         self.hv.expect_incoming(source)
         try:
-            self.channel = IncomingRelay(identity, self.daemons.path("/run/libvirt/libvirt-sock"),
+            self.channel = IncomingRelay(identity, incoming_routes(self.daemons.path),
                                          source_cert, port=self.cfg.migration_port).start()
         except OSError as exc:
             raise LaunchFailed(EXIT_START_FAILED, k.REASON_MIGRATION_FAILED,
@@ -460,10 +462,11 @@ class Launcher:
         if refusal or target is None:
             return MigrationRefused(token, refusal)
         identity = new_identity(self.pod_name)
+        path = self.daemons.path if self.daemons else Path
         try:
             self.channel = OutgoingRelay(identity, target.annotations[k.MIGRATION_CERT],
                                          (target.ip, self.cfg.migration_port),
-                                         self.cfg.work / "migration.sock").start()
+                                         outgoing_sockets(path)).start()
         except OSError as exc:
             return MigrationRefused(token, f"cannot open the migration channel: {exc}")
         return MigrationReady(token, target_name, target.node, identity.cert_pem)
@@ -474,7 +477,7 @@ class Launcher:
 
         def migrate() -> None:
             try:
-                hv.migrate(channel.uri)
+                hv.migrate(DESTINATION_URI, self.copy_disks)
                 self.inbox.put(MigrationEnded())
             except LibvirtError as exc:
                 self.inbox.put(MigrationEnded(str(exc) or type(exc).__name__))

@@ -9,15 +9,32 @@ from __future__ import annotations
 
 import queue
 import threading
+from typing import Sequence
+
 import libvirt
 
+from podvirt.launcher.migration import DISKS_URI, MEMORY_URI
 from podvirt.launcher.supervision.events import DomainResumed, DomainStarted, \
     DomainStopped, DomainSuspended, Event, GuestShutdownRequested, LibvirtdLost
 
-# Peer-to-peer, tunnelled through the one libvirt connection (launcher/migration.py),
-# live; the target keeps no persistent definition (the launcher defines nothing either).
-MIGRATE_FLAGS = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
-                 | libvirt.VIR_MIGRATE_TUNNELLED)
+# Live and peer-to-peer; the target keeps no persistent definition (the launcher defines
+# nothing either). Not tunnelled: libvirt copies no disks in a tunnelled migration.
+MIGRATE_FLAGS = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
+
+
+def migration_call(copy_disks: Sequence[str]) -> tuple[dict, int]:
+    """migrateToURI3's parameters and flags: QEMU's stream, and the NBD copy of
+    `copy_disks` (target names), on launcher/migration.py's channel sockets.
+
+    NON_SHARED_INC copies each disk's top layer only: an overlay's base (the container
+    disk, the file) is in the target pod too, and a scratch image has no base, so the
+    top layer is the whole disk. The target launcher created the empty images already."""
+    params: dict = {libvirt.VIR_MIGRATE_PARAM_URI: MEMORY_URI}
+    if not copy_disks:
+        return params, MIGRATE_FLAGS
+    params |= {libvirt.VIR_MIGRATE_PARAM_DISKS_URI: DISKS_URI,
+               libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: list(copy_disks)}
+    return params, MIGRATE_FLAGS | libvirt.VIR_MIGRATE_NON_SHARED_INC
 
 _STOPPED_DETAILS = {
     libvirt.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN: "shutdown",
@@ -133,10 +150,12 @@ class Hypervisor:
         self._incoming = name
         self._watch_lifecycle()
 
-    def migrate(self, uri: str) -> None:
-        """Blocks until the domain runs at `uri`'s libvirtd (or raises)."""
+    def migrate(self, uri: str, copy_disks: Sequence[str] = ()) -> None:
+        """Blocks until the domain runs at `uri`'s libvirtd (or raises); `copy_disks`
+        (target names) go with it (migration_call)."""
         assert self.domain is not None
-        self._call("live migration", self.domain.migrateToURI3, uri, {}, MIGRATE_FLAGS)
+        params, flags = migration_call(copy_disks)
+        self._call("live migration", self.domain.migrateToURI3, uri, params, flags)
 
     def abort_job(self) -> None:
         assert self.domain is not None

@@ -8,6 +8,9 @@
 #   podvirt.reach=URL  fetch URL once the network is up, print PODVIRT-GUEST-REACHED <body>
 #   podvirt.disk-read=vda,...         print PODVIRT-GUEST-READ <dev> <first line of the disk>
 #   podvirt.disk-write=vda:TEXT,...   then write "PODVIRT-DATA TEXT" at the disk's start
+#   podvirt.disk-watch=vda,...        after PODVIRT-GUEST-UP, every second, PODVIRT-GUEST-READ
+#                      as above, read past the page cache (a migrated guest reads the disk
+#                      of the pod it runs in now)
 #   podvirt.firmware   print PODVIRT-GUEST-FIRMWARE efi|bios (whether the kernel came up
 #                      under UEFI) and PODVIRT-GUEST-TPM <TPM devices the kernel found>
 #   podvirt.seed=KEY   mount the cloud-init seed (the ISO disk with meta-data), print
@@ -28,7 +31,7 @@ done
 
 sleep_s=0
 touch_mib=0
-firmware="" net="" serve="" reach="" seed="" disk_read="" disk_write=""
+firmware="" net="" serve="" reach="" seed="" disk_read="" disk_write="" disk_watch=""
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         podvirt.sleep=*) sleep_s="${arg#podvirt.sleep=}" ;;
@@ -40,6 +43,7 @@ for arg in $(cat /proc/cmdline); do
         podvirt.firmware) firmware=1 ;;
         podvirt.disk-read=*) disk_read="${arg#podvirt.disk-read=}" ;;
         podvirt.disk-write=*) disk_write="${arg#podvirt.disk-write=}" ;;
+        podvirt.disk-watch=*) disk_watch="${arg#podvirt.disk-watch=}" ;;
     esac
 done
 
@@ -124,18 +128,26 @@ if [ -n "$firmware" ]; then
     else echo "PODVIRT-GUEST-FIRMWARE bios"; fi
     echo "PODVIRT-GUEST-TPM $(ls /sys/class/tpm 2>/dev/null | tr '\n' ' ')none"
 fi
-for dev in $(echo "$disk_read" | tr , ' '); do
-    # The first sector only (a blank disk has no newline to stop at); printable ASCII
-    # only (this busybox's tr has no character classes).
-    echo "PODVIRT-GUEST-READ $dev $(dd if="/dev/$dev" bs=512 count=1 2>/dev/null | head -n 1 \
-                                     | tr -cd ' -~')"
-done
+read_disks() {
+    for dev in $(echo "$1" | tr , ' '); do
+        # The first sector only (a blank disk has no newline to stop at); printable ASCII
+        # only (this busybox's tr has no character classes).
+        echo "PODVIRT-GUEST-READ $dev $(dd if="/dev/$dev" bs=512 count=1 2>/dev/null \
+                                         | head -n 1 | tr -cd ' -~')"
+    done
+}
+read_disks "$disk_read"
 for item in $(echo "$disk_write" | tr , ' '); do
     dev="${item%%:*}"
     echo "PODVIRT-DATA ${item#*:}" | dd of="/dev/$dev" conv=notrunc,fsync 2>/dev/null \
         && echo "PODVIRT-GUEST-WROTE $dev"
 done
 echo "PODVIRT-GUEST-UP"
+
+if [ -n "$disk_watch" ]; then
+    # drop_caches: each read reaches the disk, not what the guest cached of it.
+    ( while :; do sleep 1; echo 3 > /proc/sys/vm/drop_caches; read_disks "$disk_watch"; done ) &
+fi
 
 # podvirt.shell=1: a root shell on the serial console, for `kubectl podvirt console`.
 if grep -qw "podvirt.shell=1" /proc/cmdline; then

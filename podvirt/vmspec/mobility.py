@@ -13,7 +13,8 @@ from podvirt.vmspec import keys as k
 from podvirt.vmspec.model import VMSpec
 
 STRATEGIES = (k.EVICT_SHUTDOWN, k.EVICT_MIGRATE)
-# Disks whose writes live in the pod: a migration carries memory and device state only.
+# Disks whose writes live in the pod: a migration copies their writable layer to the
+# target pod (launcher/domain.py copied_disks); pvc disks are the claim both pods mount.
 EPHEMERAL_DISKS = ("containerdisk", "scratch", "file")
 
 
@@ -26,9 +27,6 @@ def migration_refusals(vm: VMSpec, owners: Sequence[Mapping[str, Any]] = ()) -> 
             f"the pod is owned by {owner.get('kind')} {owner.get('name')}: a migrated VM lives "
             "in a new pod with a new name, which its controller would not own (it would start "
             "another); only bare VM pods can migrate")
-    refusals += [f"disk {d.name!r} is {d.kind} (ephemeral): its writes live in the source pod "
-                 "and a migration does not copy them" for d in vm.disks
-                 if d.kind in EPHEMERAL_DISKS]
     if vm.devices:
         refusals.append("it has passthrough devices, which stay with their host")
     if vm.dedicated_cpus:

@@ -192,3 +192,29 @@ def test_tpm_is_an_emulated_tpm2_crb():
     assert render(d.tpm(spec(tpm="true"), KVM)) == (
         '<tpm model="tpm-crb"><backend type="emulator" version="2.0" /></tpm>')
     assert d.tpm(spec(), KVM) == []
+
+
+@pytest.mark.parametrize("disks, copied", [
+    pytest.param("root=pvc:root", (), id="claims-stay"),
+    pytest.param("root=containerdisk:img,data=pvc:data,s=scratch:1Gi", ("vda", "vdc"),
+                 id="overlay-and-scratch"),
+    pytest.param("f=file:/var/lib/podvirt/base.qcow2", ("vda",), id="file-overlay"),
+])
+def test_a_migration_copies_the_ephemeral_disks_not_claims_or_the_seed(disks, copied):
+    vm = parse_vm({"podvirt.io/memory": "1Gi", "podvirt.io/disks": disks}, name="vm1")
+    ctx = HostContext(accel="kvm", uuid="u", cloud_init_iso="/w/seed.iso", disks=tuple(
+        DiskAttachment(disk.name, f"/w/{disk.name}.img", "qcow2") for disk in vm.disks))
+    assert d.copied_disks(d.domain_xml(vm, ctx), vm, ctx) == copied
+
+
+def test_copied_disks_follow_the_targets_a_user_domain_xml_names():
+    xml = ("<domain type='kvm'><name>{{name}}</name><memory unit='KiB'>{{memory_kib}}</memory>"
+           "<devices><disk type='file' device='disk'><source file='{{disk:data}}'/>"
+           "<target dev='vdb'/></disk><disk type='file' device='disk'>"
+           "<source file='{{disk:root}}'/><target dev='sda' bus='sata'/></disk></devices></domain>")
+    vm = parse_vm({"podvirt.io/memory": "1Gi", "podvirt.io/domain-xml": xml,
+                   "podvirt.io/disks": "root=scratch:1Gi,data=pvc:data"}, name="vm1")
+    ctx = HostContext(accel="kvm", uuid="u", disks=(
+        DiskAttachment("root", "/var/lib/podvirt/r.qcow2", "qcow2"),
+        DiskAttachment("data", "/var/lib/podvirt/d.img", "raw")))
+    assert d.copied_disks(d.domain_xml(vm, ctx), vm, ctx) == ("sda",)

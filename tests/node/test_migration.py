@@ -1,6 +1,8 @@
 """Live migration between two launcher pods on the real node (`kubectl podvirt migrate
 --same-node`: this machine is the only real node). The guest prints a counter every
-100 ms; after the move the counter goes on from where it was, with no reboot between."""
+100 ms; after the move the counter goes on from where it was, with no reboot between.
+A guest with ephemeral disks (a containerdisk's overlay, a scratch disk) writes to them
+first; in the new pod it reads its writes back from that pod's disks."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import pytest
 
 from podvirt.vmspec import keys as k
 from tests.node.conftest import NAMESPACE
+from tests.node.test_vm_disks import TINY_DISK
 from tests.node.vmpods import delete, events, gone, phase, qemu_pid, to_yaml, wait_console
 
 pytestmark = pytest.mark.node
@@ -24,15 +27,23 @@ def _counts(text: str) -> list[int]:
     return [int(n) for n in COUNT.findall(text)]
 
 
+@pytest.mark.parametrize("name, disks, writes", [
+    pytest.param("vm-migrate", None, {}, id="no-disks"),
+    pytest.param("vm-migrate-disks", f"root=containerdisk:{TINY_DISK},data=scratch:64Mi",
+                 {"vda": "root-before-move", "vdb": "scratch-before-move"},
+                 id="ephemeral-disks-copied"),
+])
 def test_migrated_guest_keeps_counting_in_its_new_pod(cluster, core, vm_pod, wait_pod, logs,
-                                                      plugin_env):
-    name = "vm-migrate"
+                                                      plugin_env, name, disks, writes):
     target = ""
+    disk_args = (f"podvirt.disk-write={','.join(f'{d}:{t}' for d, t in writes.items())} "
+                 f"podvirt.disk-watch={','.join(writes)} ") if writes else ""
     cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=to_yaml(vm_pod(
-        name, memory="128Mi",
-        kernel_args="console=ttyS0 quiet podvirt.sleep=wait podvirt.count")))
+        name, memory="128Mi", disks=disks,
+        kernel_args=f"console=ttyS0 quiet podvirt.sleep=wait {disk_args}podvirt.count")))
     try:
-        wait_console(logs, name, "PODVIRT-COUNT 20")
+        source_text = wait_console(logs, name, "PODVIRT-COUNT 20")
+        assert all(f"PODVIRT-GUEST-WROTE {dev}" in source_text for dev in writes), source_text
         source_qemu = qemu_pid(name)
         t0 = time.monotonic()
         proc = subprocess.run(["kubectl", "podvirt", "migrate", name, "-n", NAMESPACE,
@@ -56,6 +67,9 @@ def test_migrated_guest_keeps_counting_in_its_new_pod(cluster, core, vm_pod, wai
         assert counts and counts[0] > 20, f"the counter restarted: {counts[:5]}"
         assert "PODVIRT-GUEST-UP" not in text and "Linux version" not in text, \
             "the guest booted again in the target pod"
+        for dev, written in writes.items():     # read past its cache, from this pod's disk
+            wait_console(logs, target, f"PODVIRT-GUEST-READ {dev} PODVIRT-DATA {written}",
+                         timeout=30)
     finally:
         delete(core, name)
         if target:

@@ -35,6 +35,12 @@ def test_target_is_the_vm_definition_placed_away_from_the_source():
     assert "affinity" not in target_manifest(_source(), "t", same_node=True)["spec"]
 
 
+def test_ephemeral_disks_move_with_the_vm():
+    disks = "root=containerdisk:img,s=scratch:1Gi,f=file:/var/lib/podvirt/base.qcow2"
+    m = target_manifest(_source(**{"podvirt.io/disks": disks}), "web-mig-1")
+    assert m["metadata"]["annotations"]["podvirt.io/disks"] == disks
+
+
 def test_existing_node_affinity_terms_each_get_the_exclusion():
     src = _source()
     src["spec"]["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
@@ -50,8 +56,6 @@ def test_existing_node_affinity_terms_each_get_the_exclusion():
 
 
 @pytest.mark.parametrize("annotations, owners, words", [
-    ({"podvirt.io/disks": "root=containerdisk:img"}, None, "containerdisk (ephemeral)"),
-    ({"podvirt.io/disks": "s=scratch:1Gi"}, None, "scratch (ephemeral)"),
     ({"podvirt.io/devices": "example.com/gpu=1"}, None, "passthrough devices"),
     ({"podvirt.io/dedicated-cpus": "true", "podvirt.io/vcpus": "2"}, None, "pinned"),
     ({}, [{"kind": "ReplicaSet", "name": "web-5d"}], "owned by ReplicaSet web-5d"),

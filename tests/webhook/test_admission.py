@@ -259,8 +259,12 @@ OWNED = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "vms-7c9", "uid
                  [k.EVICTION_STRATEGY, "shutdown, migrate", "'live'"], id="unknown-value"),
     pytest.param({**BASIC, k.EVICTION_STRATEGY: "migrate"}, OWNED, "eviction-strategy",
                  [k.EVICTION_STRATEGY, "ReplicaSet vms-7c9", "bare VM pods"], id="owned-pod"),
-    pytest.param({k.MEMORY: "1Gi", k.DISKS: "root=containerdisk:img", k.EVICTION_STRATEGY: "migrate"},
-                 [], "eviction-strategy", ["disk 'root' is containerdisk"], id="ephemeral-disk"),
+    pytest.param({k.MEMORY: "1Gi", k.DISKS: "root=containerdisk:img,s=scratch:1Gi",
+                  k.EVICTION_STRATEGY: "migrate"}, [], "render", [],
+                 id="ephemeral-disks-are-copied"),
+    pytest.param({**BASIC, k.VCPUS: "2", k.DEDICATED_CPUS: "true",
+                  k.EVICTION_STRATEGY: "migrate"}, [], "eviction-strategy",
+                 ["vCPUs are pinned"], id="dedicated-cpus"),
 ])
 def test_eviction_strategy_checked_at_create(make_pod, make_request, annotations, owners,
                                              rule, words):
@@ -272,13 +276,18 @@ def test_eviction_strategy_checked_at_create(make_pod, make_request, annotations
         assert word in d.message
 
 
-@pytest.mark.parametrize("disks, new, rule", [
-    pytest.param("root=pvc:root-claim", "migrate", "update-strategy", id="opt-in-while-running"),
-    pytest.param("root=scratch:1Gi", "migrate", "eviction-strategy", id="opt-in-refused"),
-    pytest.param("root=scratch:1Gi", "shutdown", "update-strategy", id="opt-out"),
+@pytest.mark.parametrize("vm, new, rule", [
+    pytest.param({k.DISKS: "root=pvc:root-claim"}, "migrate", "update-strategy",
+                 id="opt-in-while-running"),
+    pytest.param({k.DISKS: "root=scratch:1Gi"}, "migrate", "update-strategy",
+                 id="opt-in-with-a-copied-disk"),
+    pytest.param({**BASIC, k.VCPUS: "2", k.DEDICATED_CPUS: "true"}, "migrate",
+                 "eviction-strategy", id="opt-in-refused"),
+    pytest.param({**BASIC, k.VCPUS: "2", k.DEDICATED_CPUS: "true"}, "shutdown",
+                 "update-strategy", id="opt-out"),
 ])
-def test_eviction_strategy_may_change_on_a_running_vm(make_pod, make_request, disks, new, rule):
-    old = make_pod({k.MEMORY: "1Gi", k.DISKS: disks})
-    pod = make_pod({k.MEMORY: "1Gi", k.DISKS: disks, k.EVICTION_STRATEGY: new})
+def test_eviction_strategy_may_change_on_a_running_vm(make_pod, make_request, vm, new, rule):
+    old = make_pod({k.MEMORY: "1Gi", **vm})
+    pod = make_pod({k.MEMORY: "1Gi", **vm, k.EVICTION_STRATEGY: new})
     d = decide(make_request(pod, operation="UPDATE", old=old))
     assert d.rule == rule and d.allowed == (rule == "update-strategy")
