@@ -22,8 +22,6 @@ from typing import Iterator
 import pytest
 import requests
 
-import fuzzlib
-import services
 from podvirt.launcher.domain import domain_xml
 from podvirt.launcher.hostcontext import DiskAttachment, HostContext
 from podvirt.vmspec import SpecInvalid, keys as k, parse_vm
@@ -31,6 +29,8 @@ from podvirt.vmspec.domainxml import (DomainXMLRejected, check_user_domain_xml,
                                       fill_placeholders)
 from podvirt.vmspec.downward import render_annotations_file
 from podvirt.vmspec.model import Disk, PassthroughDevice, VMSpec
+
+from tests.hardening import fuzzlib, services
 
 CORPUS = Path(__file__).parent / "corpus"
 DOMAINS = json.loads((CORPUS / "domains.json").read_text())
