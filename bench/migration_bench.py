@@ -24,14 +24,19 @@ import argparse
 import queue
 import shutil
 import statistics
+import sys
 import threading
 import time
 from pathlib import Path
 
 from podvirt.launcher.daemons import LibvirtDaemons
-from podvirt.launcher.devguest import ensure_guest
 from podvirt.launcher.migration import IncomingRelay, OutgoingRelay, new_identity
 from podvirt.launcher.virt import Hypervisor
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))   # the test guest's builder, imported as tests.guest
+
+from tests.guest import ensure_guest  # noqa: E402
 
 ROOT = Path("/tmp/podvirt/migration-bench")
 CACHE = Path("/tmp/podvirt/libvirt-cache")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from podvirt.launcher.devguest import ensure_guest
+from tests.guest import ensure_guest
 from podvirt.vmspec.downward import render_annotations_file
 
 CACHE = Path("/tmp/podvirt/libvirt-cache")

@@ -16,7 +16,7 @@ from podvirt.launcher.kvmboot import BOOT_STAGE, BootPayload, boot_check
                     reason="needs /dev/kvm and qemu-system-x86_64")
 def test_full_check_on_this_machine_agrees_with_a_real_boot():
     """Whatever the check says here must match what a Linux guest actually does under KVM."""
-    from podvirt.launcher.devguest import ensure_guest
+    from tests.guest import ensure_guest
     guest = ensure_guest()
     t0 = time.monotonic()
     verdict = kvmcheck.check_kvm(guest_dirs=(guest.kernel.parent,))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from podvirt.launcher.daemons import LibvirtDaemons
-from podvirt.launcher.devguest import ensure_guest
+from tests.guest import ensure_guest
 from podvirt.launcher.migration import IncomingRelay, OutgoingRelay, new_identity
 from podvirt.launcher.supervision.events import DomainResumed
 from podvirt.launcher.virt import Hypervisor, LibvirtError

@@ -1,4 +1,6 @@
-"""The tiny test guest (hack/guest/build.sh) for tests and benchmarks, not production."""
+"""The tiny test guest (hack/guest/build.sh: a Debian cloud kernel and a busybox initramfs)
+for the tests, the benchmarks and hack/demo.py. It needs a repository checkout, so it lives
+here and not in the installed package."""
 
 from __future__ import annotations
 
@@ -6,7 +8,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "hack" / "guest" / "build.sh"
+from tests import REPO
+
+BUILD_SCRIPT = REPO / "hack" / "guest" / "build.sh"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`podvirt demo`: the whole flow on one machine, told as a story.
+"""The podvirt demo (run by hack/demo.sh): the whole flow on one machine, told as a story.
 
 A local cluster (etcd, kube-apiserver, kube-controller-manager, kube-scheduler with the
 podvirt extender, this machine as a real kubelet + containerd node running the podvirt
@@ -10,6 +10,9 @@ an ACPI shutdown. Last, a Debian VM: cloud-init gives it a user with a fresh SSH
 the demo logs in with `ssh` at the pod's IP. Everything is torn down on exit or Ctrl-C. With --no-node there is no real
 node: the webhook and extender run as host processes and the VM boots from a host process
 against its pod.
+
+A script of this checkout, not of the installed package: it applies examples/ and builds
+the test guest (tests/guest.py, hack/guest/build.sh).
 """
 
 from __future__ import annotations
@@ -28,14 +31,15 @@ import yaml
 
 from podvirt.vmspec.keys import CLOUD_INIT_SECRET
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
 PLACED = ("vm-small.yaml", "vm-pinned.yaml", "vm-gpu.yaml", "vm-too-big.yaml")
 GUEST_DIR = Path("/tmp/podvirt/guest")   # the host-process boot (--no-node) reads the guest here
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "demo", help="run the end-to-end demo on a local control plane",
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hack/demo.sh",
         description="Start a local control plane with the podvirt webhook and extender, apply "
                     "the example VM pods, explain where each landed, boot one VM for real with "
                     "podvirt launcher (TCG here), and tear down.")
@@ -49,7 +53,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-node", action="store_true",
                    help="no real node: webhook and extender as host processes, the VM booted "
                         "from a host process")
-    p.set_defaults(func=run)
+    return p
 
 
 class Story:
@@ -156,7 +160,7 @@ def _show_report(story: Story, cluster, name: str) -> None:
 
 
 def _boot_on_host(story: Story, cluster, work: Path) -> int:
-    from podvirt.launcher.devguest import ensure_guest
+    from tests.guest import ensure_guest
     from podvirt.vmspec.downward import render_annotations_file
 
     story.say("building (or reusing) the tiny guest: Debian cloud kernel + busybox initramfs")
@@ -374,3 +378,8 @@ def run(args: argparse.Namespace) -> int:
             cluster.down()
             tmp.cleanup()
     return rc
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))     # tests.guest: the test guest's builder
+    sys.exit(run(parser().parse_args()))
