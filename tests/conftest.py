@@ -20,7 +20,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if folder in TIERS:
             item.add_marker(getattr(pytest.mark, folder))
         elif folder == "unit":
-            misplaced += [f"{item.nodeid} ({m.name})" for m in item.iter_markers() if m.name in TIERS]
+            misplaced += [f"{item.nodeid} ({m.name})" for m in item.iter_markers()
+                          if m.name in TIERS]
     if misplaced:
         raise pytest.UsageError("tests/unit/ is the fast tier; these carry a tier marker and "
                                 "belong in that tier's folder: " + ", ".join(misplaced))

@@ -7,9 +7,9 @@ Fixtures for tests in this directory:
   namespace    a fresh namespace per test
   apply        apply(path_or_manifest, namespace) -> CompletedProcess of `kubectl apply`
   wait_pod     wait_pod(namespace, name, predicate, timeout) -> V1Pod, via a watch
-Every test here is marked `e2e` (by tests/conftest.py; hack/test.sh selects tiers by marker); one that also needs
-libvirt (test_launcher_pod.py) is marked `libvirt` too and so runs in the libvirt tier.
-Pure tests of podvirt.cluster live in tests/unit/cluster/.
+Every test here is marked `e2e` (by tests/conftest.py; hack/test.sh selects tiers by
+marker); one that also needs libvirt (test_launcher_pod.py) is marked `libvirt` too and so
+runs in the libvirt tier. Pure tests of podvirt.cluster live in tests/unit/cluster/.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 loopback, and one local control plane with this tier's own inventory
 (tests/hardening/inventory.yaml: 4 kwok nodes x 4 passthrough GPUs, 16Gi each).
 
-Every test here is marked `hardening` (by tests/conftest.py). Each reliability figure a test measures is printed
-as a `FIGURE name=value` line (tests/hardening/figures.py; run with -s to see them) for the README's reliability table.
+Every test here is marked `hardening` (by tests/conftest.py). Each reliability figure a
+test measures is printed as a `FIGURE name=value` line (figures.py; run with -s to see
+them) for the README's reliability table.
 """
 
 from __future__ import annotations
