@@ -17,13 +17,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-HARDENING = Path(__file__).resolve().parents[1] / "tests" / "hardening"
-sys.path.insert(0, str(HARDENING))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))   # the test helpers, imported as the package tests
 
 import requests  # noqa: E402
 
-import fuzzlib  # noqa: E402
-import services  # noqa: E402
+from tests.hardening import fuzzlib, services  # noqa: E402
 
 
 def _fuzz(endpoint: str, svc: services.Service, inputs: int, seed: str, threads: int,
@@ -66,8 +65,8 @@ def main() -> int:
     certs = services.make_certs(work / "certs")
     cluster = Cluster(work / "cluster")
     print(f"bringing up a control plane in {work}", file=sys.stderr, flush=True)
-    cluster.up(UpOptions(inventory=HARDENING / "inventory.yaml", webhook=False, timeout=90,
-                          node=False))
+    cluster.up(UpOptions(inventory=REPO / "tests" / "hardening" / "inventory.yaml",
+                         webhook=False, timeout=90, node=False))
     tally = fuzzlib.Tally()
     rows = []
     try:

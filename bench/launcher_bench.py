@@ -33,13 +33,17 @@ from pathlib import Path
 import libvirt
 
 from podvirt.launcher.daemons import LibvirtDaemons
-from podvirt.launcher.devguest import ensure_guest
 from podvirt.launcher.domain import domain_xml
 from podvirt.launcher.hostcontext import HostContext
 from podvirt.launcher.run import qemu_rss
 from podvirt.vmspec import memory_overhead, parse_vm
 from podvirt.vmspec.downward import render_annotations_file
 from podvirt.vmspec.overhead import OverheadConstants
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))   # the test guest's builder, imported as tests.guest
+
+from tests.guest import ensure_guest  # noqa: E402
 
 MiB = 2**20
 CACHE = Path("/tmp/podvirt/libvirt-cache")

@@ -30,17 +30,22 @@ import argparse
 import queue
 import shutil
 import statistics
+import sys
 import threading
 import time
 from pathlib import Path
 
-from podvirt.launcher.daemons import LibvirtDaemons
-from podvirt.launcher.devguest import ensure_guest
 import libvirt
 
+from podvirt.launcher.daemons import LibvirtDaemons
 from podvirt.launcher.migration import DESTINATION_URI, IncomingRelay, OutgoingRelay, \
     incoming_routes, new_identity, outgoing_sockets
 from podvirt.launcher.virt import MIGRATE_FLAGS, Hypervisor
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))   # the test guest's builder, imported as tests.guest
+
+from tests.guest import ensure_guest  # noqa: E402
 
 ROOT = Path("/tmp/podvirt/migration-bench")
 CACHE = Path("/tmp/podvirt/libvirt-cache")

@@ -45,12 +45,12 @@ sys.path.insert(0, str(REPO))
 
 from podvirt.cluster.cluster import Cluster                     # noqa: E402
 from podvirt.cluster.node import NODE_NAME                        # noqa: E402
-from podvirt.launcher.devguest import ensure_guest                # noqa: E402
 from podvirt.launcher.kvmboot import MARKER                       # noqa: E402
 from podvirt.quantity import parse_bytes                         # noqa: E402
 from podvirt.vmspec import memory_overhead, parse_vm              # noqa: E402
 from podvirt.vmspec import keys as k                              # noqa: E402
 from podvirt.vmspec.downward import render_annotations_file       # noqa: E402
+from tests.guest import ensure_guest                             # noqa: E402
 
 MiB = 2**20
 EXAMPLE = REPO / "examples" / "vm-tiny-guest.yaml"

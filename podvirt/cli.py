@@ -19,7 +19,6 @@ _SUBCOMMANDS = (
     ("evacuator", "podvirt.evacuator.cli"),
     ("certs", "podvirt.certs.cli"),
     ("cluster", "podvirt.cluster.cli"),
-    ("demo", "podvirt.demo"),
 )
 
 

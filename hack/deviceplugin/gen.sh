@@ -3,7 +3,7 @@
 # launcher/deviceplugin/_api/ (api_pb2.py, api_pb2_grpc.py and their .pyi), from
 # k8s.io/kubelet's pkg/apis/deviceplugin/v1beta1/api.proto at the version hack/k8s/go.mod
 # pins, read from the Go module cache (`go mod download` fetches it when missing). git
-# ignores the outputs; hack/images/build.sh and tests/deviceplugin run this first.
+# ignores the outputs; hack/images/build.sh and tests/unit/deviceplugin run this first.
 #
 # Uses grpcio-tools (python -m grpc_tools.protoc) from $PYTHON, default .venv/bin/python
 # (the `test` extra installs it). Idempotent: does nothing while the outputs are newer than

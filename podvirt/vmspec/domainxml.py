@@ -86,9 +86,10 @@ def sanitize_domain(xml_text: str, *, spec: VMSpec, assigned: Iterable[Passthrou
     return root
 
 
-def check_user_domain_xml(spec: VMSpec) -> None:
+def check_user_domain_xml(spec: VMSpec) -> ET.Element:
     """Admission-time check of spec.domain_xml: placeholders filled with the priced size
-    and stand-ins for what only the launcher knows, then sanitized."""
+    and stand-ins for what only the launcher knows, then sanitized. Returns the domain it
+    checked."""
     assert spec.domain_xml is not None
     paths = {d.name: f"{d.mount_dir}/disk.img" if d.kind != "file" else d.source
              for d in spec.disks}
@@ -96,4 +97,4 @@ def check_user_domain_xml(spec: VMSpec) -> None:
                                uuid="00000000-0000-0000-0000-000000000000",
                                memory_kib=spec.memory_bytes // 1024, vcpus=spec.vcpus,
                                disk_paths=paths)
-    sanitize_domain(filled, spec=spec)
+    return sanitize_domain(filled, spec=spec)

@@ -1,14 +1,15 @@
 """The e2e tier: one real control plane (etcd, kube-apiserver, kube-scheduler, kwok, the
 podvirt webhook and extender) for the whole session, brought up in a temporary state dir.
 
-Fixtures for tests in this directory (extender tests included):
+Fixtures for tests in this directory:
   cluster      the running `Cluster` (kubectl(), api_client(), port(name), kubeconfig)
   core         a kubernetes CoreV1Api on it
   namespace    a fresh namespace per test
   apply        apply(path_or_manifest, namespace) -> CompletedProcess of `kubectl apply`
   wait_pod     wait_pod(namespace, name, predicate, timeout) -> V1Pod, via a watch
-Modules that use the cluster set `pytestmark = pytest.mark.e2e` (hack/test.sh selects tiers
-by marker); the pure tests here (inventory, component configs) run in the unit tier.
+Every test here is marked `e2e` (by tests/conftest.py; hack/test.sh selects tiers by
+marker); one that also needs libvirt (test_launcher_pod.py) is marked `libvirt` too and so
+runs in the libvirt tier. Pure tests of podvirt.cluster live in tests/unit/cluster/.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import pytest
 import yaml
 
 from tests.support import core_api, make_namespace, watch_pod
-
-DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="session")

@@ -45,15 +45,6 @@ def test_up_down_up_cycle(tmp_path, cluster):   # `cluster`: built binaries, e2e
     assert (tmp_path / "keep.txt").read_text() == "not ours"
 
 
-def test_bad_inventory_fails_before_anything_starts(tmp_path, cluster):
-    bad = tmp_path / "nodes.yaml"
-    bad.write_text("nodes:\n- name: n1\n")
-    result = podvirt("cluster", "up", "--state-dir", str(tmp_path / "s"), "--inventory", str(bad))
-    assert result.returncode == 1
-    assert "capacity.cpu is required" in result.stdout
-    assert not (tmp_path / "s" / "state.json").exists()
-
-
 def test_component_that_dies_fails_up_with_its_log_and_stops_the_rest(tmp_path, cluster):
     state_dir = tmp_path / "s"
     fake_etcd = tmp_path / "etcd"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from compare import missing_from
+from tests.e2e.support import missing_from
 
 pytestmark = pytest.mark.e2e
 

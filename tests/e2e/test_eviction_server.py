@@ -11,8 +11,9 @@ import pytest
 import requests
 import yaml
 
-from conftest import DATA
 from podvirt.vmspec import keys as k
+
+from tests.e2e.support import DATA
 from tests.hardening.services import make_certs, running, webhook
 
 pytestmark = pytest.mark.e2e

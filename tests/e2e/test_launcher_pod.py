@@ -40,7 +40,7 @@ def _until(check, timeout: float, what: str):
 
 def test_launcher_reports_to_its_pod_and_obeys_actions(cluster, core, namespace, apply, wait_pod,
                                                     tmp_path):
-    from podvirt.launcher.devguest import ensure_guest
+    from tests.guest import ensure_guest
 
     guest = ensure_guest().install(GUEST_DIR)
     pod = {"apiVersion": "v1", "kind": "Pod",

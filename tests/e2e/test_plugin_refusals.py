@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DATA
 from podvirt.vmspec import keys as k
+
+from tests.e2e.support import DATA
 
 pytestmark = pytest.mark.e2e
 

@@ -7,9 +7,9 @@ import copy
 import pytest
 import yaml
 
-from conftest import DATA
-from compare import missing_from
 from podvirt.vmspec import keys as k
+
+from tests.e2e.support import DATA, missing_from
 
 pytestmark = pytest.mark.e2e
 

@@ -2,37 +2,23 @@
 loopback, and one local control plane with this tier's own inventory
 (tests/hardening/inventory.yaml: 4 kwok nodes x 4 passthrough GPUs, 16Gi each).
 
-Every test here is marked `hardening`. Each reliability figure a test measures is printed
-as a `FIGURE name=value` line (run with -s to see them) for the README's reliability table.
+Every test here is marked `hardening` (by tests/conftest.py). Each reliability figure a
+test measures is printed as a `FIGURE name=value` line (figures.py; run with -s to see
+them) for the README's reliability table.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
+from tests.hardening.services import Certs, Service, make_certs
 from tests.support import core_api, make_namespace
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from services import Certs, Service, make_certs  # noqa: E402
 
 HERE = Path(__file__).parent
 INVENTORY = HERE / "inventory.yaml"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if Path(str(item.fspath)).is_relative_to(HERE):
-            item.add_marker(pytest.mark.hardening)
-
-
-def figure(name: str, value: object) -> None:
-    """One reliability figure, printed for the README table."""
-    print(f"\nFIGURE {name}={value}", flush=True)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,8 @@ from typing import Iterator
 
 import requests
 
-REPO = Path(__file__).resolve().parents[2]
+from tests import REPO
+
 PYTHON = sys.executable
 
 

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from kubernetes.client.rest import ApiException
 
-import fuzzlib
-from conftest import figure
-from tests.support import restart_component
 from podvirt.vmspec import keys as k
+
+from tests.hardening import fuzzlib
+from tests.hardening.figures import figure
+from tests.support import restart_component
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -18,10 +18,10 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-import fuzzlib
-import services
-from conftest import figure
 from podvirt.vmspec import keys as k
+
+from tests.hardening import fuzzlib, services
+from tests.hardening.figures import figure
 
 INPUTS = int(os.environ.get("PODVIRT_FUZZ_INPUTS", "250"))
 EXTENDER_BODY_CAP = 2 * 2**20     # small cap so the 413 test sends little

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-import fuzzlib
-from conftest import figure
 from podvirt.quantity import parse_bytes
 from podvirt.vmspec import keys as k
+
+from tests.hardening import fuzzlib
+from tests.hardening.figures import figure
 
 PODS = 200
 SETTLE_TIMEOUT = 150.0

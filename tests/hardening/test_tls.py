@@ -17,9 +17,8 @@ import pytest
 import requests
 from cryptography import x509
 
-import fuzzlib
-import services
-from conftest import figure
+from tests.hardening import fuzzlib, services
+from tests.hardening.figures import figure
 
 
 @pytest.fixture(params=["webhook", "extender"])

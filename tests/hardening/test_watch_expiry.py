@@ -16,15 +16,16 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-import fuzzlib
-from conftest import figure
-from tests.support import restart_component
 from podvirt.extender.decide import DEFAULT_POLICY
 from podvirt.extender.kube import Kind, KubeClient
 from podvirt.extender.scheduling import filter_pod
 from podvirt.extender.state import WatchedCluster
 from podvirt.extender.sync import start_watches
 from podvirt.vmspec import DEFAULT_COSTS, keys as k
+
+from tests.hardening import fuzzlib
+from tests.hardening.figures import figure
+from tests.support import restart_component
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from podvirt.demo import _reason_lines
+from hack.demo import _reason_lines
 
 MESSAGE = ("0/3 nodes are available: 1 KVM is not usable on this node (podvirt.io/kvm=false); set "
            "podvirt.io/allow-emulation=true to run the VM emulated, 2 needs 200.7Gi (200Gi guest "

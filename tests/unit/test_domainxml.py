@@ -134,7 +134,13 @@ def test_trusted_additions_come_after_and_would_not_pass(name, expect_cmdline):
 
 def test_plain_user_domain_admitted_and_built():
     spec = plain_spec()
-    check_user_domain_xml(spec)
+    # Admission fills the placeholders with the price and stand-ins for the launcher's facts.
+    admitted = check_user_domain_xml(spec)
+    assert (admitted.findtext("name"), admitted.findtext("uuid"), admitted.findtext("memory"),
+            admitted.findtext("vcpu")) == ("vm1", "00000000-0000-0000-0000-000000000000",
+                                           str(2 * 2**20), "2")
+    assert [s.get("file") for s in admitted.iterfind("devices/disk/source")] == [
+        "/var/lib/podvirt/disks/root/disk.img", "/var/lib/podvirt/disks/data/disk.img"]
     ctx = HostContext(accel="kvm", uuid=UUID, disks=(
         DiskAttachment("root", f"{LAUNCHER_WORK_DIR}/overlays/root.qcow2", "qcow2"),
         DiskAttachment("data", "/var/lib/podvirt/disks/data/disk.img", "raw")),
@@ -181,7 +187,8 @@ def test_assigned_hostdev_passes_in_the_launcher_only():
 
 def test_metadata_holds_foreign_elements_but_never_qemu():
     root = sanitize(minimal(top="<metadata><a:app xmlns:a='urn:a'><a:x/></a:app></metadata>"))
-    assert root.find("metadata/{urn:a}app/{urn:a}x") is not None
+    assert [(e.tag, [c.tag for c in e]) for e in root.find("metadata")] == [
+        ("{urn:a}app", ["{urn:a}x"])]
     with pytest.raises(DomainXMLRejected) as err:
         sanitize(minimal(top="<metadata><q:env xmlns:q='http://libvirt.org/schemas/domain/qemu"
                               "/1.0' name='LD_PRELOAD' value='/x.so'/></metadata>"))
@@ -342,14 +349,14 @@ def test_size_denial_reaches_the_webhook_message():
 ])
 def test_size_equal_to_the_price_passes(size):
     spec = plain_spec(domain_xml=minimal(size=size))
-    check_user_domain_xml(spec)
     filled = fill_placeholders(spec.domain_xml, name="x", uuid=UUID, memory_kib=2 * 2**20,
                                vcpus=2, disk_paths={})
-    root = sanitize(filled, spec)
-    memory = root.find("memory")
-    unit = {"b": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}[memory.get("unit", "KiB")]
-    assert int(memory.text) * unit == spec.memory_bytes
-    assert root.findtext("vcpu") == "2"
+    # The same size where admission checks it and where the launcher does.
+    for root in check_user_domain_xml(spec), sanitize(filled, spec):
+        memory = root.find("memory")
+        unit = {"b": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}[memory.get("unit", "KiB")]
+        assert int(memory.text) * unit == spec.memory_bytes
+        assert root.findtext("vcpu") == "2"
 
 
 @pytest.mark.parametrize("pins, error", [

@@ -1,7 +1,7 @@
 """The shutdown contract without processes: what /readyz answers while draining, the CLI
 options of both servers, and the gunicorn settings they become. The behaviour of real
-servers under SIGTERM is tested in tests/webhook/test_server.py and
-tests/extender/test_extender_shutdown.py."""
+servers under SIGTERM is tested in tests/unit/webhook/test_server.py and
+tests/e2e/test_extender_shutdown.py."""
 
 from __future__ import annotations
 

@@ -146,7 +146,7 @@ def test_all_violations_reported_at_once():
 def test_status_and_foreign_keys_are_not_part_of_the_vm():
     annotations = {**BASE, k.PHASE: "Running", k.ACTION: "pause", "other.io/x": "y"}
     assert vm_annotations(annotations) == BASE
-    parse_vm(annotations)
+    assert parse_vm(annotations) == parse_vm(BASE)
 
 
 def test_opt_in_label():

@@ -1,0 +1,171 @@
+"""The HTTP surface through Flask's test client: wire shapes and error statuses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from podvirt.extender.app import NOT_READY, Settings, create_app
+from podvirt.extender.state import WatchedCluster
+from podvirt.vmspec import keys as k
+
+from tests.unit.extender.objects import FakeApi, GiB, node_json, plain_pod, vm_pod
+
+
+@pytest.fixture
+def state() -> WatchedCluster:
+    s = WatchedCluster()
+    s.replace_nodes([node_json("big", memory="64Gi"), node_json("small", memory="2Gi"),
+                     node_json("nokvm", labels={k.NODE_KVM_LABEL: "false"})])
+    s.replace_pods([])
+    return s
+
+
+@pytest.fixture
+def api() -> FakeApi:
+    return FakeApi()
+
+
+@pytest.fixture
+def client(state, api):
+    return create_app(state, Settings(max_body_bytes=64 * 1024), api=api).test_client()
+
+
+NAMES = ["big", "small", "nokvm", "ghost"]
+
+
+@pytest.mark.parametrize("body", [
+    pytest.param({"Pod": vm_pod("a"), "NodeNames": NAMES}, id="go-field-names"),
+    pytest.param({"pod": vm_pod("a"), "nodenames": NAMES}, id="lower-case"),
+    pytest.param({"POD": vm_pod("a"), "nodeNames": NAMES, "Nodes": None}, id="mixed-case"),
+])
+def test_filter_node_names(client, body):
+    r = client.post("/filter", json=body)
+    assert r.status_code == 200
+    out = r.get_json()
+    assert out["NodeNames"] == ["big"] and out["Nodes"] is None and out["Error"] == ""
+    assert out["FailedNodes"] == {
+        "ghost": "node is not known to the extender yet (no watch event for it)"}
+    # More than small's allocatable: eviction cannot help, like NodeResourcesFit says.
+    assert out["FailedAndUnresolvableNodes"]["small"] == \
+        "needs 4.2Gi (4Gi guest + 256Mi overhead), 2Gi free"
+    assert set(out["FailedAndUnresolvableNodes"]) == {"nokvm", "small"}
+
+
+def test_filter_whole_nodes_answers_with_nodes(client):
+    nodes = {"items": [node_json("big", memory="64Gi"), node_json("small", memory="2Gi")]}
+    out = client.post("/filter", json={"Pod": vm_pod("a"), "Nodes": nodes}).get_json()
+    assert [n["metadata"]["name"] for n in out["Nodes"]["items"]] == ["big"]
+    assert out["NodeNames"] is None and set(out["FailedAndUnresolvableNodes"]) == {"small"}
+
+
+def test_filter_passes_non_vm_pods_everywhere(client):
+    out = client.post("/filter", json={"Pod": plain_pod("web"), "NodeNames": NAMES}).get_json()
+    assert out["NodeNames"] == NAMES and out["FailedNodes"] == {}
+
+
+def test_filter_invalid_vm_spec_is_unresolvable_everywhere(client):
+    pod = vm_pod("a")
+    pod["metadata"]["annotations"][k.MEMORY] = "lots"
+    out = client.post("/filter", json={"Pod": pod, "NodeNames": ["big"]}).get_json()
+    assert out["NodeNames"] == []
+    assert out["FailedAndUnresolvableNodes"]["big"].startswith("invalid VM spec: podvirt.io/memory")
+
+
+def test_prioritize_wire_shape(client):
+    r = client.post("/prioritize", json={"pod": vm_pod("a"), "NodeNames": ["big", "small"]})
+    assert r.status_code == 200
+    out = r.get_json()
+    assert [h["Host"] for h in out] == ["big", "small"]
+    assert all(set(h) == {"Host", "Score"} and 0 <= h["Score"] <= 10 for h in out)
+    assert out[0]["Score"] > out[1]["Score"]
+
+
+BAD_BODIES = [
+    pytest.param("/filter", b"{not json", id="filter-not-json"),
+    pytest.param("/filter", b"[]", id="filter-not-object"),
+    pytest.param("/filter", b'{"Pod": "x"}', id="filter-pod-not-object"),
+    pytest.param("/filter", json.dumps({"Pod": vm_pod("a"), "NodeNames": [1]}).encode(),
+                 id="filter-names-not-strings"),
+    pytest.param("/filter", json.dumps({"Pod": vm_pod("a"), "Nodes": {"items": [{}]}}).encode(),
+                 id="filter-node-without-name"),
+    pytest.param("/prioritize", b"\xff\xfe", id="prioritize-not-utf8"),
+    pytest.param("/bind", b'{"PodName": "a"}', id="bind-without-node"),
+    pytest.param("/bind", b'{"PodName": 3, "Node": "big"}', id="bind-name-not-string"),
+]
+
+
+@pytest.mark.parametrize("path, raw", BAD_BODIES)
+def test_malformed_body_is_400_json(client, path, raw):
+    r = client.post(path, data=raw, content_type="application/json")
+    assert r.status_code == 400
+    assert r.get_json()["error"]
+
+
+def test_oversize_body_is_413(client):
+    body = {"Pod": vm_pod("a"), "NodeNames": [f"node-{i}" for i in range(10000)]}
+    r = client.post("/filter", json=body)
+    assert r.status_code == 413
+    assert "error" in r.get_json()
+
+
+def test_not_ready_answers_200_with_error(api):
+    client = create_app(WatchedCluster(), Settings(), api=api).test_client()
+    r = client.post("/filter", json={"Pod": vm_pod("a"), "NodeNames": ["big"]})
+    assert r.status_code == 200 and r.get_json()["Error"] == NOT_READY
+    r = client.post("/bind", json={"PodName": "a", "PodNamespace": "default", "Node": "big"})
+    assert r.status_code == 200 and r.get_json() == {"Error": NOT_READY}
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/healthz").status_code == 200
+
+
+def test_bind_writes_binding_and_reports_success(client, state, api):
+    state.apply_pod("ADDED", vm_pod("a"))
+    r = client.post("/bind", json={"PodName": "a", "PodNamespace": "default",
+                                   "PodUID": "uid-a", "Node": "big"})
+    assert r.get_json() == {"Error": ""}
+    assert api.bindings == [("default", "a", "big")]
+    assert state.usage("big").memory > 4 * GiB
+
+
+def test_bind_uid_mismatch_is_an_error(client, state, api):
+    state.apply_pod("ADDED", vm_pod("a"))
+    out = client.post("/bind", json={"PodName": "a", "PodNamespace": "default",
+                                     "PodUID": "other", "Node": "big"}).get_json()
+    assert "pod not found" in out["Error"] and api.bindings == []
+
+
+def test_metrics_count_rejections_by_category(client):
+    client.post("/filter", json={"Pod": vm_pod("a"), "NodeNames": NAMES})
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'podvirt_extender_nodes_rejected_total{category="memory"} 1.0' in text
+    assert 'podvirt_extender_nodes_rejected_total{category="kvm"} 1.0' in text
+    assert "podvirt_extender_filter_seconds_count 1.0" in text
+    assert "podvirt_extender_ready 1.0" in text
+
+
+def test_memoized_verdicts_follow_state_changes(client, state):
+    body = {"Pod": vm_pod("a"), "NodeNames": ["big", "small"]}
+    assert client.post("/filter", json=body).get_json()["NodeNames"] == ["big"]
+    state.apply_pod("ADDED", plain_pod("hog", node="big", memory="62Gi"))
+    out = client.post("/filter", json=body).get_json()
+    assert out["NodeNames"] == [] and out["FailedNodes"]["big"].endswith("2Gi free")
+    state.apply_pod("DELETED", plain_pod("hog", node="big", memory="62Gi"))
+    assert client.post("/filter", json=body).get_json()["NodeNames"] == ["big"]
+
+
+def test_memoized_scores_follow_state_changes(client, state):
+    """Scores are reused per VM shape only while a node's usage is unchanged."""
+    body = {"Pod": vm_pod("a"), "NodeNames": ["big", "small", "ghost"]}
+
+    def scores() -> dict[str, int]:
+        return {h["Host"]: h["Score"] for h in client.post("/prioritize", json=body).get_json()}
+
+    first = scores()
+    assert first["big"] > 0 and first["ghost"] == 0
+    state.apply_pod("ADDED", plain_pod("hog", node="big", memory="32Gi"))
+    busy = scores()
+    assert busy["big"] < first["big"] and busy["small"] == first["small"]
+    state.apply_pod("DELETED", plain_pod("hog", node="big", memory="32Gi"))
+    assert scores() == first
