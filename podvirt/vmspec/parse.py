@@ -25,7 +25,8 @@ GiB = 2**30
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds an operator may tighten or widen (webhook flags, Helm values)."""
+    """Bounds an operator may tighten or widen: the contract's limits (contract.py, the chart's
+    contract.limits values), the same for webhook, extender and launcher."""
     min_memory: int = 64 * MiB
     # OVMF needs room of its own: the test guest's direct boot stopped on a CPU exception
     # at 144Mi and came up at 160Mi (Debian 12's OVMF 2022.11, TCG); 256Mi leaves margin.

@@ -284,3 +284,19 @@ def test_the_contract_stamp_is_the_webhooks_alone():
     looser["metadata"]["annotations"][k.CONTRACT] = DEFAULT_CONTRACT.to_json()
     update = _admit(TIGHT, looser, operation="UPDATE", old=rendered)
     assert not update.allowed and update.rule == "immutable" and k.CONTRACT in update.message
+
+
+def test_a_domain_xmls_tcg_cache_is_held_to_the_contracts_price():
+    """The TCG cache a user's domain XML sets is checked against the contract's
+    overhead.tcgCache, at admission (webhook, extender) and in the launcher alike."""
+    xml = ("<domain type='qemu'><name>x</name><memory unit='GiB'>1</memory><vcpu>1</vcpu>"
+           "<features><tcg><tb-cache unit='MiB'>96</tb-cache></tcg></features><devices/>"
+           "</domain>")
+    pod = _pod({k.MEMORY: "1Gi", k.ALLOW_EMULATION: "true", k.DOMAIN_XML: xml})
+    dear = parse_contract({"overhead": {"tcgCache": "128Mi"}})
+    denied = _admit(DEFAULT_CONTRACT, pod)
+    assert not denied.allowed and "TCG cache is priced at 64Mi" in denied.message
+    assert "TCG cache is priced at 64Mi" in \
+        _extender_filter(DEFAULT_CONTRACT, pod)["FailedAndUnresolvableNodes"]["n1"]
+    assert _admit(dear, pod).allowed
+    assert _extender_filter(dear, pod)["NodeNames"] == ["n1"]
