@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from podvirt.cluster.node import NODE_NAME, NodeLayout
-from podvirt.vmspec.contract import DEFAULT_CONTRACT, Contract
+from podvirt.vmspec.contract import CHART_DERIVED, DEFAULT_CONTRACT, Contract
 
 CHART = Path(__file__).resolve().parent.parent / "charts" / "podvirt"
 RELEASE = "podvirt"
@@ -48,10 +48,6 @@ def contract_values(contract: Contract) -> dict[str, Any]:
     return {"contract": {key: value for key, value in doc.items() if key not in CHART_DERIVED},
             "scheduler": {"name": doc["schedulerName"]},
             "passthrough": {"resources": doc["deviceResources"]}}
-
-
-# Contract keys the chart fills from values of their own (templates/_helpers.tpl).
-CHART_DERIVED = ("schedulerName", "launcherImage", "deviceResources")
 
 
 def local_values(layout: NodeLayout, contract: Contract = DEFAULT_CONTRACT) -> dict[str, Any]:

@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
                                           kubeconfig=args.print_scheduler_config,
                                           scheduler_name=contract.scheduler_name,
                                           vm_nodes_percentage=args.vm_nodes_percentage), end="")
-        except ValueError as exc:      # e.g. a contract naming default-scheduler
-            raise SystemExit(f"podvirt extender: --contract: {exc}") from None
+        except ValueError as exc:      # e.g. a contract whose schedulerName is the stock one
+            raise SystemExit(f"podvirt extender: {exc}") from None
         return 0
     import logging
     from podvirt import loglines

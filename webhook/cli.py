@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="threads per worker (gthread only)")
     drain.add_arguments(p)
     # The launcher image, the scheduler name, the limits, costs and device resources are
-    # the contract's alone: no flag repeats them (the extender must agree on them).
+    # the contract's alone: a flag repeating one could set it here and not in the extender.
     p.add_argument("--contract", type=Path, default=None,
                    metavar="FILE", help=contract.ARGUMENT_HELP)
     p.add_argument("--launcher-service-account", default=None, metavar="NAME",

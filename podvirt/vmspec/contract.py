@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from podvirt.quantity import QuantityError, format_bytes, parse_bytes
+from podvirt.quantity import QUANTITY, QuantityError, format_bytes, parse_bytes
 from podvirt.vmspec import keys as k
 from podvirt.vmspec.devicemap import RESOURCE_NAME, DeviceResources
 from podvirt.vmspec.overhead import (CostSettings, OverheadConstants, ResourceNames,
@@ -103,6 +103,7 @@ def _type_name(value: object) -> str:
 @dataclass(frozen=True)
 class _Kind:
     load: Callable[[object], Any]
+    schema: dict[str, Any]          # JSON schema of the file form (values.schema.json)
     dump: Callable[[Any], Any] = lambda value: value
 
 
@@ -114,7 +115,7 @@ def _integer(lo: int) -> _Kind:
         if value < lo:
             raise _Bad(f"must be at least {lo}, got {value}")
         return value
-    return _Kind(load)
+    return _Kind(load, {"type": "integer", "minimum": lo})
 
 
 def _load_bytes(value: object) -> int:
@@ -131,7 +132,9 @@ def _load_bytes(value: object) -> int:
         raise _Bad(str(exc)) from None
 
 
-_BYTES = _Kind(_load_bytes, format_bytes)
+_BYTES_SCHEMA = {"oneOf": [{"type": "integer", "minimum": 0},
+                           {"type": "string", "pattern": QUANTITY.pattern}]}
+_BYTES = _Kind(_load_bytes, _BYTES_SCHEMA, format_bytes)
 
 
 def _load_page_sizes(value: object) -> tuple[int, ...]:
@@ -149,7 +152,8 @@ def _load_page_sizes(value: object) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-_PAGE_SIZES = _Kind(_load_page_sizes, lambda sizes: [format_bytes(s) for s in sizes])
+_PAGE_SIZES = _Kind(_load_page_sizes, {"type": "array", "items": _BYTES_SCHEMA},
+                    lambda sizes: [format_bytes(s) for s in sizes])
 
 
 def _string(pattern: re.Pattern, what: str) -> _Kind:
@@ -157,7 +161,7 @@ def _string(pattern: re.Pattern, what: str) -> _Kind:
         if not isinstance(value, str) or not pattern.match(value):
             raise _Bad(f"must be {what}, got {value!r}")
         return value
-    return _Kind(load)
+    return _Kind(load, {"type": "string", "pattern": pattern.pattern})
 
 
 _RESOURCE = _string(RESOURCE_NAME, "an extended-resource name such as example.com/kvm")
@@ -221,8 +225,6 @@ _SECTIONS = (
         lambda c: c.costs.resources,
         lambda c, v: replace(c, costs=replace(c.costs, resources=v))),
 )
-_TOP_KEYS = tuple(s.key for s in _SECTIONS) + ("deviceResources", "cpuAllocationRatio",
-                                               "schedulerName", "launcherImage")
 
 
 def _dump_device_rules(rules: DeviceResources) -> dict[str, str]:
@@ -242,6 +244,35 @@ def _load_device_rules(value: object) -> DeviceResources:
         return DeviceResources.parse(",".join(f"{m}={r}" for m, r in value.items()))
     except ValueError as exc:
         raise _Bad(str(exc)) from None
+
+
+# The keys outside the sections.
+_TOP = {
+    "deviceResources": _Kind(_load_device_rules, {
+        "type": "object", "additionalProperties": {"type": "string",
+                                                   "pattern": RESOURCE_NAME.pattern}}),
+    "cpuAllocationRatio": _integer(1),
+    "schedulerName": _string(_DNS_SUBDOMAIN, "a scheduler name (a DNS subdomain such as "
+                             "podvirt-scheduler)"),
+    "launcherImage": _string(_IMAGE, "an image reference"),
+}
+_TOP_KEYS = tuple(s.key for s in _SECTIONS) + tuple(_TOP)
+# The keys the chart fills from values of their own (scheduler.name, launcherImage.*,
+# passthrough.resources: charts/podvirt/templates/_helpers.tpl), not from `contract:`.
+CHART_DERIVED = ("schedulerName", "launcherImage", "deviceResources")
+
+
+def document_schema(leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    """JSON schema of the file form, for tools that check it before podvirt reads it (the
+    chart's values.schema.json, which leaves out the keys it derives). Looser than the
+    loader where JSON schema cannot say it (page sizes a power of two, min <= max)."""
+    props: dict[str, Any] = {
+        s.key: {"type": "object", "additionalProperties": False,
+                "properties": {f.key: f.kind.schema for f in s.fields}}
+        for s in _SECTIONS}
+    props.update({key: kind.schema for key, kind in _TOP.items()})
+    return {"type": "object", "additionalProperties": False,
+            "properties": {key: value for key, value in props.items() if key not in leave_out}}
 
 
 def _unknown(where: str, given: Mapping[str, Any], known: tuple[str, ...]) -> None:
@@ -278,11 +309,7 @@ def parse_contract(doc: object, source: str = "contract") -> Contract:
         contract = section.put(contract, replace(section.get(contract), **values))
     costs = contract.costs
     top: dict[str, Any] = {}
-    for key, kind in (("deviceResources", _Kind(_load_device_rules)),
-                      ("cpuAllocationRatio", _integer(1)),
-                      ("schedulerName", _string(_DNS_SUBDOMAIN, "a scheduler name (a DNS "
-                                                "subdomain such as podvirt-scheduler)")),
-                      ("launcherImage", _string(_IMAGE, "an image reference"))):
+    for key, kind in _TOP.items():
         if doc.get(key) is not None:
             try:
                 top[key] = kind.load(doc[key])

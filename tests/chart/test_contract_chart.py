@@ -3,13 +3,15 @@ extender, probe and device plugin mount and read with --contract, rolled on chan
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
 import pytest
 import yaml
 
-from podvirt.vmspec.contract import DEFAULT_CONTRACT, Contract, parse_contract
+from podvirt.vmspec.contract import (CHART_DERIVED, DEFAULT_CONTRACT, Contract,
+                                     document_schema, parse_contract)
 
 from .conftest import CHART, RenderError, find
 
@@ -32,7 +34,7 @@ def test_default_values_are_the_code_defaults(render):
     """values.yaml lists every default (for users to read); they are the code's."""
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     expected = {key: value for key, value in DEFAULT_CONTRACT.document().items()
-                if key not in ("schedulerName", "launcherImage", "deviceResources")}
+                if key not in CHART_DERIVED}
     assert values["contract"] == expected
     assert rendered_contract(render()) == replace(
         DEFAULT_CONTRACT, launcher_image="ghcr.io/podvirt/launcher:0.1.0")
@@ -102,10 +104,28 @@ def test_webhook_pod_annotations_keep_the_checksum(render):
     assert set(template["metadata"]["annotations"]) == {"checksum/contract", "a.io/b"}
 
 
-@pytest.mark.parametrize("key", ["schedulerName", "launcherImage", "deviceResources"])
-def test_keys_the_chart_derives_are_refused_in_contract_values(render, key):
-    with pytest.raises(RenderError, match=f"contract.{key} is set by the chart"):
-        render({"contract": {key: "x"}})
+def test_values_schema_is_the_contracts():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["properties"]["contract"] == document_schema(CHART_DERIVED)
+
+
+@pytest.mark.parametrize("contract, where", [
+    pytest.param({"schedulerName": "x"}, "'/contract': additional properties 'schedulerName'",
+                 id="derived-key"),
+    pytest.param({"limits": {"maxVcpu": 8}}, "'/contract/limits': additional properties "
+                 "'maxVcpu'", id="unknown-key"),
+    pytest.param({"limits": {"maxVcpus": "8"}}, "'/contract/limits/maxVcpus': got string, "
+                 "want integer", id="wrong-type"),
+    pytest.param({"overhead": {"perVcpu": "8Mx"}}, "'/contract/overhead/perVcpu': '8Mx' does "
+                 "not match", id="bad-quantity"),
+    pytest.param({"resourceNames": {"kvm": "kvm"}}, "'/contract/resourceNames/kvm': 'kvm' does "
+                 "not match", id="bad-resource-name"),
+])
+def test_bad_contract_values_fail_the_install_naming_the_field(render, contract, where):
+    """Before any pod starts (helm checks values.schema.json), not as crash-looping pods."""
+    with pytest.raises(RenderError) as info:
+        render({"contract": contract})
+    assert where in str(info.value)
 
 
 def test_local_cluster_values_render_its_contract(render):

@@ -79,13 +79,9 @@ seccompProfile:
 {{- end -}}
 
 {{/* The contract file (podvirt/vmspec/contract.py): the contract values plus the keys the
-chart knows from values of their own, each set in one place. */}}
+chart knows from values of their own, each set in one place (values.schema.json refuses
+them in contract:). */}}
 {{- define "podvirt.contract" -}}
-{{- range $key := list "schedulerName" "launcherImage" "deviceResources" -}}
-{{- if hasKey $.Values.contract $key -}}
-{{- fail (printf "contract.%s is set by the chart: use scheduler.name, launcherImage and passthrough.resources" $key) -}}
-{{- end -}}
-{{- end -}}
 {{- $doc := deepCopy .Values.contract -}}
 {{- $_ := set $doc "schedulerName" .Values.scheduler.name -}}
 {{- $_ := set $doc "launcherImage" (include "podvirt.launcherImage" .) -}}
