@@ -165,7 +165,8 @@ def test_certs_hooks_issue_the_secret_and_inject_the_ca(kube, release):
     job_args = {j["metadata"]["annotations"]["helm.sh/hook"]:
                 j["spec"]["template"]["spec"]["containers"][0]["args"]
                 for j in hooks if j["kind"] == "Job"}
-    pre, post = job_args["pre-install,pre-upgrade"], job_args["post-install,post-upgrade"]
+    pre = job_args["pre-install,pre-upgrade,pre-rollback"]
+    post = job_args["post-install,post-upgrade,post-rollback"]
 
     assert "created" in run_hook(kube, pre)
     assert "kept" in run_hook(kube, pre)            # an upgrade keeps a good certificate
