@@ -300,3 +300,19 @@ def test_a_domain_xmls_tcg_cache_is_held_to_the_contracts_price():
         _extender_filter(DEFAULT_CONTRACT, pod)["FailedAndUnresolvableNodes"]["n1"]
     assert _admit(dear, pod).allowed
     assert _extender_filter(dear, pod)["NodeNames"] == ["n1"]
+
+
+def test_migrate_reads_the_source_under_its_own_contract():
+    """A VM admitted under wider limits than the defaults can still be moved: the plugin
+    parses the source pod as its launcher did."""
+    from podvirt.plugin.migrate import target_manifest
+    from podvirt.plugin.target import PluginError
+    wide = parse_contract({"limits": {"maxVcpus": 128}})
+    source = _pod({k.MEMORY: "2Gi", k.DISKS: "root=pvc:root", k.VCPUS: "100"})
+    source["spec"]["nodeName"] = "n1"
+    with pytest.raises(PluginError, match=k.VCPUS):
+        target_manifest(source, "vm1-mig-1")        # no stamp: the defaults (64 vCPUs)
+    source["metadata"]["annotations"][k.CONTRACT] = wide.to_json()
+    target = target_manifest(source, "vm1-mig-1")
+    assert target["metadata"]["annotations"][k.VCPUS] == "100"
+    assert k.CONTRACT not in target["metadata"]["annotations"]   # the webhook stamps it anew
