@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from podvirt.cluster.node import NODE_NAME, NodeLayout
+from podvirt.vmspec.contract import CHART_DERIVED, DEFAULT_CONTRACT, Contract
 
 CHART = Path(__file__).resolve().parent.parent / "charts" / "podvirt"
 RELEASE = "podvirt"
@@ -39,14 +40,25 @@ class ChartError(RuntimeError):
     """helm failed or the release's pods did not become ready; the message says which."""
 
 
-def local_values(layout: NodeLayout) -> dict[str, Any]:
+def contract_values(contract: Contract) -> dict[str, Any]:
+    """The chart values that render `contract` into the chart's contract ConfigMap: its
+    `contract:` block, and the values the chart derives the other keys from (the launcher
+    image is the chart's launcherImage, here the image built locally)."""
+    doc = contract.document()
+    return {"contract": {key: value for key, value in doc.items() if key not in CHART_DERIVED},
+            "scheduler": {"name": doc["schedulerName"]},
+            "passthrough": {"resources": doc["deviceResources"]}}
+
+
+def local_values(layout: NodeLayout, contract: Contract = DEFAULT_CONTRACT) -> dict[str, Any]:
     """Values for the local cluster: the images built here (never pulled: no registry),
     podvirt's own pods on the real node (kwok's nodes run nothing), one webhook replica
     (its anti-affinity wants a second node), the node agents on the real node with its
     kubelet's private root dir; the evacuator may move a VM within the one real node
-    (an eviction then still migrates it; a drain cordons the node and cannot)."""
+    (an eviction then still migrates it; a drain cordons the node and cannot); the
+    contract's values."""
     on_node = {"kubernetes.io/hostname": NODE_NAME}
-    return {
+    return {**contract_values(contract),
         "image": {"repository": IMAGE_REPOSITORY, "tag": IMAGE_TAG, "pullPolicy": "Never"},
         "launcherImage": {"repository": LAUNCHER_REPOSITORY, "tag": IMAGE_TAG,
                           "pullPolicy": "Never"},

@@ -26,6 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="with --no-node: do not run podvirt webhook")
     up.add_argument("--no-extender", action="store_true",
                     help="with --no-node: schedule without the podvirt extender")
+    up.add_argument("--contract", type=Path, metavar="FILE",
+                    help="the contract (limits, costs, resource names, scheduler name: "
+                         "podvirt/vmspec/contract.py) for the webhook and extender, or the "
+                         "chart's contract values (default: the built-in defaults)")
     up.add_argument("--timeout", type=float, default=60.0,
                     help="seconds each component may take to become ready (default 60)")
     up.set_defaults(func=run_up)
@@ -55,7 +59,7 @@ def run_up(args: argparse.Namespace) -> int:
     cluster = _cluster(args)
     options = UpOptions(inventory=args.inventory or DEFAULT_INVENTORY,
                         webhook=not args.no_webhook, extender=not args.no_extender,
-                        node=not args.no_node, timeout=args.timeout)
+                        node=not args.no_node, timeout=args.timeout, contract=args.contract)
     try:
         cluster.up(options)
     except (ClusterError, InventoryError, BinaryError, ComponentError, TimeoutError,

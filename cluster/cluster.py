@@ -33,8 +33,8 @@ from podvirt.cluster.binaries import Binaries, locate
 from podvirt.cluster.layout import Layout, default_state_dir
 from podvirt.cluster.node import NodeLayout
 from podvirt.cluster.processes import Probe
-from podvirt.vmspec import DEFAULT_COSTS
 from podvirt.vmspec import keys as k
+from podvirt.vmspec.contract import DEFAULT_CONTRACT, Contract, ContractInvalid, load_contract
 
 Progress = Callable[[str], None]
 
@@ -63,9 +63,9 @@ def extender_available() -> bool:
 
 
 def vm_scheduler_name() -> str:
-    """The scheduler profile for VM pods that the extender's scheduler config defines."""
-    from podvirt.extender.schedconfig import VM_SCHEDULER
-    return VM_SCHEDULER
+    """The scheduler profile for VM pods without a contract file (UpOptions.contract): the
+    VM profile of the extender's scheduler config."""
+    return DEFAULT_CONTRACT.scheduler_name
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,9 @@ class UpOptions:
     # extender then run as pods, not as the host processes the two flags above choose).
     node: bool = True
     chart_timeout: float = 300.0    # helm install --wait, image builds not included
+    # The contract file (vmspec/contract.py) the webhook and extender get as --contract, or
+    # the chart as its `contract:` values; None: the defaults.
+    contract: Path | None = None
 
 
 class Cluster:
@@ -172,6 +175,10 @@ class Cluster:
             self._progress(f"removing stale state in {self.state_dir}")
         self.layout.clear()
         nodes = inventory.load(options.inventory)   # fail on a bad inventory before starting
+        try:
+            contract = load_contract(options.contract) if options.contract else DEFAULT_CONTRACT
+        except ContractInvalid as exc:
+            raise ClusterError(f"contract: {exc}") from None
         # With the real node podvirt runs from its chart; host processes only without it.
         use_webhook = options.webhook and not options.node and webhook_available()
         use_extender = options.extender and not options.node and extender_available()
@@ -183,7 +190,7 @@ class Cluster:
             nodehost.check_prerequisites()
         started = time.monotonic()
         try:
-            current = self._up(options, nodes, use_webhook, use_extender)
+            current = self._up(options, nodes, use_webhook, use_extender, contract)
         except BaseException:
             self._progress(f"cluster up failed; stopping what started (logs in {self.layout.logs})")
             self._stop_all(keep_state=True)
@@ -242,7 +249,7 @@ class Cluster:
         self._record(name, "ready", time.monotonic() - self._spawned[name])
 
     def _up(self, options: UpOptions, nodes: tuple[inventory.FakeNode, ...],
-            use_webhook: bool, use_extender: bool) -> state.ClusterRecord:
+            use_webhook: bool, use_extender: bool, contract: Contract) -> state.ClusterRecord:
         layout = self.layout
         self._spawned = {}
         for d in (layout.root, layout.logs, layout.config):
@@ -277,8 +284,12 @@ class Cluster:
             current = self._start_containerd(current, keys, node_ports)
         # With the extender, VM pods go to its VM profile (see schedconfig); without it
         # the scheduler has only the stock profile until the chart brings one.
-        vm_scheduler = vm_scheduler_name() if use_extender else "default-scheduler"
-        current = self._start_api(current, b, keys, ports, options, use_webhook, vm_scheduler,
+        if not use_extender:
+            contract = dataclasses.replace(contract, scheduler_name="default-scheduler")
+        # One file for both host processes: they parse and price VMs alike.
+        contract_file = layout.config / "contract.yaml"
+        contract_file.write_text(yaml.safe_dump(contract.document(), sort_keys=False))
+        current = self._start_api(current, b, keys, ports, options, use_webhook, contract_file,
                                   address)
         current = self._start(current, "kube-controller-manager",
                               components.kube_controller_manager(
@@ -286,13 +297,13 @@ class Cluster:
                                   hostpath_provisioner=options.node),
                               ports.controller_manager,
                               Probe(f"https://127.0.0.1:{ports.controller_manager}/healthz"))
-        current = self._start_addons(current, b, keys, ports, use_extender,
-                                     options.vm_nodes_percentage)
+        current = self._start_addons(current, b, keys, ports, use_extender, contract_file,
+                                     contract.scheduler_name, options.vm_nodes_percentage)
         if node_ports is not None:
             current = self._start_node(current, b, built, node_ports, options)
         self._populate(current, keys, ports, nodes, options, use_webhook)
         if options.node:
-            current = self._install_podvirt(current, b, ports, options)
+            current = self._install_podvirt(current, b, ports, options, contract)
         return current
 
     def _kubeconfig(self, name: str) -> Path:
@@ -302,7 +313,7 @@ class Cluster:
 
     def _start_api(self, current: state.ClusterRecord, b: Binaries, keys: pki.Pki,
                    ports: components.Ports, options: UpOptions,
-                   use_webhook: bool, vm_scheduler: str, address: str) -> state.ClusterRecord:
+                   use_webhook: bool, contract_file: Path, address: str) -> state.ClusterRecord:
         """etcd, then kube-apiserver; the webhook boots alongside the API server."""
         layout, ca = self.layout, str(keys.ca)
         current = self._start(current, "etcd", components.etcd(b, layout, ports), ports.etcd,
@@ -314,16 +325,16 @@ class Cluster:
                               ports.apiserver, Probe(f"{current.server}/readyz", ca, admin))
         if use_webhook:
             current = self._start(current, "webhook",
-                                  components.webhook(layout, ports, options.webhook_workers,
-                                                     vm_scheduler),
+                                  components.webhook(layout, ports, contract_file,
+                                                     options.webhook_workers),
                                   ports.webhook,
                                   Probe(f"https://127.0.0.1:{ports.webhook}/healthz", ca))
         self._wait(current, "kube-apiserver", options.timeout)
         return current
 
     def _start_addons(self, current: state.ClusterRecord, b: Binaries, keys: pki.Pki,
-                      ports: components.Ports, use_extender: bool,
-                      vm_nodes_percentage: int = 100) -> state.ClusterRecord:
+                      ports: components.Ports, use_extender: bool, contract_file: Path,
+                      vm_scheduler: str, vm_nodes_percentage: int = 100) -> state.ClusterRecord:
         """Extender, kube-scheduler (configured for the extender) and kwok, all at once."""
         layout = self.layout
         extender_yaml = None
@@ -332,8 +343,10 @@ class Cluster:
             extender_url = f"https://127.0.0.1:{ports.extender}"
             extender_yaml = render_scheduler_config(extender_url, ca_file=str(keys.ca),
                                                     kubeconfig=str(layout.kubeconfig),
+                                                    scheduler_name=vm_scheduler,
                                                     vm_nodes_percentage=vm_nodes_percentage)
-            current = self._start(current, "extender", components.extender(layout, ports),
+            current = self._start(current, "extender",
+                                  components.extender(layout, ports, contract_file),
                                   ports.extender, Probe(f"{extender_url}/healthz", str(keys.ca)))
         current = self._start_scheduler(current, b, ports, extender_yaml)
         kwok_file = layout.config / "kwok.yaml"
@@ -387,15 +400,17 @@ class Cluster:
                            Probe(f"http://127.0.0.1:{ports.proxy_healthz}/livez"))
 
     def _install_podvirt(self, current: state.ClusterRecord, b: Binaries,
-                         ports: components.Ports, options: UpOptions) -> state.ClusterRecord:
+                         ports: components.Ports, options: UpOptions,
+                         contract: Contract) -> state.ClusterRecord:
         """helm install of the chart, then the host's kube-scheduler restarted with the
         chart's scheduler configuration (the extender behind its Service)."""
         values = self.layout.config / "podvirt-values.yaml"
-        values.write_text(yaml.safe_dump(chart.local_values(self.node_layout), sort_keys=False))
+        values.write_text(yaml.safe_dump(chart.local_values(self.node_layout, contract),
+                                         sort_keys=False))
         with self._step("podvirt chart", "installed (helm install --wait)"):
             chart.install(self._helm_binary(), self.kubeconfig, values, options.chart_timeout)
         api = self.api_client()
-        resources = (k.VM_MARKER_RESOURCE, DEFAULT_COSTS.resources.tun)
+        resources = (k.VM_MARKER_RESOURCE, contract.costs.resources.tun)
         with self._step("node agents", "advertising " + ", ".join(resources)):
             chart.wait_node_resources(api, resources, options.timeout)
         config = chart.scheduler_config(api, self.layout.config / "podvirt-ca.crt")

@@ -146,15 +146,15 @@ def _podvirt(*args: str) -> list[str]:
     return [sys.executable, "-m", "podvirt.cli", *args]
 
 
-def webhook(layout: Layout, ports: Ports, workers: int = 1,
-            scheduler_name: str = "default-scheduler") -> list[str]:
-    """`scheduler_name`: the scheduler profile VM pods are rendered for."""
+def webhook(layout: Layout, ports: Ports, contract: Path, workers: int = 1) -> list[str]:
+    """`contract`: the file the extender gets too (the scheduler profile VM pods are
+    rendered for is its schedulerName)."""
     return _podvirt("webhook", f"--port={ports.webhook}", "--bind=127.0.0.1",
                     f"--cert={layout.pki / 'webhook.crt'}", f"--key={layout.pki / 'webhook.key'}",
-                    f"--workers={workers}", f"--scheduler-name={scheduler_name}")
+                    f"--workers={workers}", f"--contract={contract}")
 
 
-def extender(layout: Layout, ports: Ports) -> list[str]:
+def extender(layout: Layout, ports: Ports, contract: Path) -> list[str]:
     return _podvirt("extender", f"--port={ports.extender}", "--bind=127.0.0.1",
                     f"--cert={layout.pki / 'extender.crt'}", f"--key={layout.pki / 'extender.key'}",
-                    f"--kubeconfig={layout.kubeconfig}")
+                    f"--kubeconfig={layout.kubeconfig}", f"--contract={contract}")

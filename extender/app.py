@@ -27,7 +27,7 @@ from podvirt.extender.scheduling import VerdictMemo, filter_pod, prioritize_pod
 from podvirt.extender.state import WatchedCluster
 from podvirt import drain, wirejson
 from podvirt.httpbody import BodyTooLarge, NotJSON, parse_json, read_body
-from podvirt.vmspec import DEFAULT_COSTS, CostSettings
+from podvirt.vmspec.contract import DEFAULT_CONTRACT, Contract
 
 log = logging.getLogger(__name__)
 NOT_READY = "podvirt extender not ready: waiting for the first full list of nodes and pods"
@@ -37,7 +37,8 @@ _BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0
 @dataclass(frozen=True)
 class Settings:
     policy: Policy = DEFAULT_POLICY
-    costs: CostSettings = DEFAULT_COSTS
+    # Limits, costs and device resources: the very contract the webhook admits pods under.
+    contract: Contract = DEFAULT_CONTRACT
     # A NodeList of 5000 nodes (nodeCacheCapable false) is ~25 MB; NodeNames far less.
     max_body_bytes: int = 32 * 2**20
     clock: Callable[[], float] = field(default=time.time)
@@ -113,22 +114,24 @@ def create_app(state: WatchedCluster, settings: Settings = Settings(), *,
 
     def filter_answer(args: wire.ExtenderArgs) -> Any:
         outcome = filter_pod(state, args.pod, args.names, now=settings.clock(),
-                             policy=settings.policy, costs=settings.costs,
-                             facts=node_overrides(args), memo=memo)
+                             policy=settings.policy, costs=settings.contract.costs,
+                             limits=settings.contract.limits, facts=node_overrides(args),
+                             memo=memo)
         for category, n in outcome.rejected.items():
             metrics.rejected.labels(category).inc(n)
         return wire.filter_result(args, outcome)
 
     def prioritize_answer(args: wire.ExtenderArgs) -> Any:
         return wire.priority_list(prioritize_pod(
-            state, args.pod, args.names, policy=settings.policy, costs=settings.costs,
-            facts=node_overrides(args), memo=score_memo))
+            state, args.pod, args.names, policy=settings.policy, costs=settings.contract.costs,
+            limits=settings.contract.limits, facts=node_overrides(args), memo=score_memo))
 
     def bind_answer(req: Any) -> Any:
         if api is None:
             return bind_result(req, "podvirt extender has no Kubernetes API client configured")
         return bind_result(req, bind(state, api, req, policy=settings.policy,
-                                     costs=settings.costs, now=settings.clock))
+                                     costs=settings.contract.costs, now=settings.clock,
+                                     limits=settings.contract.limits))
 
     def bind_result(req: Any, error: str) -> Any:
         metrics.binds.labels("error" if error else "bound").inc()

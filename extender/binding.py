@@ -17,7 +17,7 @@ from podvirt.extender.decide import DevicesUnavailable, Policy, choose_devices, 
 from podvirt.extender.kube import ApiWriter
 from podvirt.extender.scheduling import vm_shape
 from podvirt.extender.state import WatchedCluster
-from podvirt.vmspec import CostSettings, SpecInvalid
+from podvirt.vmspec import DEFAULT_LIMITS, CostSettings, Limits, SpecInvalid
 from podvirt.vmspec import keys as k
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class BindRequest:
 
 
 def bind(state: WatchedCluster, api: ApiWriter, req: BindRequest, *, policy: Policy,
-         costs: CostSettings, now: Callable[[], float]) -> str:
+         costs: CostSettings, now: Callable[[], float], limits: Limits = DEFAULT_LIMITS) -> str:
     """Error text for the scheduler ("" when the pod is bound)."""
     where = f"pod {req.pod_namespace}/{req.pod_name} on node {req.node}"
     pod = state.pod(req.pod_namespace, req.pod_name)
@@ -47,7 +47,7 @@ def bind(state: WatchedCluster, api: ApiWriter, req: BindRequest, *, policy: Pol
     if req.pod_uid and uid != req.pod_uid:
         return f"binding {where}: pod UID is {uid}, the scheduler asked for {req.pod_uid}"
     try:
-        shape = vm_shape(pod, costs)
+        shape = vm_shape(pod, costs, limits)
     except SpecInvalid as exc:
         return f"binding {where}: invalid VM spec: {exc}"
 

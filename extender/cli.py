@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,9 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quarantine-failures", type=int, default=3, metavar="N",
                    help="avoid a node after N VM start failures within the window (0: never)")
     p.add_argument("--quarantine-window", type=float, default=600.0, metavar="SECONDS")
-    from podvirt.vmspec import devicemap
-    p.add_argument("--device-resources", type=devicemap.argument, default=devicemap.NO_RULES,
-                   metavar="RULES", help=devicemap.ARGUMENT_HELP)
+    from podvirt.vmspec import contract
+    p.add_argument("--contract", type=Path, default=None,
+                   metavar="FILE", help=contract.ARGUMENT_HELP + "; --print-scheduler-config "
+                   "names its schedulerName as the VM profile")
     p.add_argument("--max-body-bytes", type=int, default=32 * 2**20)
     p.add_argument("--print-scheduler-config", metavar="KUBECONFIG",
                    help="print a KubeSchedulerConfiguration for this extender (the scheduler "
@@ -46,24 +48,29 @@ def run(args: argparse.Namespace) -> int:
     if args.quarantine_failures < 0 or args.quarantine_window <= 0:
         raise SystemExit("podvirt extender: --quarantine-failures must be >= 0 and "
                          "--quarantine-window > 0")
+    from podvirt.vmspec.contract import load_at_start
+    contract = load_at_start(args.contract, "podvirt extender")
     if args.print_scheduler_config:
         from podvirt.extender.schedconfig import render_scheduler_config
         scheme = "https" if args.cert else "http"
-        print(render_scheduler_config(f"{scheme}://{args.bind}:{args.port}", ca_file=args.ca,
-                                      kubeconfig=args.print_scheduler_config,
-                                      vm_nodes_percentage=args.vm_nodes_percentage), end="")
+        try:
+            print(render_scheduler_config(f"{scheme}://{args.bind}:{args.port}", ca_file=args.ca,
+                                          kubeconfig=args.print_scheduler_config,
+                                          scheduler_name=contract.scheduler_name,
+                                          vm_nodes_percentage=args.vm_nodes_percentage), end="")
+        except ValueError as exc:      # e.g. a contract whose schedulerName is the stock one
+            raise SystemExit(f"podvirt extender: {exc}") from None
         return 0
+    import logging
     from podvirt import loglines
     loglines.configure("%(asctime)s %(levelname)s %(name)s: %(message)s")
     from podvirt.extender.app import Settings
     from podvirt.extender.decide import Policy
     from podvirt.extender.serve import ServeOptions, serve
-    from dataclasses import replace
-    from podvirt.vmspec import DEFAULT_COSTS
     settings = Settings(policy=Policy(args.policy, args.quarantine_failures,
                                       args.quarantine_window),
-                        costs=replace(DEFAULT_COSTS, devices=args.device_resources),
-                        max_body_bytes=args.max_body_bytes)
+                        contract=contract, max_body_bytes=args.max_body_bytes)
+    logging.getLogger("podvirt.extender").info("contract %s", contract.digest)
     options = ServeOptions(bind=args.bind, port=args.port, cert=args.cert, key=args.key,
                            kubeconfig=args.kubeconfig, worker_class=args.worker_class,
                            threads=args.threads, drain_seconds=args.drain_seconds,

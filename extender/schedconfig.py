@@ -16,9 +16,11 @@ from typing import Any
 
 import yaml
 
+# The profile VM pods name by default (the contract's schedulerName).
+from podvirt.vmspec.contract import VM_SCHEDULER
+
 _DURATION = re.compile(r"^([0-9]+)(ms|s|m)$")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-VM_SCHEDULER = "podvirt-scheduler"        # the profile VM pods name (webhook --scheduler-name)
 PLAIN_SCHEDULER = "default-scheduler"
 
 

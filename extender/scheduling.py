@@ -10,7 +10,8 @@ from typing import Any, Mapping, Sequence
 from podvirt.extender.decide import Policy, Verdict, VMShape, filter_node, score_nodes
 from podvirt.extender.facts import EMPTY_USAGE, NodeOffer, pod_requests
 from podvirt.extender.state import WatchedCluster, NodeView
-from podvirt.vmspec import CostSettings, SpecInvalid, demand, is_vm_pod, parse_vm
+from podvirt.vmspec import (DEFAULT_LIMITS, CostSettings, Limits, SpecInvalid, demand,
+                            is_vm_pod, parse_vm)
 
 UNKNOWN_NODE = Verdict("node is not known to the extender yet (no watch event for it)",
                        False, "unknown-node")
@@ -54,14 +55,16 @@ class VerdictMemo:
             return table
 
 
-def vm_shape(pod: Mapping[str, Any], costs: CostSettings) -> VMShape | None:
+def vm_shape(pod: Mapping[str, Any], costs: CostSettings,
+             limits: Limits = DEFAULT_LIMITS) -> VMShape | None:
     """The shape of the VM a launcher pod carries, with the pod's whole requests (the
     launcher plus sidecars: the whole resource fit); None for other pods, SpecInvalid if
-    the VM is broken."""
+    the VM is broken. `limits` and `costs`: the contract's, the webhook's own."""
     meta = pod.get("metadata") or {}
     if not is_vm_pod(meta.get("labels")):
         return None
-    spec = parse_vm(meta.get("annotations"), name=str(meta.get("name") or "vm"))
+    spec = parse_vm(meta.get("annotations"), name=str(meta.get("name") or "vm"), limits=limits,
+                    tcg_cache_bytes=costs.overhead.tcg_cache)
     # pci: requests match only devices of the resource the pod requests (devicemap.py).
     spec = replace(spec, devices=costs.devices.resolve(spec.devices))
     return VMShape.of(spec, demand(spec, costs), pod_requests(pod))
@@ -77,11 +80,12 @@ def _views(state: WatchedCluster, facts: Mapping[str, NodeOffer] | None) -> dict
 
 def filter_pod(state: WatchedCluster, pod: Mapping[str, Any], names: Sequence[str], *,
                now: float, policy: Policy, costs: CostSettings,
+               limits: Limits = DEFAULT_LIMITS,
                facts: Mapping[str, NodeOffer] | None = None,
                memo: VerdictMemo | None = None) -> FilterOutcome:
     """`facts` overrides the watched node facts (the scheduler sent whole Node objects)."""
     try:
-        shape = vm_shape(pod, costs)
+        shape = vm_shape(pod, costs, limits)
     except SpecInvalid as exc:
         reason = f"invalid VM spec: {exc}"
         return FilterOutcome([], {}, {n: reason for n in names}, Counter({"invalid-spec": len(names)}))
@@ -111,11 +115,12 @@ def filter_pod(state: WatchedCluster, pod: Mapping[str, Any], names: Sequence[st
 
 def prioritize_pod(state: WatchedCluster, pod: Mapping[str, Any], names: Sequence[str], *,
                    policy: Policy, costs: CostSettings,
+                   limits: Limits = DEFAULT_LIMITS,
                    facts: Mapping[str, NodeOffer] | None = None,
                    memo: VerdictMemo | None = None) -> list[tuple[str, int]]:
     """Scores for the nodes; 0 for all when the pod is not a (valid) VM or a node is unknown."""
     try:
-        shape = vm_shape(pod, costs)
+        shape = vm_shape(pod, costs, limits)
     except SpecInvalid:
         shape = None
     if shape is None:

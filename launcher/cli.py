@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from podvirt.vmspec.model import CONSOLE_SOCKET, POD_ROOT
 
@@ -52,10 +53,10 @@ def register(subparsers) -> None:
     probe.add_argument("--proc-root", default="/proc")
     probe.add_argument("--pci-sys-root", metavar="DIR",
                        help="sysfs root to scan PCI devices in (default: --sys-root)")
-    from podvirt.vmspec import devicemap
-    probe.add_argument("--device-resources", type=devicemap.argument,
-                       default=devicemap.NO_RULES, metavar="RULES",
-                       help=devicemap.ARGUMENT_HELP)
+    from podvirt.vmspec import contract
+    probe.add_argument("--contract", type=Path, default=None,
+                       metavar="FILE", help=contract.ARGUMENT_HELP + " (the probe reads its "
+                       "deviceResources: what podvirt.io/pci-devices names each device)")
     probe.add_argument("--kvm-check-guest", metavar="DIR", help=KVM_GUEST_HELP)
     probe.add_argument("--once", action="store_true", help="probe once instead of looping")
     probe.add_argument("--interval", type=float, default=300.0, help="seconds between probes")
@@ -87,7 +88,6 @@ def _reporter(args):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
     from podvirt.launcher.daemons import namespaces_available
     from podvirt.launcher.run import LaunchConfig, Launcher
     _setup_logging()
@@ -111,9 +111,10 @@ def _probe(args: argparse.Namespace) -> int:
     import json
     import logging
     import time
-    from pathlib import Path
     from podvirt.launcher.kvm import check_kvm
     from podvirt.launcher.probe import capacity_patch, gather_facts, node_patch
+    from podvirt.vmspec.contract import load_at_start
+    contract = load_at_start(args.contract, "podvirt launcher probe")
     _setup_logging()
     api = None
     if args.node:
@@ -126,7 +127,7 @@ def _probe(args: argparse.Namespace) -> int:
         facts = gather_facts(sys_root=Path(args.sys_root), proc_root=Path(args.proc_root),
                              kvm=check_kvm(guest_dirs=guest_dirs),
                              pci_sys_root=Path(args.pci_sys_root) if args.pci_sys_root
-                             else None, resources=args.device_resources)
+                             else None, resources=contract.costs.devices)
         print(json.dumps(facts.to_json(), indent=2), flush=True)
         if api is not None:
             from kubernetes.client.exceptions import ApiException

@@ -285,7 +285,8 @@ def user_domain_xml(spec: VMSpec, ctx: HostContext) -> str:
     filled = fill_placeholders(spec.domain_xml, name=spec.name, uuid=ctx.uuid,
                                memory_kib=spec.memory_bytes // 1024, vcpus=spec.vcpus,
                                disk_paths={d.name: d.path for d in ctx.disks})
-    root = sanitize_domain(filled, spec=spec, assigned=ctx.assigned, host_cpus=ctx.host_cpus)
+    root = sanitize_domain(filled, spec=spec, assigned=ctx.assigned, host_cpus=ctx.host_cpus,
+                           tcg_cache_bytes=ctx.tcg_cache_bytes)
     root.set("type", "kvm" if ctx.accel == "kvm" else "qemu")
     if ctx.accel == "tcg":
         feats = root.find("features")

@@ -49,12 +49,12 @@ from podvirt.launcher.supervision.events import ActionRequested, CallReturned, \
     StopSignal, Tick
 from podvirt.launcher.supervision.machine import Guest, State
 from podvirt.launcher.virt import Hypervisor, LibvirtError
-from podvirt.vmspec import SpecInvalid, parse_vm
+from podvirt.vmspec import SpecInvalid
 from podvirt.vmspec import keys as k
 from podvirt.vmspec.domainxml import DomainXMLRejected
 from podvirt.vmspec.downward import DownwardFileError, parse_annotations_file
 from podvirt.vmspec.model import CLOUD_INIT_DIR, CONSOLE_SOCKET, POD_ROOT, VMSpec
-from podvirt.vmspec.overhead import OverheadConstants
+from podvirt.vmspec.contract import DEFAULT_CONTRACT, Contract, ContractInvalid, contract_of_pod
 
 log = logging.getLogger("podvirt.launcher")
 
@@ -95,14 +95,17 @@ class LaunchFailed(Exception):
         self.code, self.reason = code, reason
 
 
-def load_spec(spec_file: Path, name: str) -> tuple[VMSpec, dict[str, str]]:
+def load_spec(spec_file: Path, name: str) -> tuple[VMSpec, dict[str, str], Contract]:
+    """The VM, the pod's annotations and the contract the webhook admitted it under: the
+    VM is parsed with that contract's limits, as the webhook parsed it."""
     try:
         annotations = parse_annotations_file(spec_file.read_text())
-        return parse_vm(annotations, name=name), annotations
+        contract = contract_of_pod(annotations)
+        return contract.parse_vm(annotations, name=name), annotations, contract
     except OSError as exc:
         raise LaunchFailed(EXIT_CONFIG, "SpecUnreadable",
                            f"cannot read {spec_file}: {exc.strerror}") from None
-    except (DownwardFileError, SpecInvalid) as exc:
+    except (DownwardFileError, SpecInvalid, ContractInvalid) as exc:
         raise LaunchFailed(EXIT_CONFIG, "SpecInvalid", f"{spec_file}: {exc}") from None
 
 
@@ -160,6 +163,7 @@ class Launcher:
         self.memory_at_start = MemoryCgroup(None, None)
         self.pod_name = ""
         self.channel: IncomingRelay | OutgoingRelay | None = None   # a migration's relay
+        self.contract = DEFAULT_CONTRACT       # the pod's podvirt.io/contract, once read
 
     def _publish(self, **changes) -> None:
         new = self.status.with_(**changes)
@@ -185,7 +189,7 @@ class Launcher:
         self.memory_at_start = read_memory_cgroup(cfg.cgroup_root)
         try:
             try:
-                spec, annotations = load_spec(cfg.spec_file, name)
+                spec, annotations, self.contract = load_spec(cfg.spec_file, name)
                 assigned = parse_assigned_devices(annotations.get(k.ASSIGNED_DEVICES))
                 check_allocation(assigned, allocated_addresses(os.environ))
                 if assigned:
@@ -278,7 +282,7 @@ class Launcher:
             passt_socket=str(self.passt.sock) if self.passt else None,
             nvram=str(work / "nvram.fd") if spec.firmware == "efi" else None,
             host_cpus=tuple(sorted(os.sched_getaffinity(0))),
-            tcg_cache_bytes=OverheadConstants().tcg_cache)
+            tcg_cache_bytes=self.contract.costs.overhead.tcg_cache)
 
     def _connect(self) -> None:
         uri = self.cfg.connect

@@ -13,7 +13,8 @@ _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei"
 _DECIMAL = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
             "k": Decimal(10**3), "M": Decimal(10**6), "G": Decimal(10**9),
             "T": Decimal(10**12), "P": Decimal(10**15), "E": Decimal(10**18)}
-_QUANTITY = re.compile(r"^([+-]?[0-9]+(?:\.[0-9]*)?|[+-]?\.[0-9]+)"
+# Public for schemas of files with quantities (the chart's values.schema.json).
+QUANTITY = re.compile(r"^([+-]?[0-9]+(?:\.[0-9]*)?|[+-]?\.[0-9]+)"
                        r"(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?$")
 # Longest accepted text: a quantity longer than this is a typo or an attack, not a size.
 _MAX_LEN = 64
@@ -37,7 +38,7 @@ def parse_decimal(text: str) -> Decimal:
     s = text.strip()
     if not s or len(s) > _MAX_LEN:
         raise QuantityError(f"{text!r} is not a quantity (e.g. 512Mi, 4Gi, 250m)")
-    m = _QUANTITY.match(s)
+    m = QUANTITY.match(s)
     if not m:
         raise QuantityError(f"{text!r} is not a quantity (e.g. 512Mi, 4Gi, 250m)")
     number, suffix = m.group(1), m.group(2) or ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from podvirt.vmspec import SpecInvalid, is_vm_pod, keys as k, parse_vm, vm_annotations
+from podvirt.vmspec import SpecInvalid, is_vm_pod, keys as k, vm_annotations
 from podvirt.vmspec.mobility import strategy_problem
 from podvirt.webhook.qos import not_guaranteed
 from podvirt.webhook.render import (JsonPatch, diff_patch, override_warnings,
@@ -19,8 +19,10 @@ from podvirt.webhook.settings import RenderSettings
 from podvirt.webhook.wire import AdmissionRequest, AdmissionResponse, build_response
 
 UNPROCESSABLE = 422     # what the API server itself answers for an invalid object
-# Status keys a user may not set; podvirt.io/rendered is checked against its hash instead.
-_USER_SET_STATUS_KEYS = k.STATUS_KEYS - {k.RENDERED}
+# Status keys a user may not set. Rendering writes podvirt.io/rendered and
+# podvirt.io/contract, so they are on our own output (reinvocation): the rendered hash is
+# checked instead, and the contract is only accepted beside a matching one.
+_USER_SET_STATUS_KEYS = k.STATUS_KEYS - {k.RENDERED, k.CONTRACT}
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,9 @@ def decide(request: AdmissionRequest, settings: RenderSettings = RenderSettings(
                              if before.get(key) != after.get(key))
             return _deny("immutable", "the VM annotations are immutable; delete and recreate "
                          f"the pod to change them (changed: {', '.join(changed)})")
+        if (_meta(old).get("annotations") or {}).get(k.CONTRACT) != annotations.get(k.CONTRACT):
+            return _deny("immutable", f"{k.CONTRACT}: is the contract the VM was admitted "
+                         "under; it cannot change")
         old_strategy = (_meta(old).get("annotations") or {}).get(k.EVICTION_STRATEGY)
         if annotations.get(k.EVICTION_STRATEGY) != old_strategy:
             return _strategy_change(pod, annotations, settings)    # type: ignore[arg-type]
@@ -109,11 +114,13 @@ def decide(request: AdmissionRequest, settings: RenderSettings = RenderSettings(
             return _pass("already-rendered")
         return _deny("rendered-mismatch", f"{k.RENDERED}: is written by podvirt and does not "
                      "match the VM annotations; remove it")
+    if k.CONTRACT in annotations:
+        return _deny("status-keys", f"{k.CONTRACT}: is written by podvirt, not by users")
 
     meta = _meta(pod)
     name = meta.get("name") or meta.get("generateName") or "vm"
     try:
-        spec = parse_vm(annotations, name=str(name), limits=settings.limits)
+        spec = settings.contract.parse_vm(annotations, name=str(name))
     except SpecInvalid as exc:
         return _deny("invalid-spec", f"invalid VM spec: {exc}")
     if problem := strategy_problem(annotations, spec, meta.get("ownerReferences") or []):
@@ -132,7 +139,7 @@ def _strategy_change(pod: Mapping[str, Any], annotations: Mapping[str, str],
     """A running VM's podvirt.io/eviction-strategy may change, to a value that fits it."""
     meta = _meta(pod)
     try:
-        spec = parse_vm(annotations, name=str(meta.get("name") or "vm"), limits=settings.limits)
+        spec = settings.contract.parse_vm(annotations, name=str(meta.get("name") or "vm"))
     except SpecInvalid:     # admitted under other limits; the strategy alone is no risk
         return _pass("update-unparsable")
     if problem := strategy_problem(annotations, spec, meta.get("ownerReferences") or []):

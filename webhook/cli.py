@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from podvirt import drain
-    from podvirt.webhook.settings import DEFAULT_LAUNCHER_IMAGE, WORKER_CLASSES
+    from podvirt.vmspec import contract
+    from podvirt.webhook.settings import WORKER_CLASSES
     p = subparsers.add_parser("webhook", help="serve the mutating admission webhook",
                               description="Rewrite VM-annotated pods into launcher pods "
                                           "(POST /mutate, /healthz, /readyz, /metrics).")
@@ -27,13 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=4,
                    help="threads per worker (gthread only)")
     drain.add_arguments(p)
-    p.add_argument("--launcher-image", default=DEFAULT_LAUNCHER_IMAGE)
-    p.add_argument("--scheduler-name", default="default-scheduler")
+    # The launcher image, the scheduler name, the limits, costs and device resources are
+    # the contract's alone: a flag repeating one could set it here and not in the extender.
+    p.add_argument("--contract", type=Path, default=None,
+                   metavar="FILE", help=contract.ARGUMENT_HELP)
     p.add_argument("--launcher-service-account", default=None, metavar="NAME",
                    help="ServiceAccount for launcher pods (the chart's podvirt-launcher)")
-    from podvirt.vmspec import devicemap
-    p.add_argument("--device-resources", type=devicemap.argument, default=devicemap.NO_RULES,
-                   metavar="RULES", help=devicemap.ARGUMENT_HELP)
     p.add_argument("--no-vfio-memlock-capability", dest="vfio_memlock_capability",
                    action="store_false",
                    help="do not add CAP_SYS_RESOURCE to launchers of VMs with passthrough "
@@ -58,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     from podvirt import loglines
 
+    from podvirt.vmspec.contract import load_at_start
+    contract = load_at_start(args.contract, "podvirt webhook")
     for path in (args.cert, args.key):
         if not os.access(path, os.R_OK):
             print(f"podvirt webhook: cannot read {path}", file=sys.stderr)
@@ -82,15 +85,11 @@ def run(args: argparse.Namespace) -> int:
     from podvirt.webhook.app import create_app
     from podvirt.webhook.server import WebhookServer, gunicorn_options
     from podvirt.webhook.settings import RenderSettings
-    from dataclasses import replace
-    from podvirt.vmspec import DEFAULT_COSTS
 
-    settings = RenderSettings(launcher_image=args.launcher_image,
-                              scheduler_name=args.scheduler_name,
-                              launcher_service_account=args.launcher_service_account,
-                              grace_margin_seconds=args.grace_margin,
-                              vfio_memlock_capability=args.vfio_memlock_capability,
-                              costs=replace(DEFAULT_COSTS, devices=args.device_resources))
+    settings = RenderSettings.from_contract(
+        contract, launcher_service_account=args.launcher_service_account,
+        grace_margin_seconds=args.grace_margin,
+        vfio_memlock_capability=args.vfio_memlock_capability)
     options = gunicorn_options(bind=args.bind, port=args.port, cert=args.cert, key=args.key,
                                workers=args.workers, worker_class=args.worker_class,
                                threads=args.threads, drain_seconds=args.drain_seconds,
@@ -99,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     model = args.worker_class + (f" x {args.threads} threads" if args.worker_class == "gthread"
                                  else "")
     print(f"podvirt webhook: https://{args.bind}:{args.port} workers={args.workers} ({model}) "
-          f"metrics={metrics_dir}", file=sys.stderr, flush=True)
+          f"metrics={metrics_dir} contract={contract.digest}", file=sys.stderr, flush=True)
 
     # Connected in the worker, after gevent patched ssl (webhook/kube.py says why); a worker
     # without credentials stops the server with the reason instead of serving refusals.

@@ -251,6 +251,8 @@ def pod_policy(pod: Pod, ctx: RenderContext) -> None:
     annotations.update({"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT),
                         "prometheus.io/path": "/metrics"})
     annotations[k.RENDERED] = rendered_hash(meta.get("annotations"))
+    # The launcher parses the VM under the contract it was admitted with (contract.py).
+    annotations[k.CONTRACT] = ctx.settings.contract_json
 
 
 # libvirtd runs as root in the launcher container and forks QEMU through

@@ -34,6 +34,7 @@ def _seconds(value: str) -> float:
 
 
 def register(subparsers) -> None:
+    from podvirt.vmspec import contract
     names = ", ".join(s.name for s in devices.plugin_specs())
     parser = subparsers.add_parser(
         "device-plugin", help="serve /dev/kvm, /dev/net/tun and /dev/vhost-net to pods as "
@@ -51,8 +52,12 @@ def register(subparsers) -> None:
     parser.add_argument("--slots", type=_slots, default=devices.DEFAULT_SLOTS, metavar="N",
                         help="devices advertised per resource, all sharing the one node "
                              "(default %(default)s, kubelet's default pod limit)")
+    parser.add_argument("--contract", type=Path, default=None,
+                        metavar="FILE", help=contract.ARGUMENT_HELP + " (the plugin reads its "
+                        "resourceNames and deviceResources)")
     parser.add_argument("--resources", metavar="NAME[,NAME...]",
-                        help=f"serve only these (default: all of {names})")
+                        help=f"serve only these (default: all of {names}, as the contract's "
+                             "resourceNames call them)")
     vfio_group = parser.add_argument_group(
         "passthrough", "with --sys-root, also serve VFIO-bound PCI devices: one plugin per "
                        "resource, one device per PCI address")
@@ -63,10 +68,6 @@ def register(subparsers) -> None:
                             help="the host's directory of VFIO group nodes, handed to "
                                  "containers as /dev/vfio (seen under --dev-root; default "
                                  "%(default)s)")
-    from podvirt.vmspec import devicemap
-    vfio_group.add_argument("--device-resources", type=devicemap.argument,
-                            default=devicemap.NO_RULES, metavar="RULES",
-                            help=devicemap.ARGUMENT_HELP)
     vfio_group.add_argument("--node", default=os.environ.get("NODE_NAME"),
                             help="this node's name, to find the pods kubelet admits and "
                                  "prefer the devices the extender assigned them "
@@ -98,11 +99,13 @@ def _setup_logging() -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from podvirt.vmspec.contract import load_at_start
+    contract = load_at_start(args.contract, "podvirt device-plugin")
     names = None
     if args.resources is not None:
         names = [n.strip() for n in args.resources.split(",") if n.strip()]
     try:
-        specs = devices.select_specs(devices.plugin_specs(), names)
+        specs = devices.select_specs(devices.plugin_specs(contract.costs.resources), names)
     except ValueError as e:
         return _error(f"--resources: {e}", 2)
     problem = (_check_dir(args.plugin_dir, "plugin directory", writable=True)
@@ -128,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
                 return _error(f"cannot reach the API server for --node {args.node}: {e}", 2)
         vfio = VfioSettings(sys_root=args.sys_root.absolute(),
                             host_vfio_dir=args.vfio_dir.rstrip("/") or "/",
-                            resources=args.device_resources, pods=pods)
+                            resources=contract.costs.devices, pods=pods)
 
     _setup_logging()
     import logging

@@ -1,9 +1,9 @@
 """What the device plugins advertise and answer, as plain values (no gRPC here).
 
 One plugin per host device node, KubeVirt's "permanent" devices: /dev/kvm, /dev/net/tun and
-/dev/vhost-net. Their extended-resource names are podvirt.vmspec.overhead's ResourceNames,
-the very names the webhook writes into launcher pods' requests; this module only adds the
-device node behind each.
+/dev/vhost-net. Their extended-resource names are the contract's resourceNames
+(podvirt.vmspec.overhead.ResourceNames), the very names the webhook writes into launcher
+pods' requests; this module only adds the device node behind each.
 
 Health, as KubeVirt's generic device plugin does it: every plugin is served and registered
 whether or not its device node exists, and all of its N shared device IDs are Healthy

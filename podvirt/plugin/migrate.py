@@ -23,7 +23,8 @@ from podvirt.plugin.actions import ActionWaiter
 from podvirt.plugin.target import PluginError, PodFacts, require_running
 from podvirt.vmspec import keys as k
 from podvirt.vmspec.mobility import migration_refusals
-from podvirt.vmspec.parse import SpecInvalid, parse_vm, vm_annotations
+from podvirt.vmspec.contract import ContractInvalid, contract_of_pod
+from podvirt.vmspec.parse import SpecInvalid, vm_annotations
 
 
 class MigrationPods(Protocol):
@@ -49,8 +50,9 @@ def target_manifest(source: dict, name: str, *, same_node: bool = False) -> dict
     ref = f"{meta.get('namespace')}/{meta['name']}"
     annotations = vm_annotations(meta.get("annotations"))
     try:
-        vm = parse_vm(annotations, name=meta["name"])
-    except SpecInvalid as exc:
+        # Under the contract the source was admitted with, as its launcher parsed it.
+        vm = contract_of_pod(meta.get("annotations")).parse_vm(annotations, name=meta["name"])
+    except (SpecInvalid, ContractInvalid) as exc:
         raise PluginError(f"VM pod {ref}: {exc}") from None
     if refusals := migration_refusals(vm, meta.get("ownerReferences") or []):
         raise PluginError(f"VM {ref} cannot migrate: " + "; ".join(refusals))

@@ -37,8 +37,8 @@ class DeviceResources:
 
     @classmethod
     def parse(cls, text: str | None) -> "DeviceResources":
-        """`10de:1eb8=nvidia.com/t4,driver:mlx5_vfio_pci=example.com/vf` (the chart's
-        `passthrough.resources`, rendered as --device-resources); ValueError names the rule."""
+        """`10de:1eb8=nvidia.com/t4,driver:mlx5_vfio_pci=example.com/vf` (the contract's
+        deviceResources map, joined: contract.py); ValueError names the rule."""
         by_id: dict[str, str] = {}
         by_driver: dict[str, str] = {}
         for item in (i.strip() for i in (text or "").split(",")):
@@ -87,17 +87,3 @@ class DeviceResources:
 
 
 NO_RULES = DeviceResources()
-
-ARGUMENT_HELP = ("passthrough devices' resource names: comma-separated <vendor>:<device>="
-                 "<resource> or driver:<name>=<resource>; others count under "
-                 f"{DEFAULT_DOMAIN}/<vendor>-<device> (the chart's passthrough.resources; "
-                 "webhook, extender, probe and device plugin must agree)")
-
-
-def argument(text: str) -> DeviceResources:
-    """argparse type of every component's --device-resources, keeping the rule's message."""
-    import argparse
-    try:
-        return DeviceResources.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None

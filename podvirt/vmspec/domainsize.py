@@ -17,7 +17,9 @@ from podvirt.vmspec import keys as k
 from podvirt.vmspec.domainpolicy import DomainXMLRejected
 from podvirt.vmspec.domainrules import MEMORY_UNITS
 from podvirt.vmspec.model import VMSpec
-from podvirt.vmspec.overhead import OverheadConstants
+from podvirt.vmspec.overhead import DEFAULT_COSTS
+
+DEFAULT_TCG_CACHE = DEFAULT_COSTS.overhead.tcg_cache
 
 
 def _size(n: int) -> str:
@@ -42,7 +44,10 @@ def _refuse(message: str, element: str, attribute: str | None = None) -> DomainX
     return DomainXMLRejected(message, element=element, attribute=attribute)
 
 
-def check_size(root: ET.Element, spec: VMSpec, *, host_cpus: Iterable[int] = ()) -> None:
+def check_size(root: ET.Element, spec: VMSpec, *, host_cpus: Iterable[int] = (),
+               tcg_cache_bytes: int = DEFAULT_TCG_CACHE) -> None:
+    """`tcg_cache_bytes`: the TCG cache the pod's memory was priced with (the contract's
+    overhead.tcgCache)."""
     priced = _size(spec.memory_bytes)
     memory = root.find("memory")
     if memory is None:
@@ -78,7 +83,7 @@ def check_size(root: ET.Element, spec: VMSpec, *, host_cpus: Iterable[int] = ())
     _check_hugepages(root, spec)
     _check_pinning(root, spec, tuple(host_cpus))
     tb_cache = root.find("features/tcg/tb-cache")
-    cap = OverheadConstants().tcg_cache
+    cap = tcg_cache_bytes
     if tb_cache is not None and _bytes(tb_cache) > cap:
         raise _refuse(f"<features><tcg><tb-cache> is {_size(_bytes(tb_cache))} but the "
                       f"TCG cache is priced at {format_bytes(cap)}", "features/tcg/tb-cache")

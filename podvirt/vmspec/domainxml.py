@@ -24,7 +24,7 @@ from defusedxml import DefusedXmlException
 
 from podvirt.vmspec.domainpolicy import DomainXMLRejected, Scope, check_tree, local_name
 from podvirt.vmspec.domainrules import DOMAIN
-from podvirt.vmspec.domainsize import check_size
+from podvirt.vmspec.domainsize import DEFAULT_TCG_CACHE, check_size
 from podvirt.vmspec.model import ALLOWED_PATH_ROOTS, PassthroughDevice, VMSpec
 from podvirt.vmspec.pciaddress import pci_address
 
@@ -76,17 +76,18 @@ def parse_domain(xml_text: str) -> ET.Element:
 
 def sanitize_domain(xml_text: str, *, spec: VMSpec, assigned: Iterable[PassthroughDevice] = (),
                     roots: Iterable[str] = ALLOWED_PATH_ROOTS,
-                    host_cpus: Iterable[int] = ()) -> ET.Element:
+                    host_cpus: Iterable[int] = (),
+                    tcg_cache_bytes: int = DEFAULT_TCG_CACHE) -> ET.Element:
     """Parse filled-in domain XML; refuse anything outside the allowlist or not priced."""
     root = parse_domain(xml_text)
     scope = Scope(roots=tuple(roots), firmware_roots=FIRMWARE_ROOTS,
                   assigned=frozenset(pci_address(d.address) for d in assigned))
     check_tree(root, DOMAIN, scope)
-    check_size(root, spec, host_cpus=host_cpus)
+    check_size(root, spec, host_cpus=host_cpus, tcg_cache_bytes=tcg_cache_bytes)
     return root
 
 
-def check_user_domain_xml(spec: VMSpec) -> ET.Element:
+def check_user_domain_xml(spec: VMSpec, tcg_cache_bytes: int = DEFAULT_TCG_CACHE) -> ET.Element:
     """Admission-time check of spec.domain_xml: placeholders filled with the priced size
     and stand-ins for what only the launcher knows, then sanitized. Returns the domain it
     checked."""
@@ -97,4 +98,4 @@ def check_user_domain_xml(spec: VMSpec) -> ET.Element:
                                uuid="00000000-0000-0000-0000-000000000000",
                                memory_kib=spec.memory_bytes // 1024, vcpus=spec.vcpus,
                                disk_paths=paths)
-    return sanitize_domain(filled, spec=spec)
+    return sanitize_domain(filled, spec=spec, tcg_cache_bytes=tcg_cache_bytes)

@@ -76,6 +76,9 @@ USER_KEYS: dict[str, str] = {
 # --- keys podvirt writes (users may not set them on create) ------------------------------
 # Webhook: hash of the VM annotations it rendered, which makes reinvocation a no-op.
 RENDERED = PREFIX + "rendered"
+# Webhook: the contract (vmspec/contract.py, as JSON) it admitted the VM under; the
+# launcher parses the VM with the same limits and costs.
+CONTRACT = PREFIX + "contract"
 # Extender (bind): JSON list of the concrete PCI devices given to the pod.
 ASSIGNED_DEVICES = PREFIX + "assigned-devices"
 # Extender (bind): when it assigned them (RFC 3339, microseconds): binds to one node are
@@ -120,8 +123,8 @@ EVENT_EVACUATING = "Evacuating"             # the evacuator started a migration
 EVENT_EVACUATION_FAILED = "EvacuationFailed"  # ... which failed; retried while marked
 
 STATUS_KEYS: frozenset[str] = frozenset({
-    RENDERED, ASSIGNED_DEVICES, ASSIGNED_AT, PHASE, DOMAIN_STATE, NODE, STARTED_AT, GUEST_IP,
-    QEMU_RSS, FAILURE_REASON, FAILURE_MESSAGE, ACCEL, ACTION_ACK, MIGRATION_CERT, EVACUATE,
+    RENDERED, CONTRACT, ASSIGNED_DEVICES, ASSIGNED_AT, PHASE, DOMAIN_STATE, NODE, STARTED_AT,
+    GUEST_IP, QEMU_RSS, FAILURE_REASON, FAILURE_MESSAGE, ACCEL, ACTION_ACK, MIGRATION_CERT, EVACUATE,
 })
 # ACTION and EVICTION_STRATEGY are user keys at run time, but not part of the VM's
 # definition (the webhook checks EVICTION_STRATEGY on its own: admission.decide).

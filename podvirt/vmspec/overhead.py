@@ -2,7 +2,8 @@
 pod storage.
 
 The webhook writes these numbers into the launcher pod and the extender filters nodes
-with the very same function, so a pod's request and the extender's view cannot drift.
+with the very same function and constants (the contract's, contract.py), so a pod's
+request and the extender's view cannot drift.
 
 Memory overhead formula (each term a constant in OverheadConstants):
 

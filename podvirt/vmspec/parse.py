@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Mapping
 from podvirt.quantity import QuantityError, format_bytes, human_bytes, parse_bytes
 from podvirt.vmspec import keys as k
 from podvirt.vmspec.devicemap import RESOURCE_NAME
+from podvirt.vmspec.overhead import DEFAULT_COSTS
 from podvirt.vmspec.model import (ALLOWED_PATH_ROOTS, METRICS_PORT, MIGRATION_PORT, CloudInit,
                                   DeviceRequest, Disk, Nic, Pinning, Port, VMSpec, inside_roots)
 
@@ -24,7 +25,8 @@ GiB = 2**30
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds an operator may tighten or widen (webhook flags, Helm values)."""
+    """Bounds an operator may tighten or widen: the contract's limits (contract.py, the chart's
+    contract.limits values), the same for webhook, extender and launcher."""
     min_memory: int = 64 * MiB
     # OVMF needs room of its own: the test guest's direct boot stopped on a CPU exception
     # at 144Mi and came up at 160Mi (Debian 12's OVMF 2022.11, TCG); 256Mi leaves margin.
@@ -560,8 +562,12 @@ def _spec(name: str, fields: tuple[_Field, ...], v: Values) -> VMSpec:
 
 
 def parse_vm(annotations: Mapping[str, str] | None, *, name: str = "vm",
-             limits: Limits = DEFAULT_LIMITS) -> VMSpec:
-    """The VM a pod's annotations describe, or SpecInvalid naming every broken rule."""
+             limits: Limits = DEFAULT_LIMITS,
+             tcg_cache_bytes: int = DEFAULT_COSTS.overhead.tcg_cache) -> VMSpec:
+    """The VM a pod's annotations describe, or SpecInvalid naming every broken rule.
+
+    `limits` and `tcg_cache_bytes` (what a domain XML's TCG cache may take) are the
+    contract's (contract.py): every component parses a VM under the same ones."""
     given = vm_annotations(annotations)
     violations = [Violation(key, "unknown podvirt.io annotation (known: " + ", ".join(
         sorted(x.removeprefix(k.PREFIX) for x in k.USER_KEYS)) + ")")
@@ -577,7 +583,7 @@ def parse_vm(annotations: Mapping[str, str] | None, *, name: str = "vm",
         # Imported here: the sanitizer pulls in defusedxml, which plain parsing does not need.
         from podvirt.vmspec.domainxml import DomainXMLRejected, check_user_domain_xml
         try:
-            check_user_domain_xml(spec)
+            check_user_domain_xml(spec, tcg_cache_bytes)
         except DomainXMLRejected as exc:
             raise SpecInvalid([Violation(k.DOMAIN_XML, str(exc))]) from None
     return spec

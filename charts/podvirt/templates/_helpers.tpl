@@ -55,7 +55,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .Values.launcherImage.repository (default .Chart.AppVersion .Values.launcherImage.tag) -}}
 {{- end -}}
 
-{{/* schedulerName the webhook writes into VM pods: the VM profile of the scheduler configuration. */}}
+{{/* schedulerName the webhook writes into VM pods (the contract's): the VM profile of the scheduler configuration. */}}
 {{- define "podvirt.schedulerName" -}}
 {{- .Values.scheduler.name -}}
 {{- end -}}
@@ -78,13 +78,35 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
-{{/* passthrough.resources as every component's --device-resources (podvirt.vmspec.devicemap). */}}
-{{- define "podvirt.deviceResources" -}}
-{{- $rules := list -}}
-{{- range $match, $resource := .Values.passthrough.resources -}}
-{{- $rules = append $rules (printf "%s=%s" $match $resource) -}}
+{{/* The contract file (podvirt/vmspec/contract.py): the contract values plus the keys the
+chart knows from values of their own, each set in one place (values.schema.json refuses
+them in contract:). */}}
+{{- define "podvirt.contract" -}}
+{{- $doc := deepCopy .Values.contract -}}
+{{- $_ := set $doc "schedulerName" .Values.scheduler.name -}}
+{{- $_ := set $doc "launcherImage" (include "podvirt.launcherImage" .) -}}
+{{- $_ := set $doc "deviceResources" (.Values.passthrough.resources | default dict) -}}
+{{- toYaml $doc -}}
 {{- end -}}
-{{- join "," $rules -}}
+
+{{- define "podvirt.contract.name" -}}{{ include "podvirt.fullname" . }}-contract{{- end -}}
+{{- define "podvirt.contract.dir" -}}/etc/podvirt/contract{{- end -}}
+
+{{/* Pod template annotation that rolls a component when the contract changes. */}}
+{{- define "podvirt.contract.checksum" -}}
+checksum/contract: {{ include "podvirt.contract" . | sha256sum }}
+{{- end -}}
+
+{{/* The --contract argument, the volume mount and the volume of the contract ConfigMap. */}}
+{{- define "podvirt.contract.arg" -}}
+--contract={{ include "podvirt.contract.dir" . }}/contract.yaml
+{{- end -}}
+{{- define "podvirt.contract.mount" -}}
+- {name: contract, mountPath: {{ include "podvirt.contract.dir" . }}, readOnly: true}
+{{- end -}}
+{{- define "podvirt.contract.volume" -}}
+- name: contract
+  configMap: {name: {{ include "podvirt.contract.name" . }}}
 {{- end -}}
 
 {{/* Fails rendering on values that would give a broken install. */}}

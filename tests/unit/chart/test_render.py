@@ -106,7 +106,8 @@ def test_webhook_service_reaches_the_container_port(render):
 ])
 def test_scheduler_name_is_the_same_in_webhook_and_profile(render, values, scheduler_name):
     objects = render(values)
-    assert f"--scheduler-name={scheduler_name}" in container(find(objects, "Deployment", "-webhook"))["args"]
+    contract = yaml.safe_load(find(objects, "ConfigMap", "-contract")["data"]["contract.yaml"])
+    assert contract["schedulerName"] == scheduler_name     # what the webhook writes
     assert scheduler_config(objects)["profiles"][-1]["schedulerName"] == scheduler_name
 
 
@@ -189,7 +190,8 @@ PASSTHROUGH = {"passthrough": {"enabled": True, "resources": {"10de:1eb8": "exam
 
 
 def test_passthrough_values_reach_every_component_alike(render):
-    """One map, rendered once, parsed by each component's own --device-resources."""
+    """One map, rendered once into the contract every component reads with --contract."""
+    from podvirt.vmspec.contract import parse_contract
     from podvirt.vmspec.devicemap import DeviceResources
     objects = render(PASSTHROUGH)
     probe = find(objects, "DaemonSet", "-probe")["spec"]["template"]["spec"]
@@ -197,8 +199,11 @@ def test_passthrough_values_reach_every_component_alike(render):
                   container(find(objects, "Deployment", "-extender")), *probe["containers"]]
     parsed = [_parser().parse_args([a.replace("$(NODE_NAME)", "n") for a in c["args"]])
               for c in containers]
-    assert {p.device_resources for p in parsed} == {DeviceResources.parse(
-        "10de:1eb8=example.com/gpu,driver:mlx5_vfio_pci=x.io/vf")}
+    assert {str(p.contract) for p in parsed} == {"/etc/podvirt/contract/contract.yaml"}
+    contract = parse_contract(yaml.safe_load(
+        find(objects, "ConfigMap", "-contract")["data"]["contract.yaml"]))
+    assert contract.costs.devices == DeviceResources.parse(
+        "10de:1eb8=example.com/gpu,driver:mlx5_vfio_pci=x.io/vf")
     plugin = parsed[-1]
     assert (str(plugin.sys_root), plugin.vfio_dir) == ("/host/sys", "/srv/fake/vfio")
     volumes = {v["name"]: v["hostPath"]["path"] for v in probe["volumes"] if "hostPath" in v}
@@ -337,8 +342,8 @@ def test_launcher_rbac_per_vm_namespace(render):
 
 def test_launcher_status_annotations_match_the_core_keys():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    writable = keys.STATUS_KEYS - {keys.RENDERED, keys.ASSIGNED_DEVICES, keys.ASSIGNED_AT,
-                                   keys.EVACUATE}
+    writable = keys.STATUS_KEYS - {keys.RENDERED, keys.CONTRACT, keys.ASSIGNED_DEVICES,
+                                   keys.ASSIGNED_AT, keys.EVACUATE}
     assert set(values["launcher"]["statusAnnotations"]) == writable
 
 

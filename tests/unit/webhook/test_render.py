@@ -381,7 +381,7 @@ SIDECAR = {"name": "agent", "image": "registry.example/agent:1"}
                  ['spec.restartPolicy: "OnFailure" is replaced by podvirt\'s "Never"',
                   "spec.terminationGracePeriodSeconds: 5 is replaced by podvirt's 75",
                   'spec.schedulerName: "my-scheduler" is replaced by podvirt\'s '
-                  '"default-scheduler"'], id="pod-policy-fields"),
+                  '"podvirt-scheduler"'], id="pod-policy-fields"),
     pytest.param({"automountServiceAccountToken": False, "serviceAccountName": "mine"},
                  RenderSettings(launcher_service_account="podvirt-launcher"),
                  ['spec.serviceAccountName: "mine" is replaced by podvirt\'s "podvirt-launcher"',
