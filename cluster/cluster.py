@@ -283,12 +283,14 @@ class Cluster:
             # containerd needs no API server: it loads the images meanwhile.
             current = self._start_containerd(current, keys, node_ports)
         # With the extender, VM pods go to its VM profile (see schedconfig); without it
-        # the scheduler has only the stock profile until the chart brings one.
-        if not use_extender:
-            contract = dataclasses.replace(contract, scheduler_name="default-scheduler")
+        # (and without the node, whose chart brings the profile) the host scheduler has
+        # only the stock profile.
+        host_contract = contract
+        if not use_extender and not options.node:
+            host_contract = dataclasses.replace(contract, scheduler_name="default-scheduler")
         # One file for both host processes: they parse and price VMs alike.
         contract_file = layout.config / "contract.yaml"
-        contract_file.write_text(yaml.safe_dump(contract.document(), sort_keys=False))
+        contract_file.write_text(yaml.safe_dump(host_contract.document(), sort_keys=False))
         current = self._start_api(current, b, keys, ports, options, use_webhook, contract_file,
                                   address)
         current = self._start(current, "kube-controller-manager",
@@ -298,7 +300,7 @@ class Cluster:
                               ports.controller_manager,
                               Probe(f"https://127.0.0.1:{ports.controller_manager}/healthz"))
         current = self._start_addons(current, b, keys, ports, use_extender, contract_file,
-                                     contract.scheduler_name, options.vm_nodes_percentage)
+                                     host_contract.scheduler_name, options.vm_nodes_percentage)
         if node_ports is not None:
             current = self._start_node(current, b, built, node_ports, options)
         self._populate(current, keys, ports, nodes, options, use_webhook)
