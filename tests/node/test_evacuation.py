@@ -110,7 +110,8 @@ def test_drain_keeps_the_vm_running_until_uncordon_lets_it_move(cluster, core, v
         try:
             proc = cluster.kubectl("drain", NODE_NAME, "--pod-selector",
                                    f"{k.OPT_IN_LABEL}=true", "--ignore-daemonsets",
-                                   "--delete-emptydir-data", "--timeout", "40s", check=False, timeout=90)
+                                   "--delete-emptydir-data", "--force", "--timeout", "40s",
+                                   check=False, timeout=90)
             assert proc.returncode != 0, "a drain of the only node moved its VM"
             assert "will migrate" in proc.stderr, proc.stderr[-2000:]
             assert qemu_pid(name) == source_qemu, "the VM did not keep running in its pod"
