@@ -4,8 +4,10 @@ pod, create a Binding. Objects cross this boundary as plain JSON dicts."""
 from __future__ import annotations
 
 from typing import Any, Iterator, Literal, Protocol
+from urllib.parse import quote
 
 from podvirt import wirejson
+from podvirt.extender.apiconn import ApiConnections
 
 Kind = Literal["nodes", "pods"]
 
@@ -34,6 +36,8 @@ class KubeClient:
     def __init__(self, api_client: Any):
         from kubernetes import client
         self.core = client.CoreV1Api(api_client)
+        # The bind path's writes (apiconn.py); reads and watches use the generated client.
+        self.writes = ApiConnections(api_client.configuration)
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, *, pool_size: int = 16) -> "KubeClient":
@@ -103,11 +107,8 @@ class KubeClient:
         meta: dict[str, Any] = {"annotations": annotations}
         if uid:
             meta["uid"] = uid     # precondition: never annotate a recreated namesake
-        # Raw: the patched pod that comes back is not needed as a model (pydantic-built).
-        resp = self.core.patch_namespaced_pod(name, namespace, {"metadata": meta},
-                                              _preload_content=False)
-        resp.read()
-        resp.release_conn()
+        self.writes.request("PATCH", f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}",
+                            {"metadata": meta}, "application/merge-patch+json")
 
     def create_binding(self, namespace: str, name: str, uid: str, node: str) -> None:
         meta: dict[str, Any] = {"name": name, "namespace": namespace}
@@ -115,10 +116,5 @@ class KubeClient:
             meta["uid"] = uid
         body = {"apiVersion": "v1", "kind": "Binding", "metadata": meta,
                 "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
-        # The response stays raw: the client cannot deserialize the Binding it gets back
-        # (kubernetes-client/python issue #825). It is read to the end, though: an unread
-        # raw response keeps its connection out of the pool, and every bind then paid a
-        # new TLS handshake to the API server.
-        resp = self.core.create_namespaced_binding(namespace, body, _preload_content=False)
-        resp.read()
-        resp.release_conn()
+        self.writes.request("POST", f"/api/v1/namespaces/{quote(namespace)}/bindings", body,
+                            "application/json")

@@ -137,4 +137,12 @@ def filter_result(args: ExtenderArgs | None, outcome: FilterOutcome | None,
 
 
 def priority_list(scores: list[tuple[str, int]]) -> list[dict[str, Any]]:
-    return [{"Host": host, "Score": score} for host, score in scores]
+    """HostPriorityList relative to the lowest score: hosts at the lowest are left out and
+    the rest carry their lead over it.
+
+    kube-scheduler adds each listed host's Score x weight to that host's total and adds 0
+    for hosts not listed, so lowering every score by the same amount lowers every total
+    alike: the same node wins, and ties stay ties. Nodes scored alike (a roomy cluster)
+    then cost an empty list instead of ~34 bytes per node to encode, send and decode."""
+    low = min((score for _, score in scores), default=0)
+    return [{"Host": host, "Score": score - low} for host, score in scores if score > low]

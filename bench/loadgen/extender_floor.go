@@ -3,8 +3,8 @@ package main
 // `loadgen extender-floor` is the least work a node-cache-capable scheduler extender can
 // do, in Go: it watches pods and nodes (decoding every event, as any extender that keeps
 // its own state must), passes every node the scheduler offers, scores every node alike
-// (a full HostPriorityList, the size podvirt's extender sends), and binds by creating the
-// Binding. No accounting, no decisions. Swapped in for podvirt's extender on the same port
+// (an empty HostPriorityList: scores relative to the lowest, as podvirt's extender sends
+// them), and binds by creating the Binding. No accounting, no decisions. Swapped in for podvirt's extender on the same port
 // and certificate, it shows what the extender protocol itself costs kube-scheduler and the
 // API server on this machine: the floor under any extender, whatever its language.
 
@@ -222,13 +222,9 @@ func extenderFloorHandler(api binder) http.Handler {
 			http.Error(w, `{"error":"not ExtenderArgs"}`, http.StatusBadRequest)
 			return
 		}
-		scores := []hostPriority{}
-		if in.NodeNames != nil {
-			for _, name := range *in.NodeNames {
-				scores = append(scores, hostPriority{Host: name, Score: 10})
-			}
-		}
-		reply(w, scores)
+		// Every node scored alike, sent as podvirt sends scores: relative to the lowest,
+		// hosts at the lowest left out (kube-scheduler adds 0 for them). So: none.
+		reply(w, []hostPriority{})
 	})
 	mux.HandleFunc("/bind", func(w http.ResponseWriter, r *http.Request) {
 		var in bindingArgs

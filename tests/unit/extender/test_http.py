@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from podvirt.extender import wire
 from podvirt.extender.app import NOT_READY, Settings, create_app
 from podvirt.extender.state import WatchedCluster
 from podvirt.vmspec import keys as k
@@ -74,12 +75,37 @@ def test_filter_invalid_vm_spec_is_unresolvable_everywhere(client):
 
 
 def test_prioritize_wire_shape(client):
+    """Scores are sent relative to the lowest: the lowest-scored node is left out (the
+    scheduler adds 0 for it), the others carry their lead."""
     r = client.post("/prioritize", json={"pod": vm_pod("a"), "NodeNames": ["big", "small"]})
     assert r.status_code == 200
     out = r.get_json()
-    assert [h["Host"] for h in out] == ["big", "small"]
-    assert all(set(h) == {"Host", "Score"} and 0 <= h["Score"] <= 10 for h in out)
-    assert out[0]["Score"] > out[1]["Score"]
+    assert [h["Host"] for h in out] == ["big"]
+    assert set(out[0]) == {"Host", "Score"} and 0 < out[0]["Score"] <= 10
+
+
+def test_prioritize_sends_nothing_for_nodes_scored_alike(client):
+    out = client.post("/prioritize", json={"pod": vm_pod("a"), "NodeNames": ["big"]})
+    assert out.get_json() == []
+
+
+@pytest.mark.parametrize("scores", [
+    [("a", 3), ("b", 7), ("c", 3), ("d", 10)],
+    [("a", 0), ("b", 0)],
+    [("a", 5)],
+    [],
+])
+def test_relative_priorities_pick_the_same_node(scores):
+    """What kube-scheduler does with a HostPriorityList: each listed host's score added to
+    its total, 0 for the rest. Shifted by the lowest, the ranking against any in-tree
+    totals is unchanged."""
+    listed = {h["Host"]: h["Score"] for h in wire.priority_list(scores)}
+    in_tree = {"a": 40, "b": 5, "c": 61, "d": 0}
+    full = {n: in_tree[n] + 10 * s for n, s in scores}
+    relative = {n: in_tree[n] + 10 * listed.get(n, 0) for n, _ in scores}
+    assert all(score > 0 for score in listed.values())
+    low = min((s for _, s in scores), default=0)
+    assert all(relative[n] == full[n] - 10 * low for n in full)
 
 
 BAD_BODIES = [
@@ -160,7 +186,9 @@ def test_memoized_scores_follow_state_changes(client, state):
     body = {"Pod": vm_pod("a"), "NodeNames": ["big", "small", "ghost"]}
 
     def scores() -> dict[str, int]:
-        return {h["Host"]: h["Score"] for h in client.post("/prioritize", json=body).get_json()}
+        # Relative to the lowest (the unknown node's 0): a host left out scores 0.
+        listed = {h["Host"]: h["Score"] for h in client.post("/prioritize", json=body).get_json()}
+        return {name: listed.get(name, 0) for name in body["NodeNames"]}
 
     first = scores()
     assert first["big"] > 0 and first["ghost"] == 0
