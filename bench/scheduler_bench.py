@@ -1,23 +1,23 @@
-"""kube-scheduler throughput (pods/s) at 1000 kwok nodes, with and without the extender,
-for VM pods and for plain pods; plus the extender's filter latency from its /metrics.
+"""kube-scheduler throughput (pods/s) at 1000 kwok nodes: VM pods through podvirt's
+extender, through the protocol floor, and without an extender; plain pods with and without.
 
-Four local clusters (podvirt.cluster), one after the other, each with a generated
-1000-node inventory: the extender as shipped (its VM profile scores every node), the
-extender with the VM profile sampling nodes as kube-scheduler does by default (VM pods
-only: what that accuracy costs), the protocol floor (VM pods only: `loadgen
-extender-floor`, a Go extender that decides nothing, in the extender's place), and no
-extender. Per case, after 20 untimed warm-up pods,
-the pods are created while kube-scheduler is paused (SIGSTOP), so neither creation nor the
-webhook is timed and the whole queue is there at once; the time runs from resuming it
-(SIGCONT) to the last pod seen bound by a watch.
-kube-scheduler's own /metrics give the mean scheduling-cycle time (filter + score,
-extender calls included), which runs one pod at a time and so bounds the throughput.
+Local clusters (podvirt.cluster), one after the other, each with a generated 1000-node
+inventory: the extender as shipped; the protocol floor (`loadgen extender-floor`, a Go
+extender that decides nothing, in the extender's place: same port, certificate and
+kube-scheduler configuration, so the same verbs and managedResources); no extender; and,
+with --setups, the extender with the VM profile sampling nodes as kube-scheduler does by
+default (what scoring every node costs). Per case, after 20 untimed warm-up pods, the pods
+are created while kube-scheduler is paused (SIGSTOP), so neither creation nor the webhook
+is timed and the whole queue is there at once; the time runs from resuming it (SIGCONT) to
+the last pod seen bound by a watch. kube-scheduler's own /metrics give the mean
+scheduling-cycle time (filter + score, extender calls included).
 
-With the extender, VM pods go to its VM profile (no in-tree resource fit, the extender
-filters/prioritizes/binds); plain pods go to default-scheduler and never reach it.
-Targets: VM pods >= 0.5x the throughput without the extender, plain pods >= 0.95x.
+Targets, each the median of --runs paired runs (every setup once per run, ratios within a
+run): VM pods via the extender >= 0.7x the floor (podvirt's own cost), >= 0.5x no extender
+(the protocol's cost); plain pods >= 0.95x no extender.
 
-    .venv/bin/python bench/scheduler_bench.py [--nodes 1000] [--pods 400] [--plain-pods 1200]
+    .venv/bin/python bench/scheduler_bench.py [--runs 3] [--nodes 1000] [--pods 400]
+        [--plain-pods 1200] [--setups extender,floor (Go),none]
 """
 
 from __future__ import annotations
@@ -323,59 +323,98 @@ def run_cluster(setup: str, inventory_file: Path, pods: dict[str, int],
     return results, metrics
 
 
+TARGETS = (  # (what, kind, setup, baseline setup, ratio)
+    ("VM pods, extender vs floor (Go)", "vm", "extender", "floor (Go)", 0.7),
+    ("VM pods, extender vs none", "vm", "extender", "none", 0.5),
+    ("plain pods, extender vs none", "plain", "extender", "none", 0.95),
+)
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def one_run(chosen: list[str], inv: Path, pods: dict[str, int]) -> tuple[list[Result], str]:
+    results, metrics = [], ""
+    for setup in SETUPS:   # in this order, so the table reads the same every run
+        if setup in chosen:
+            kinds = ("vm", "plain") if setup in ("extender", "none") else ("vm",)
+            got, text = run_cluster(setup, inv, pods, kinds)
+            results += got
+            metrics = metrics or text
+    return results, metrics
+
+
+def print_run(results: list[Result], number: int) -> None:
+    base = {r.kind: r for r in results if r.setup == "none"}
+    print(f"\nrun {number}:")
+    print(f"{'pods':<7}{'setup':<19}{'pods/s':>9}{'seconds':>9}"
+          f"{'filters':>9}{'cycle ms':>10}{'vs none':>10}")
+    for r in results:
+        print(f"{r.kind:<7}{r.setup:<19}{r.rate:>9.1f}{r.seconds:>9.1f}"
+              f"{'-' if r.filter_calls is None else f'{r.filter_calls:.0f}':>9}"
+              f"{r.cycle_ms:>10.2f}{r.rate / base[r.kind].rate:>9.2f}x")
+    print("CPU ms per pod from resume to the last bind (2 cores):")
+    for r in results:
+        print(f"  {r.kind:<6}{r.setup:<19}{1000 * sum(r.cpu.values()) / r.pods:6.1f} total: "
+              + " ".join(f"{name}={1000 * sec / r.pods:.1f}" for name, sec in r.cpu.items()))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="paired runs; targets use the median")
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--pods", type=int, default=400, help="VM pods per case")
     # Plain pods schedule 5x faster: 400 of them were a 1 s case, mostly start-up noise.
     parser.add_argument("--plain-pods", type=int, default=1200, help="plain pods per case")
-    parser.add_argument("--setups", default=",".join(SETUPS),
+    parser.add_argument("--setups", default="extender,floor (Go),none",
                         help=f"comma-separated subset of: {', '.join(SETUPS)} "
                              "(ratios need 'none')")
     args = parser.parse_args()
     chosen = args.setups.split(",")
-    if not set(chosen) <= set(SETUPS) or "none" not in chosen:
-        parser.error(f"--setups: choose from {', '.join(SETUPS)}, including none")
+    if not set(chosen) <= set(SETUPS) or "none" not in chosen or args.runs < 1:
+        parser.error(f"--setups: choose from {', '.join(SETUPS)}, including none; --runs >= 1")
+    runs: list[list[Result]] = []
+    metrics = ""
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="podvirt-bench-inv-") as tmp:
         inv = Path(tmp) / "nodes.yaml"
         inv.write_text(inventory(args.nodes))
-        started = time.monotonic()
-        pods = {"vm": args.pods, "plain": args.plain_pods}
-        results, metrics = [], ""
-        for setup in SETUPS:   # in this order, so the table reads the same every run
-            if setup in chosen:
-                kinds = ("vm", "plain") if setup in ("extender", "none") else ("vm",)
-                got, text = run_cluster(setup, inv, pods, kinds)
-                results += got
-                metrics = metrics or text
-    base = {r.kind: r for r in results if r.setup == "none"}
+        for number in range(1, args.runs + 1):
+            log(f"run {number} of {args.runs}")
+            results, text = one_run(chosen, inv, {"vm": args.pods, "plain": args.plain_pods})
+            runs.append(results)
+            metrics = text or metrics
     print(f"\nkube-scheduler throughput, {args.nodes} kwok nodes, {args.pods} VM and "
-          f"{args.plain_pods} plain pods per case "
-          f"(run took {time.monotonic() - started:.0f}s)")
-    print(f"{'pods':<7}{'setup':<19}{'pods/s':>9}{'seconds':>9}"
-          f"{'filters':>9}{'cycle ms':>10}{'vs none':>10}{'target':>11}")
-    targets = {"vm": 0.5, "plain": 0.95}
-    for r in results:
-        ratio = r.rate / base[r.kind].rate
-        mark = (f"{'ok' if ratio >= targets[r.kind] else 'MISS'} {targets[r.kind]}x"
-                if r.setup == "extender" else "")
-        print(f"{r.kind:<7}{r.setup:<19}{r.rate:>9.1f}{r.seconds:>9.1f}"
-              f"{'-' if r.filter_calls is None else f'{r.filter_calls:.0f}':>9}"
-              f"{r.cycle_ms:>10.2f}{ratio:>9.2f}x{mark:>11}")
+          f"{args.plain_pods} plain pods per case, {args.runs} run(s) "
+          f"(took {time.monotonic() - started:.0f}s)")
+    for number, results in enumerate(runs, 1):
+        print_run(results, number)
     print("cycle ms: kube-scheduler's mean scheduling_algorithm_duration (filter + score, "
-          "extender calls included); one pod at a time, so it bounds pods/s")
-    print("\nCPU seconds per component from resume to the last bind (2 cores: at most "
-          "2 x seconds):")
-    for r in results:
-        print(f"  {r.kind:<6}{r.setup:<19}{sum(r.cpu.values()):6.2f} total: {cpu_line(r)}")
-    print("target: the shipped setup (extender, every node scored); 'sampled' shows what "
-          "scoring every node costs; 'floor (Go)' is loadgen extender-floor in the "
-          "extender's place\n(watches, passes and scores every node, binds, decides "
-          "nothing): what the extender protocol alone costs on this machine")
+          "extender calls included); one pod at a time")
+    print(f"\ntargets, median of {len(runs)} run(s):")
+    for what, kind, setup, baseline, target in TARGETS:
+        ratios = []
+        for results in runs:
+            rate = {(r.kind, r.setup): r.rate for r in results}
+            if (kind, setup) in rate and (kind, baseline) in rate:
+                ratios.append(rate[kind, setup] / rate[kind, baseline])
+        if ratios:
+            got = median(ratios)
+            print(f"  {what}: {got:.2f}x (runs: {', '.join(f'{x:.2f}' for x in ratios)}) "
+                  f"target {target}x: {'met' if got >= target else 'MISS'}")
+    for setup in ("extender", "floor (Go)"):
+        per_pod = [1000 * r.cpu.get("extender", 0.0) / r.pods
+                   for results in runs for r in results if r.setup == setup and r.kind == "vm"]
+        if per_pod:
+            print(f"  CPU per VM pod of the {setup} process: {median(per_pod):.1f} ms "
+                  f"(runs: {', '.join(f'{x:.1f}' for x in per_pod)})")
     name = "podvirt_extender_filter_seconds"
     count, total = metric_sum(metrics, f"{name}_count"), metric_sum(metrics, f"{name}_sum")
     if count:
-        print(f"\nextender filter latency over {count:.0f} calls: mean "
+        print(f"\nextender filter latency over {count:.0f} calls (last run): mean "
               f"{1000 * total / count:.2f} ms, p50 <= {1000 * quantile(metrics, name, .5):g} ms, "
               f"p99 <= {1000 * quantile(metrics, name, .99):g} ms (histogram bucket bounds)")
     for verb in ("prioritize", "bind"):

@@ -300,7 +300,7 @@ class Cluster:
                               ports.controller_manager,
                               Probe(f"https://127.0.0.1:{ports.controller_manager}/healthz"))
         current = self._start_addons(current, b, keys, ports, use_extender, contract_file,
-                                     host_contract.scheduler_name, options.vm_nodes_percentage)
+                                     host_contract, options.vm_nodes_percentage)
         if node_ports is not None:
             current = self._start_node(current, b, built, node_ports, options)
         self._populate(current, keys, ports, nodes, options, use_webhook)
@@ -336,7 +336,7 @@ class Cluster:
 
     def _start_addons(self, current: state.ClusterRecord, b: Binaries, keys: pki.Pki,
                       ports: components.Ports, use_extender: bool, contract_file: Path,
-                      vm_scheduler: str, vm_nodes_percentage: int = 100) -> state.ClusterRecord:
+                      contract: Contract, vm_nodes_percentage: int = 100) -> state.ClusterRecord:
         """Extender, kube-scheduler (configured for the extender) and kwok, all at once."""
         layout = self.layout
         extender_yaml = None
@@ -345,7 +345,8 @@ class Cluster:
             extender_url = f"https://127.0.0.1:{ports.extender}"
             extender_yaml = render_scheduler_config(extender_url, ca_file=str(keys.ca),
                                                     kubeconfig=str(layout.kubeconfig),
-                                                    scheduler_name=vm_scheduler,
+                                                    scheduler_name=contract.scheduler_name,
+                                                    device_resources=contract.costs.devices.resources,
                                                     vm_nodes_percentage=vm_nodes_percentage)
             current = self._start(current, "extender",
                                   components.extender(layout, ports, contract_file),

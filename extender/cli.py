@@ -23,8 +23,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="gthread threads of the one worker (concurrent binds wait on the "
                         "API); with either worker class, the size of its API connection pool")
     drain.add_arguments(p)
-    p.add_argument("--policy", choices=("spread", "pack"), default="spread",
-                   help="spread VMs over nodes with the most free memory, or pack them")
     p.add_argument("--quarantine-failures", type=int, default=3, metavar="N",
                    help="avoid a node after N VM start failures within the window (0: never)")
     p.add_argument("--quarantine-window", type=float, default=600.0, metavar="SECONDS")
@@ -37,6 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="print a KubeSchedulerConfiguration for this extender (the scheduler "
                         "uses this kubeconfig and trusts --ca) and exit")
     p.add_argument("--ca", help="CA certificate that signed --cert (for --print-scheduler-config)")
+    p.add_argument("--scoring", choices=("spread", "pack"), default="spread",
+                   help="for --print-scheduler-config: the VM profile spreads VMs over the "
+                        "nodes with the most free memory, or packs them (kube-scheduler's "
+                        "NodeResourcesFit scores memory; the extender scores NUMA locality)")
     p.add_argument("--vm-nodes-percentage", type=int, default=100, metavar="PERCENT",
                    help="percentageOfNodesToScore of the VM profile (for "
                         "--print-scheduler-config; default 100: every node reaches the "
@@ -57,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
             print(render_scheduler_config(f"{scheme}://{args.bind}:{args.port}", ca_file=args.ca,
                                           kubeconfig=args.print_scheduler_config,
                                           scheduler_name=contract.scheduler_name,
+                                          scoring=args.scoring,
+                                          device_resources=contract.costs.devices.resources,
                                           vm_nodes_percentage=args.vm_nodes_percentage), end="")
         except ValueError as exc:      # e.g. a contract whose schedulerName is the stock one
             raise SystemExit(f"podvirt extender: {exc}") from None
@@ -67,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from podvirt.extender.app import Settings
     from podvirt.extender.decide import Policy
     from podvirt.extender.serve import ServeOptions, serve
-    settings = Settings(policy=Policy(args.policy, args.quarantine_failures,
-                                      args.quarantine_window),
+    settings = Settings(policy=Policy(args.quarantine_failures, args.quarantine_window),
                         contract=contract, max_body_bytes=args.max_body_bytes)
     logging.getLogger("podvirt.extender").info("contract %s", contract.digest)
     options = ServeOptions(bind=args.bind, port=args.port, cert=args.cert, key=args.key,

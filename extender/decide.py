@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Literal, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from podvirt.extender.facts import PODS, NodeOffer, NodeUsage
 from podvirt.quantity import format_millis, human_bytes
@@ -19,13 +19,14 @@ from podvirt.vmspec import keys as k
 from podvirt.vmspec.overhead import EPHEMERAL_STORAGE, HUGEPAGES_PREFIX
 
 MAX_PRIORITY = 10  # k8s.io/kube-scheduler/extender/v1 MaxExtenderPriority
-# With devices, memory scores 0..8 and one-NUMA-node device placement adds 2.
+# A node where a VM's devices can all come from one NUMA node scores this of the extender's
+# 0..MAX_PRIORITY; kube-scheduler multiplies it by 10 (x weight): 20 against the 0..100 its
+# NodeResourcesFit scores free memory with.
 NUMA_BONUS = 2
 
 
 @dataclass(frozen=True)
 class Policy:
-    scoring: Literal["spread", "pack"] = "spread"
     quarantine_failures: int = 3        # VMStartFailed on a node within the window ...
     quarantine_window: float = 600.0    # ... keep VMs off it (seconds)
 
@@ -62,7 +63,7 @@ def _count(n: int, what: str) -> str:
 @dataclass(frozen=True)
 class VMShape:
     """Everything the placement decisions read of a VM and its pod, and nothing else (no
-    names): filter_node and score_nodes take only this, so it is also the key under which
+    names): filter_node and numa_scores take only this, so it is also the key under which
     VMs of one shape share verdicts (scheduling.VerdictMemo). A check that needs one more
     fact of the VM adds a field here, and the key follows."""
     vcpus: int
@@ -296,31 +297,17 @@ def _greedy(free: Sequence[PassthroughDevice],
 
 # --- scoring -------------------------------------------------------------------------------
 
-def score_nodes(candidates: Sequence[tuple[NodeOffer, NodeUsage]], vm: VMShape,
-                policy: Policy = DEFAULT_POLICY) -> list[tuple[str, int]]:
-    """0..MAX_PRIORITY per node: spread prefers the most memory left after placing the VM,
-    pack the least; with devices, a one-NUMA-node placement earns NUMA_BONUS."""
-    top = MAX_PRIORITY - NUMA_BONUS if vm.devices else MAX_PRIORITY
-    out = []
-    for node, usage in candidates:
-        left = _memory_left_fraction(node, usage, vm.demand)
-        share = left if policy.scoring == "spread" else 1.0 - left
-        score = round(top * share)
-        if vm.devices and _one_numa_node(node, usage, vm.devices):
-            score += NUMA_BONUS
-        out.append((node.name, max(0, min(MAX_PRIORITY, score))))
-    return out
+def numa_scores(candidates: Sequence[tuple[NodeOffer, NodeUsage]],
+                vm: VMShape) -> list[tuple[str, int]]:
+    """NUMA_BONUS per node where the VM's passthrough devices can all come from one NUMA
+    node, else 0 (0 everywhere for a VM without devices).
 
-
-def _memory_left_fraction(node: NodeOffer, usage: NodeUsage, demand: Demand) -> float:
-    if demand.hugepages:   # the guest's RAM comes out of the hugepage pool
-        size, need = demand.hugepages
-        total, used = node.hugepages.get(size, 0), usage.hugepages.get(size, 0)
-    else:
-        total, used, need = node.memory, usage.memory, demand.memory
-    if total <= 0:
-        return 0.0
-    return min(1.0, max(0.0, (total - used - need) / total))
+    Memory is scored by kube-scheduler itself (NodeResourcesFit, spread or pack:
+    schedconfig.py), from the pod's requests, which carry the overhead, and its own cache,
+    which also holds the pods it is still binding. Where a node's free devices sit is what
+    it cannot see."""
+    return [(node.name, NUMA_BONUS if vm.devices and _one_numa_node(node, usage, vm.devices)
+             else 0) for node, usage in candidates]
 
 
 def _one_numa_node(node: NodeOffer, usage: NodeUsage, requests: Sequence[DeviceRequest]) -> bool:

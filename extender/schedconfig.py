@@ -22,6 +22,8 @@ from podvirt.vmspec.contract import VM_SCHEDULER
 _DURATION = re.compile(r"^([0-9]+)(ms|s|m)$")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 PLAIN_SCHEDULER = "default-scheduler"
+# The VM profile's memory scoring: NodeResourcesFit's strategy per podvirt policy.
+SCORING = {"spread": "LeastAllocated", "pack": "MostAllocated"}
 
 
 def _template(name: str) -> str:
@@ -58,6 +60,8 @@ def render_scheduler_config(url: str, ca_file: str | None = None,
                             scheduler_name: str = VM_SCHEDULER,
                             plain_scheduler_name: str | None = PLAIN_SCHEDULER,
                             leader_elect: bool = False,
+                            scoring: str = "spread",
+                            device_resources: tuple[str, ...] = (),
                             vm_nodes_percentage: int = 100) -> str:
     """KubeSchedulerConfiguration YAML: the VM profile `scheduler_name` (NodeResourcesFit
     filtering off: the extender fits VM pods), the stock profile `plain_scheduler_name`
@@ -67,7 +71,12 @@ def render_scheduler_config(url: str, ca_file: str | None = None,
 
     `vm_nodes_percentage` is the VM profile's percentageOfNodesToScore: 100 (every node)
     unless throughput matters more than finding the nodes a VM fits (0: kube-scheduler's
-    adaptive sample, 42% at 1000 nodes, drawn before the extender is asked)."""
+    adaptive sample, 42% at 1000 nodes, drawn before the extender is asked).
+
+    `scoring`: the VM profile spreads VMs over the nodes with the most free memory or packs
+    them (NodeResourcesFit LeastAllocated / MostAllocated). `device_resources`: the
+    contract's passthrough resource names; pods requesting them also get the extender's
+    NUMA-locality prioritize (a second entry: without devices there is nothing to rank)."""
     if not _DURATION.match(http_timeout):
         raise ValueError(f"http_timeout must look like 10s, got {http_timeout!r}")
     if not 1 <= weight <= 100:
@@ -78,6 +87,8 @@ def render_scheduler_config(url: str, ca_file: str | None = None,
     if not 0 <= vm_nodes_percentage <= 100:
         raise ValueError(f"vm_nodes_percentage must be between 0 and 100, got "
                          f"{vm_nodes_percentage}")
+    if scoring not in SCORING:
+        raise ValueError(f"scoring must be one of {', '.join(SCORING)}, got {scoring!r}")
     if scheduler_name == plain_scheduler_name:
         raise ValueError(f"the VM and the plain profile need different names, both are "
                          f"{scheduler_name!r}")
@@ -87,8 +98,13 @@ def render_scheduler_config(url: str, ca_file: str | None = None,
     plain, vm = cfg["profiles"]
     plain["schedulerName"], vm["schedulerName"] = plain_scheduler_name, scheduler_name
     vm["percentageOfNodesToScore"] = vm_nodes_percentage
+    vm["pluginConfig"][0]["args"]["scoringStrategy"]["type"] = SCORING[scoring]
     cfg["profiles"] = [plain, vm] if plain_scheduler_name else [vm]
-    extender = cfg["extenders"][0]
-    _fill(extender, url, ca_file, insecure, weight)
-    extender["httpTimeout"] = http_timeout
+    fit, numa = cfg["extenders"]
+    for extender in (fit, numa):
+        _fill(extender, url, ca_file, insecure, weight)
+        extender["httpTimeout"] = http_timeout
+    numa["managedResources"] = [{"name": r, "ignoredByScheduler": False}
+                                for r in device_resources]
+    cfg["extenders"] = [fit, numa] if device_resources else [fit]
     return yaml.safe_dump(cfg, sort_keys=False)

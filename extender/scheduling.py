@@ -7,7 +7,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
-from podvirt.extender.decide import Policy, Verdict, VMShape, filter_node, score_nodes
+from podvirt.extender.decide import Policy, Verdict, VMShape, filter_node, numa_scores
 from podvirt.extender.facts import EMPTY_USAGE, NodeOffer, pod_requests
 from podvirt.extender.state import WatchedCluster, NodeView
 from podvirt.vmspec import (DEFAULT_LIMITS, CostSettings, Limits, SpecInvalid, demand,
@@ -118,12 +118,13 @@ def prioritize_pod(state: WatchedCluster, pod: Mapping[str, Any], names: Sequenc
                    limits: Limits = DEFAULT_LIMITS,
                    facts: Mapping[str, NodeOffer] | None = None,
                    memo: VerdictMemo | None = None) -> list[tuple[str, int]]:
-    """Scores for the nodes; 0 for all when the pod is not a (valid) VM or a node is unknown."""
+    """NUMA-locality scores for the nodes (decide.numa_scores); 0 for all when the pod is
+    not a (valid) VM with passthrough devices or a node is unknown."""
     try:
         shape = vm_shape(pod, costs, limits)
     except SpecInvalid:
         shape = None
-    if shape is None:
+    if shape is None or not shape.devices:
         return [(n, 0) for n in names]
     table = memo.table(shape, policy) if memo is not None and facts is None else {}
     views = _views(state, facts)
@@ -137,7 +138,7 @@ def prioritize_pod(state: WatchedCluster, pod: Mapping[str, Any], names: Sequenc
         if view is not None:
             stale.append((len(out), view))
         out.append((name, 0))
-    scored = score_nodes([view for _, view in stale], shape, policy)
+    scored = numa_scores([view for _, view in stale], shape)
     for (i, view), (name, score) in zip(stale, scored):
         out[i] = (name, score)
         table[name] = (view, score)

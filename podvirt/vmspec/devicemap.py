@@ -63,6 +63,11 @@ class DeviceResources:
             table[key] = resource
         return cls(tuple(by_id.items()), tuple(by_driver.items()))
 
+    @property
+    def resources(self) -> tuple[str, ...]:
+        """The resource names the rules give, sorted (not the default pci.podvirt.io ones)."""
+        return tuple(sorted({r for _, r in self.by_id + self.by_driver}))
+
     def for_device(self, vendor: str, device: str, driver: str = "") -> str:
         found = dict(self.by_id).get(f"{vendor}:{device}")
         if found is None and driver:

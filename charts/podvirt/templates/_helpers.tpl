@@ -135,3 +135,12 @@ empty when the post-install hook or cert-manager injects it later. */}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The tlsConfig of the scheduler's extender entries (nothing with extender.https off). */}}
+{{- define "podvirt.scheduler.extenderTLS" -}}
+{{- if .Values.extender.https }}
+tlsConfig:
+  caFile: /etc/podvirt/tls/ca.crt
+  serverName: {{ include "podvirt.extender.name" . }}.{{ .Release.Namespace }}.svc
+{{- end }}
+{{- end -}}

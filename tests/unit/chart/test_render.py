@@ -111,13 +111,21 @@ def test_scheduler_name_is_the_same_in_webhook_and_profile(render, values, sched
     assert scheduler_config(objects)["profiles"][-1]["schedulerName"] == scheduler_name
 
 
-_RESOURCE_SCORING = {"disabled": [{"name": "NodeResourcesFit"},
-                                   {"name": "NodeResourcesBalancedAllocation"}]}
+_NOT_BALANCED = {"disabled": [{"name": "NodeResourcesBalancedAllocation"}]}
 NO_FIT = {"preFilter": {"disabled": [{"name": "NodeResourcesFit"}]},
           "filter": {"disabled": [{"name": "NodeResourcesFit"}]},
-          "preScore": _RESOURCE_SCORING, "score": _RESOURCE_SCORING}
+          "preScore": _NOT_BALANCED, "score": _NOT_BALANCED}
+
+
+def memory_scoring(strategy: str) -> list[dict]:
+    return [{"name": "NodeResourcesFit", "args": {"scoringStrategy": {
+        "type": strategy, "resources": [{"name": "memory", "weight": 1},
+                                        {"name": "hugepages-2Mi", "weight": 1},
+                                        {"name": "hugepages-1Gi", "weight": 1}]}}}]
+
+
 VM_PROFILE = {"schedulerName": "podvirt-scheduler", "percentageOfNodesToScore": 100,
-              "plugins": NO_FIT}
+              "plugins": NO_FIT, "pluginConfig": memory_scoring("LeastAllocated")}
 
 
 @pytest.mark.parametrize("values, profiles", [
@@ -126,11 +134,29 @@ VM_PROFILE = {"schedulerName": "podvirt-scheduler", "percentageOfNodesToScore": 
                  id="cluster-scheduler"),
     # A second scheduler must not compete with the cluster's for plain pods.
     pytest.param(SECOND_SCHEDULER, [VM_PROFILE], id="second-scheduler"),
+    pytest.param({"scheduler": {"scoring": "pack"}},
+                 [{"schedulerName": "default-scheduler"},
+                  {**VM_PROFILE, "pluginConfig": memory_scoring("MostAllocated")}], id="pack"),
 ])
-def test_vm_profile_leaves_the_resource_fit_to_the_extender(render, values, profiles):
+def test_vm_profile_leaves_the_fit_to_the_extender_and_scores_memory_in_tree(render, values,
+                                                                            profiles):
     config = scheduler_config(render(values))
     assert config["profiles"] == profiles
-    assert len(config["extenders"]) == 1
+    (fit,) = config["extenders"]
+    assert fit["filterVerb"] == "filter" and fit["bindVerb"] == "bind"
+    assert "prioritizeVerb" not in fit
+
+
+def test_named_passthrough_resources_get_the_numa_prioritize_entry(render):
+    config = scheduler_config(render({"passthrough": {"resources": {
+        "10de:1eb8": "nvidia.com/T4", "10de:1eb9": "nvidia.com/T4",
+        "driver:mlx5_vfio_pci": "example.com/vf"}}}))
+    fit, numa = config["extenders"]
+    assert "prioritizeVerb" not in fit
+    assert numa["prioritizeVerb"] == "prioritize" and "bindVerb" not in numa
+    assert numa["managedResources"] == [{"name": "example.com/vf", "ignoredByScheduler": False},
+                                        {"name": "nvidia.com/T4", "ignoredByScheduler": False}]
+    assert numa["urlPrefix"] == fit["urlPrefix"] and numa["tlsConfig"] == fit["tlsConfig"]
 
 
 def test_mutating_webhook_configuration(render):
@@ -237,7 +263,7 @@ def test_scheduler_configuration_registers_the_extender(render):
     ext = scheduler_config(objects)["extenders"][0]
     svc = find(objects, "Service", "-extender")
     assert ext["urlPrefix"] == f"https://{svc['metadata']['name']}.{NAMESPACE}.svc:{svc['spec']['ports'][0]['port']}"
-    assert (ext["filterVerb"], ext["prioritizeVerb"], ext["bindVerb"]) == ("filter", "prioritize", "bind")
+    assert (ext["filterVerb"], ext.get("prioritizeVerb"), ext["bindVerb"]) == ("filter", None, "bind")
     assert ext["nodeCacheCapable"] is True and ext["ignorable"] is False and ext["enableHTTPS"] is True
     assert re.fullmatch(r"\d+(ms|s|m)", ext["httpTimeout"])
     assert ext["tlsConfig"]["caFile"] == "/etc/podvirt/tls/ca.crt"
@@ -405,6 +431,8 @@ def test_probe_daemonset(render):
     pytest.param({"webhook": {"timeoutSeconds": 31}}, "between 1 and 30", id="timeout-too-long"),
     pytest.param({"scheduler": {"name": "default-scheduler"}}, "must not be default-scheduler",
                  id="vm-profile-named-default"),
+    pytest.param({"scheduler": {"scoring": "balanced"}}, "scheduler.scoring must be spread or pack",
+                 id="unknown-scoring"),
 ])
 def test_bad_values_fail(render, values, message):
     with pytest.raises(RenderError, match=message):

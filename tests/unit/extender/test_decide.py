@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 import pytest
 from dataclasses import replace
 
-from podvirt.extender.decide import (DevicesUnavailable, Policy, VMShape, choose_devices,
-                                     filter_node, score_nodes)
+from podvirt.extender.decide import (NUMA_BONUS, DevicesUnavailable, Policy, VMShape, choose_devices,
+                                     filter_node, numa_scores)
 from podvirt.extender.facts import NodeOffer, NodeUsage
 from podvirt.vmspec import DEFAULT_COSTS, CostSettings, DeviceResources, demand, parse_vm
 from podvirt.vmspec import keys as k
@@ -155,26 +155,22 @@ def test_quarantine(failures, policy, reason):
     assert v.unresolvable is False
 
 
-SCORE_CASES = [
-    pytest.param("spread", [0, 8 * GiB, 12 * GiB], [7, 2, 0], id="spread-prefers-free-memory"),
-    pytest.param("pack", [0, 8 * GiB, 12 * GiB], [3, 8, 10], id="pack-prefers-full-nodes"),
-]
-
-
-@pytest.mark.parametrize("scoring, used, expected", SCORE_CASES)
-def test_score_nodes(scoring, used, expected):
-    candidates = [(node(f"n{i}"), NodeUsage(memory=u)) for i, u in enumerate(used)]
-    scores = score_nodes(candidates, vm(), Policy(scoring=scoring))
-    assert scores == [(f"n{i}", s) for i, s in enumerate(expected)]
-
-
-def test_numa_bonus_when_devices_share_a_numa_node():
+def test_numa_bonus_where_the_devices_share_a_numa_node():
     shape = vm(**{k.DEVICES: "nvidia.com/gpu=2"})
     split = (gpu("0000:3b:00.0", 0), gpu("0000:86:00.0", 1))      # one per NUMA node
     local = (gpu("0000:3b:00.0", 0), gpu("0000:3c:00.0", 0))
-    scores = dict(score_nodes([(node("split", devices=split), NodeUsage()),
-                               (node("local", devices=local), NodeUsage())], shape))
-    assert scores["local"] == scores["split"] + 2
+    taken = NodeUsage(claimed=frozenset({"0000:3c:00.0"}))     # local-busy: pair broken up
+    scores = numa_scores([(node("split", devices=split), NodeUsage()),
+                          (node("local", devices=local), NodeUsage()),
+                          (node("local-busy", devices=local + (gpu("0000:86:00.0", 1),)),
+                           taken)], shape)
+    assert scores == [("split", 0), ("local", NUMA_BONUS), ("local-busy", 0)]
+
+
+def test_vms_without_devices_score_alike():
+    """Memory is kube-scheduler's to score (NodeResourcesFit): nothing to rank here."""
+    candidates = [(node(f"n{i}"), NodeUsage(memory=used)) for i, used in enumerate((0, 12 * GiB))]
+    assert numa_scores(candidates, vm()) == [("n0", 0), ("n1", 0)]
 
 
 CHOICE_CASES = [

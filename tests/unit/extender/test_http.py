@@ -8,10 +8,11 @@ import pytest
 
 from podvirt.extender import wire
 from podvirt.extender.app import NOT_READY, Settings, create_app
+from podvirt.extender.decide import NUMA_BONUS
 from podvirt.extender.state import WatchedCluster
 from podvirt.vmspec import keys as k
 
-from tests.unit.extender.objects import FakeApi, GiB, node_json, plain_pod, vm_pod
+from tests.unit.extender.objects import FakeApi, GiB, gpu, node_json, plain_pod, vm_pod
 
 
 @pytest.fixture
@@ -74,19 +75,24 @@ def test_filter_invalid_vm_spec_is_unresolvable_everywhere(client):
     assert out["FailedAndUnresolvableNodes"]["big"].startswith("invalid VM spec: podvirt.io/memory")
 
 
-def test_prioritize_wire_shape(client):
+def test_prioritize_ranks_nodes_by_numa_locality_relative_to_the_lowest(client, state):
     """Scores are sent relative to the lowest: the lowest-scored node is left out (the
     scheduler adds 0 for it), the others carry their lead."""
-    r = client.post("/prioritize", json={"pod": vm_pod("a"), "NodeNames": ["big", "small"]})
+    state.apply_node("ADDED", node_json("split", devices=[gpu("0000:3b:00.0", 0),
+                                                         gpu("0000:86:00.0", 1)]))
+    state.apply_node("ADDED", node_json("local", devices=[gpu("0000:3b:00.0", 0),
+                                                         gpu("0000:3c:00.0", 0)]))
+    pod = vm_pod("a", {k.DEVICES: "nvidia.com/gpu=2"})
+    r = client.post("/prioritize", json={"pod": pod, "NodeNames": ["split", "local"]})
     assert r.status_code == 200
-    out = r.get_json()
-    assert [h["Host"] for h in out] == ["big"]
-    assert set(out[0]) == {"Host", "Score"} and 0 < out[0]["Score"] <= 10
+    assert r.get_json() == [{"Host": "local", "Score": NUMA_BONUS}]
 
 
-def test_prioritize_sends_nothing_for_nodes_scored_alike(client):
-    out = client.post("/prioritize", json={"pod": vm_pod("a"), "NodeNames": ["big"]})
+def test_prioritize_sends_nothing_for_a_vm_without_devices(client):
+    """Its memory is scored in-tree (NodeResourcesFit): all nodes alike here."""
+    out = client.post("/prioritize", json={"pod": vm_pod("a"), "NodeNames": ["big", "small"]})
     assert out.get_json() == []
+
 
 
 @pytest.mark.parametrize("scores", [
@@ -179,21 +185,3 @@ def test_memoized_verdicts_follow_state_changes(client, state):
     assert out["NodeNames"] == [] and out["FailedNodes"]["big"].endswith("2Gi free")
     state.apply_pod("DELETED", plain_pod("hog", node="big", memory="62Gi"))
     assert client.post("/filter", json=body).get_json()["NodeNames"] == ["big"]
-
-
-def test_memoized_scores_follow_state_changes(client, state):
-    """Scores are reused per VM shape only while a node's usage is unchanged."""
-    body = {"Pod": vm_pod("a"), "NodeNames": ["big", "small", "ghost"]}
-
-    def scores() -> dict[str, int]:
-        # Relative to the lowest (the unknown node's 0): a host left out scores 0.
-        listed = {h["Host"]: h["Score"] for h in client.post("/prioritize", json=body).get_json()}
-        return {name: listed.get(name, 0) for name in body["NodeNames"]}
-
-    first = scores()
-    assert first["big"] > 0 and first["ghost"] == 0
-    state.apply_pod("ADDED", plain_pod("hog", node="big", memory="32Gi"))
-    busy = scores()
-    assert busy["big"] < first["big"] and busy["small"] == first["small"]
-    state.apply_pod("DELETED", plain_pod("hog", node="big", memory="32Gi"))
-    assert scores() == first

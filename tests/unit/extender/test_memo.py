@@ -3,16 +3,18 @@ name, never across VMs that differ in anything the decisions read."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from podvirt.extender import scheduling
-from podvirt.extender.decide import DEFAULT_POLICY
+from podvirt.extender.decide import DEFAULT_POLICY, NUMA_BONUS
 from podvirt.extender.scheduling import VerdictMemo, filter_pod, prioritize_pod
 from podvirt.extender.state import WatchedCluster
 from podvirt.vmspec import DEFAULT_COSTS
 from podvirt.vmspec import keys as k
 
-from tests.unit.extender.objects import node_json, vm_pod
+from tests.unit.extender.objects import gpu, node_json, vm_pod
 
 NAMES = ["zone-a", "zone-b"]
 
@@ -76,11 +78,22 @@ def test_a_vm_of_another_shape_is_decided_again(state, decided, other, rejected)
     assert {**outcome.failed, **outcome.unresolvable} == rejected
 
 
-def test_scores_follow_the_shape(state):
+def test_scores_follow_the_shape_and_the_devices_taken():
+    """NUMA scores are kept per VM shape and node view: a VM wanting more devices is
+    scored again, and so is a node whose devices were taken since."""
+    state = WatchedCluster()
+    state.replace_nodes([node_json("local", devices=[gpu("0000:3b:00.0", 0), gpu("0000:3c:00.0", 0),
+                                                     gpu("0000:86:00.0", 1)])])
+    state.replace_pods([])
     memo = VerdictMemo()
-    small = prioritize_pod(state, vm_pod("small"), NAMES, policy=DEFAULT_POLICY,
-                           costs=DEFAULT_COSTS, memo=memo)
-    big = prioritize_pod(state, vm_pod("big", {k.MEMORY: "5Gi"}), NAMES, policy=DEFAULT_POLICY,
-                         costs=DEFAULT_COSTS, memo=memo)
-    # spread: memory left after placing the VM; zone-b (6Gi) has less of it for a bigger VM.
-    assert dict(small)["zone-b"] > dict(big)["zone-b"]
+
+    def scores(pod) -> int:
+        return dict(prioritize_pod(state, pod, ["local"], policy=DEFAULT_POLICY,
+                                   costs=DEFAULT_COSTS, memo=memo))["local"]
+
+    one, two, three = (vm_pod(f"vm{n}", {k.DEVICES: f"nvidia.com/gpu={n}"}) for n in (1, 2, 3))
+    assert (scores(one), scores(two), scores(three)) == (NUMA_BONUS, NUMA_BONUS, 0)
+    state.apply_pod("ADDED", vm_pod("holder", {k.DEVICES: "nvidia.com/gpu=1"}, node="local",
+                                    annotations={k.ASSIGNED_DEVICES: json.dumps(
+                                        [gpu("0000:3c:00.0", 0).to_json()])}))
+    assert (scores(one), scores(two)) == (NUMA_BONUS, 0)
