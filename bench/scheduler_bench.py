@@ -83,6 +83,7 @@ class Result:
     seconds: float          # scheduler resumed -> last bound
     filter_calls: float | None   # from podvirt extender's /metrics (None: not measured)
     cycle_ms: float         # mean filter+score time per pod (extenders included), serial
+    in_tree_ms: float       # of which kube-scheduler's own (pre)filter and (pre)score plugins
     cpu: dict[str, float]   # CPU seconds per component, resume -> last bound
 
     @property
@@ -143,6 +144,14 @@ class BindWatch:
 def metric_sum(text: str, name: str) -> float:
     m = re.search(rf"^{name} (\S+)$", text, re.M)
     return float(m.group(1)) if m else 0.0
+
+
+def in_tree_seconds(text: str) -> float:
+    """Seconds kube-scheduler spent in its own PreFilter/Filter/PreScore/Score plugins
+    (all profiles): the rest of a scheduling cycle is the extenders' round trips."""
+    return sum(float(v) for v in re.findall(
+        r'^scheduler_framework_extension_point_duration_seconds_sum\{[^}]*'
+        r'extension_point="(?:PreFilter|Filter|PreScore|Score)"[^}]*\} (\S+)$', text, re.M))
 
 
 def extender_metrics(cluster) -> str:
@@ -275,12 +284,15 @@ def run_case(cluster, core, setup: str, kind: str, count: int,
     algo = scheduler_metrics(cluster)
     algo_n = metric_sum(algo, f"{ALGORITHM}_count") - metric_sum(algo_before, f"{ALGORITHM}_count")
     algo_s = metric_sum(algo, f"{ALGORITHM}_sum") - metric_sum(algo_before, f"{ALGORITHM}_sum")
+    in_tree = in_tree_seconds(algo) - in_tree_seconds(algo_before)
     result = Result(setup, kind, count, watch.last - t0, calls,
                     1000 * algo_s / algo_n if algo_n else float("nan"),
+                    1000 * in_tree / algo_n if algo_n else float("nan"),
                     {name: cpu1[name] - cpu0[name] for name in cpu1 if name in cpu0})
     log(f"  {kind}: {result.rate:.1f} pods/s ({result.seconds:.1f}s; "
         f"{'-' if calls is None else f'{calls:.0f}'} extender filter calls; "
-        f"{result.cycle_ms:.1f} ms per scheduling cycle; "
+        f"{result.cycle_ms:.1f} ms per scheduling cycle, {result.in_tree_ms:.1f} of it in-tree "
+        "plugins; "
         f"CPU s: {cpu_line(result)})")
     return result
 
@@ -351,11 +363,11 @@ def print_run(results: list[Result], number: int) -> None:
     base = {r.kind: r for r in results if r.setup == "none"}
     print(f"\nrun {number}:")
     print(f"{'pods':<7}{'setup':<19}{'pods/s':>9}{'seconds':>9}"
-          f"{'filters':>9}{'cycle ms':>10}{'vs none':>10}")
+          f"{'filters':>9}{'cycle ms':>10}{'in-tree':>9}{'vs none':>10}")
     for r in results:
         print(f"{r.kind:<7}{r.setup:<19}{r.rate:>9.1f}{r.seconds:>9.1f}"
               f"{'-' if r.filter_calls is None else f'{r.filter_calls:.0f}':>9}"
-              f"{r.cycle_ms:>10.2f}{r.rate / base[r.kind].rate:>9.2f}x")
+              f"{r.cycle_ms:>10.2f}{r.in_tree_ms:>9.2f}{r.rate / base[r.kind].rate:>9.2f}x")
     print("CPU ms per pod from resume to the last bind (2 cores):")
     for r in results:
         print(f"  {r.kind:<6}{r.setup:<19}{1000 * sum(r.cpu.values()) / r.pods:6.1f} total: "
@@ -393,7 +405,8 @@ def main() -> int:
     for number, results in enumerate(runs, 1):
         print_run(results, number)
     print("cycle ms: kube-scheduler's mean scheduling_algorithm_duration (filter + score, "
-          "extender calls included); one pod at a time")
+          "extender calls included; one pod at a time); in-tree: its own plugins' share, the "
+          "rest is the extender round trips")
     print(f"\ntargets, median of {len(runs)} run(s):")
     for what, kind, setup, baseline, target in TARGETS:
         ratios = []
