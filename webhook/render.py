@@ -42,10 +42,13 @@ _ENV = (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace"),
         ("NODE_NAME", "spec.nodeName"))
 
 
+# The canonical form stored hashes were made of: sorted keys, no spaces, ASCII.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def rendered_hash(annotations: Mapping[str, str] | None) -> str:
     """Fingerprint of the VM annotations; stored in podvirt.io/rendered."""
-    # The canonical form stored hashes were made of: sorted keys, no spaces, ASCII.
-    canonical = json.dumps(vm_annotations(annotations), sort_keys=True, separators=(",", ":"))
+    canonical = _CANONICAL.encode(vm_annotations(annotations))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -372,6 +375,8 @@ def override_warnings(before: Mapping[str, Any], after: Mapping[str, Any]) -> li
 
 
 def _replaced_items(path: str, what: str, old: Any, new: Any) -> list[str]:
+    if not old:
+        return []       # nothing of the user's to replace (most pods: no volumes, no sysctls)
     ours = {item.get("name"): item for item in new or [] if isinstance(item, dict)}
     return [f"{path}[{item['name']}]: your {what} of this name is replaced by podvirt's"
             for item in old or []
