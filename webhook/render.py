@@ -231,8 +231,8 @@ def node_affinity(pod: Pod, ctx: RenderContext) -> None:
     exprs = [{"key": key, "operator": "In", "values": [value]} for key, value in pin.node_labels]
     # New maps down to the terms (the user's stay as they are), each keeping the user's keys.
     affinity = dict(pod["spec"].get("affinity") or {})
-    node = affinity["nodeAffinity"] = dict(affinity.get("nodeAffinity") or {})
-    required = node[_REQUIRED] = dict(node.get(_REQUIRED) or {})
+    node = dict(affinity.get("nodeAffinity") or {})
+    required = dict(node.get(_REQUIRED) or {})
     terms = [dict(term) for term in required.get("nodeSelectorTerms") or [{}]]
     # Terms are ORed and requirements inside a term ANDed: adding ours to every term of
     # the user's own affinity keeps both constraints.
@@ -245,6 +245,8 @@ def node_affinity(pod: Pod, ctx: RenderContext) -> None:
             else:
                 term.pop(key, None)
     required["nodeSelectorTerms"] = terms
+    node[_REQUIRED] = required
+    affinity["nodeAffinity"] = node
     pod["spec"]["affinity"] = affinity
 
 
