@@ -9,7 +9,6 @@ rendered pod a no-op.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import re
@@ -43,10 +42,13 @@ _ENV = (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace"),
         ("NODE_NAME", "spec.nodeName"))
 
 
+# The canonical form stored hashes were made of: sorted keys, no spaces, ASCII.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def rendered_hash(annotations: Mapping[str, str] | None) -> str:
     """Fingerprint of the VM annotations; stored in podvirt.io/rendered."""
-    # The canonical form stored hashes were made of: sorted keys, no spaces, ASCII.
-    canonical = json.dumps(vm_annotations(annotations), sort_keys=True, separators=(",", ":"))
+    canonical = _CANONICAL.encode(vm_annotations(annotations))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -60,13 +62,18 @@ class RenderContext:
 Option = Callable[[Pod, RenderContext], None]
 
 
-def _replace_named(items: list[dict], new: dict) -> None:
-    """Put `new` into a list of named objects, replacing one of the same name in place."""
+def _put_named(owner: dict, key: str, new: dict) -> None:
+    """Put `new` into the list of named objects at owner[key], in place of the one of the
+    same name or at the end. The list put there is a new one: the old one may be the user's
+    (rendering shares with the input pod what it does not change)."""
+    items = list(owner.get(key) or [])
     for i, item in enumerate(items):
         if item.get("name") == new["name"]:
             items[i] = new
-            return
-    items.append(new)
+            break
+    else:
+        items.append(new)
+    owner[key] = items
 
 
 def _launcher(pod: Pod) -> dict:
@@ -115,20 +122,22 @@ PRIVILEGED_PORTS_BELOW = 1024
 def guest_ports(pod: Pod, ctx: RenderContext) -> None:
     # passt listens on these in the pod and forwards them into the guest; declaring them
     # lets Services target them by name and shows them in `kubectl describe`.
-    ports = _launcher(pod).setdefault("ports", [])
+    launcher = _launcher(pod)
     for port in ctx.spec.ports:
-        _replace_named(ports, {"name": f"{port.protocol}-{port.number}",
-                               "containerPort": port.number, "protocol": port.protocol.upper()})
+        _put_named(launcher, "ports", {"name": f"{port.protocol}-{port.number}",
+                                       "containerPort": port.number,
+                                       "protocol": port.protocol.upper()})
     lowest = min(port.number for port in ctx.spec.ports)
     if lowest < PRIVILEGED_PORTS_BELOW:
         # passt (no capabilities) must bind the guest's port 22 in the pod: lower the
         # bound for this pod's network namespace rather than grant NET_BIND_SERVICE.
-        sysctls = pod["spec"].setdefault("securityContext", {}).setdefault("sysctls", [])
-        given = next((x.get("value") for x in sysctls if x.get("name") == UNPRIVILEGED_PORT_SYSCTL),
-                     None)
+        context = dict(pod["spec"].get("securityContext") or {})
+        given = next((x.get("value") for x in context.get("sysctls") or []
+                      if x.get("name") == UNPRIVILEGED_PORT_SYSCTL), None)
         if not (isinstance(given, str) and re.fullmatch(r"[0-9]{1,5}", given)
                 and int(given) <= lowest):
-            _replace_named(sysctls, {"name": UNPRIVILEGED_PORT_SYSCTL, "value": str(lowest)})
+            _put_named(context, "sysctls", {"name": UNPRIVILEGED_PORT_SYSCTL, "value": str(lowest)})
+            pod["spec"]["securityContext"] = context
 
 
 def spec_volume(pod: Pod, ctx: RenderContext) -> None:
@@ -144,20 +153,18 @@ def spec_volume(pod: Pod, ctx: RenderContext) -> None:
                                              "path": "cloud-init/userdata"}]}}]}}
     else:
         volume = {"name": SPEC_VOLUME, "downwardAPI": {"items": items}}
-    _replace_named(pod["spec"].setdefault("volumes", []), volume)
+    _put_named(pod["spec"], "volumes", volume)
 
 
 def copy_tools(pod: Pod, ctx: RenderContext) -> None:
     s = ctx.settings
-    _replace_named(pod["spec"].setdefault("volumes", []),
-                   {"name": TOOLS_VOLUME, "emptyDir": {"sizeLimit": "16Mi"}})
-    _replace_named(pod["spec"].setdefault("initContainers", []), _init_container(
+    _put_named(pod["spec"], "volumes", {"name": TOOLS_VOLUME, "emptyDir": {"sizeLimit": "16Mi"}})
+    _put_named(pod["spec"], "initContainers", _init_container(
         TOOLS_INIT, s.launcher_image, ["cp", s.static_busybox, f"{TOOLS_DIR}/busybox"], [], s))
 
 
 def disk_volumes(pod: Pod, ctx: RenderContext) -> None:
-    volumes = pod["spec"].setdefault("volumes", [])
-    mounts = _launcher(pod)["volumeMounts"]
+    launcher = _launcher(pod)
     for disk in ctx.spec.disks:
         name = f"disk-{disk.name}"
         if disk.kind == "file":
@@ -171,11 +178,11 @@ def disk_volumes(pod: Pod, ctx: RenderContext) -> None:
             source = {"emptyDir": {}}
             # A containerdisk image keeps its disk under /disk; the copy lives in an
             # emptyDir the launcher can write to (QEMU opens its disks read-write).
-            _replace_named(pod["spec"].setdefault("initContainers", []), _init_container(
+            _put_named(pod["spec"], "initContainers", _init_container(
                 name, disk.source, [f"{TOOLS_DIR}/busybox", "cp", "-a", "/disk/.", disk.mount_dir],
                 [{"name": name, "mountPath": disk.mount_dir}], ctx.settings))
-        _replace_named(volumes, {"name": name, **source})
-        _replace_named(mounts, {"name": name, "mountPath": disk.mount_dir})
+        _put_named(pod["spec"], "volumes", {"name": name, **source})
+        _put_named(launcher, "volumeMounts", {"name": name, "mountPath": disk.mount_dir})
 
 
 def kernel_boot(pod: Pod, ctx: RenderContext) -> None:
@@ -183,15 +190,14 @@ def kernel_boot(pod: Pod, ctx: RenderContext) -> None:
     kernel boot container, as an init container)."""
     spec = ctx.spec
     files = [path for path in (spec.kernel, spec.initrd) if path]
-    _replace_named(pod["spec"].setdefault("volumes", []),
-                   {"name": KERNEL_BOOT_VOLUME, "emptyDir": {
-                       "sizeLimit": format_bytes(ctx.settings.costs.storage.kernel_boot)}})
+    _put_named(pod["spec"], "volumes", {"name": KERNEL_BOOT_VOLUME, "emptyDir": {
+        "sizeLimit": format_bytes(ctx.settings.costs.storage.kernel_boot)}})
     mount = {"name": KERNEL_BOOT_VOLUME, "mountPath": KERNEL_BOOT_DIR}
-    _replace_named(pod["spec"].setdefault("initContainers", []), _init_container(
+    _put_named(pod["spec"], "initContainers", _init_container(
         KERNEL_BOOT_VOLUME, spec.kernel_image or "", [f"{TOOLS_DIR}/busybox", "cp", *files,
                                                       KERNEL_BOOT_DIR + "/"], [mount],
         ctx.settings))
-    _replace_named(_launcher(pod)["volumeMounts"], {**mount, "readOnly": True})
+    _put_named(_launcher(pod), "volumeMounts", {**mount, "readOnly": True})
 
 
 def _init_container(name: str, image: str, command: list[str], mounts: list[dict],
@@ -209,10 +215,13 @@ def _init_container(name: str, image: str, command: list[str], mounts: list[dict
 def hugepages_volume(pod: Pod, ctx: RenderContext) -> None:
     # QEMU maps guest memory from a hugetlbfs mount; the HugePages medium provides one
     # backed by the pod's hugepages-<size> request.
-    _replace_named(pod["spec"].setdefault("volumes", []),
-                   {"name": HUGEPAGES_VOLUME, "emptyDir": {"medium": "HugePages"}})
-    _replace_named(_launcher(pod)["volumeMounts"],
-                   {"name": HUGEPAGES_VOLUME, "mountPath": "/dev/hugepages"})
+    _put_named(pod["spec"], "volumes",
+               {"name": HUGEPAGES_VOLUME, "emptyDir": {"medium": "HugePages"}})
+    _put_named(_launcher(pod), "volumeMounts",
+               {"name": HUGEPAGES_VOLUME, "mountPath": "/dev/hugepages"})
+
+
+_REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
 
 
 def node_affinity(pod: Pod, ctx: RenderContext) -> None:
@@ -220,18 +229,25 @@ def node_affinity(pod: Pod, ctx: RenderContext) -> None:
     fields = ([{"key": "metadata.name", "operator": "In", "values": list(pin.node_names)}]
               if pin.node_names else [])
     exprs = [{"key": key, "operator": "In", "values": [value]} for key, value in pin.node_labels]
-    required = (pod["spec"].setdefault("affinity", {}).setdefault("nodeAffinity", {})
-                .setdefault("requiredDuringSchedulingIgnoredDuringExecution", {}))
-    terms = required.setdefault("nodeSelectorTerms", []) or [{}]
+    # New maps down to the terms (the user's stay as they are), each keeping the user's keys.
+    affinity = dict(pod["spec"].get("affinity") or {})
+    node = dict(affinity.get("nodeAffinity") or {})
+    required = dict(node.get(_REQUIRED) or {})
+    terms = [dict(term) for term in required.get("nodeSelectorTerms") or [{}]]
     # Terms are ORed and requirements inside a term ANDed: adding ours to every term of
     # the user's own affinity keeps both constraints.
     for term in terms:
         for key, reqs in (("matchFields", fields), ("matchExpressions", exprs)):
-            existing = term.setdefault(key, [])
+            existing = list(term.get(key) or [])
             existing.extend(r for r in reqs if r not in existing)
-            if not existing:
-                del term[key]
+            if existing:
+                term[key] = existing
+            else:
+                term.pop(key, None)
     required["nodeSelectorTerms"] = terms
+    node[_REQUIRED] = required
+    affinity["nodeAffinity"] = node
+    pod["spec"]["affinity"] = affinity
 
 
 def pod_policy(pod: Pod, ctx: RenderContext) -> None:
@@ -301,14 +317,16 @@ def render_launcher_pod(pod: Mapping[str, Any], spec: VMSpec,
                         settings: RenderSettings = RenderSettings()) -> Pod:
     """The launcher pod for a user's VM pod; the input is not modified.
 
-    Only what the rules write is copied (spec, labels, annotations); the rest (status,
-    managedFields, ...) is shared with the input, which diff_patch then skips by identity.
+    Only the maps rules write keys into are copied (pod, metadata, labels, annotations,
+    spec); options put new lists and maps in place of the user's instead of editing them
+    (_put_named), so all that rendering leaves alone (a sidecar, tolerations, status,
+    managedFields, ...) is shared with the input, and diff_patch skips it by identity.
     """
     meta = dict(pod.get("metadata") or {})
     for key in ("labels", "annotations"):
         if isinstance(meta.get(key), dict):
             meta[key] = dict(meta[key])         # string values: a flat copy is a full one
-    out: Pod = {**pod, "metadata": meta, "spec": copy.deepcopy(pod.get("spec") or {})}
+    out: Pod = {**pod, "metadata": meta, "spec": dict(pod.get("spec") or {})}
     ctx = RenderContext(spec, demand(spec, settings.costs), settings)
     for applies, option in RULES:
         if applies(spec):
@@ -359,6 +377,8 @@ def override_warnings(before: Mapping[str, Any], after: Mapping[str, Any]) -> li
 
 
 def _replaced_items(path: str, what: str, old: Any, new: Any) -> list[str]:
+    if not old:
+        return []       # nothing of the user's to replace (most pods: no volumes, no sysctls)
     ours = {item.get("name"): item for item in new or [] if isinstance(item, dict)}
     return [f"{path}[{item['name']}]: your {what} of this name is replaced by podvirt's"
             for item in old or []

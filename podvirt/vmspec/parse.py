@@ -311,25 +311,30 @@ def _nics(limits: Limits) -> Callable[[str], tuple[Nic, ...]]:
     return convert
 
 
+# ASCII digits only: str.isdigit() takes '¹', which int() refuses.
+_PORT_NUMBER = re.compile(r"[0-9]{1,5}")
+# Ports every VM pod uses itself, as (number, protocol).
+_RESERVED_PORTS = {(METRICS_PORT, "tcp"): "is the launcher's metrics port in every VM pod",
+                   (MIGRATION_PORT, "tcp"): "is where a VM pod receives a live migration"}
+
+
 def _ports(raw: str) -> tuple[Port, ...]:
-    ports: list[Port] = []
+    # Checked as (number, protocol) pairs, made Ports once at the end.
+    ports: set[tuple[int, str]] = set()
     for item in _items(raw):
         number, sep, protocol = item.partition("/")
         protocol = protocol.lower() if sep else "tcp"
         if protocol not in ("tcp", "udp"):
             raise _Rule(f"port {item!r}: protocol must be tcp or udp, got {protocol!r}")
-        # ASCII digits only: str.isdigit() takes '¹', which int() refuses.
-        if not re.fullmatch(r"[0-9]{1,5}", number) or not 1 <= int(number) <= 65535:
+        if not _PORT_NUMBER.fullmatch(number) or not 1 <= int(number) <= 65535:
             raise _Rule(f"port {item!r}: must be a port number from 1 to 65535")
-        port = Port(int(number), protocol)  # type: ignore[arg-type]
-        if port == Port(METRICS_PORT):
-            raise _Rule(f"port {port} is the launcher's metrics port in every VM pod")
-        if port == Port(MIGRATION_PORT):
-            raise _Rule(f"port {port} is where a VM pod receives a live migration")
+        port = (int(number), protocol)
+        if port in _RESERVED_PORTS:
+            raise _Rule(f"port {Port(*port)} {_RESERVED_PORTS[port]}")   # type: ignore[arg-type]
         if port in ports:
-            raise _Rule(f"port {port} is given twice")
-        ports.append(port)
-    return tuple(sorted(ports))
+            raise _Rule(f"port {Port(*port)} is given twice")    # type: ignore[arg-type]
+        ports.add(port)
+    return tuple(Port(*port) for port in sorted(ports))  # type: ignore[arg-type]
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:

@@ -49,6 +49,11 @@ def test_full_vm():
     assert spec.shutdown_grace_seconds == 120 and spec.cloud_init.inline == "#cloud-config\n"
 
 
+def test_ports_sorted_and_reserved_only_over_tcp():
+    spec = parse_vm(vm(nics="eth0", ports="9101/udp,80,22/udp,22"))
+    assert [str(p) for p in spec.ports] == ["22/tcp", "22/udp", "80/tcp", "9101/udp"]
+
+
 @pytest.mark.parametrize("annotations, key, fragment", [
     pytest.param({k.DISKS: "root=scratch:1Gi"}, k.MEMORY, "is required", id="memory-required"),
     pytest.param(vm(memory="16Mi"), k.MEMORY, "at least 64Mi", id="memory-below-minimum"),
@@ -104,7 +109,15 @@ def test_full_vm():
     pytest.param(vm(nics="eth0", ports="0"), k.PORTS, "1 to 65535", id="port-zero"),
     pytest.param(vm(nics="eth0", ports="http"), k.PORTS, "1 to 65535", id="port-name"),
     pytest.param(vm(nics="eth0", ports="\u00b9"), k.PORTS, "1 to 65535", id="port-superscript"),
-    pytest.param(vm(nics="eth0", ports="22,22/tcp"), k.PORTS, "twice", id="port-dup"),
+    pytest.param(vm(nics="eth0", ports="22,22/tcp"), k.PORTS, "port 22/tcp is given twice",
+                 id="port-dup"),
+    pytest.param(vm(nics="eth0", ports="22,022"), k.PORTS, "port 22/tcp is given twice",
+                 id="port-dup-leading-zero"),
+    pytest.param(vm(nics="eth0", ports="9101"), k.PORTS,
+                 "port 9101/tcp is the launcher's metrics port", id="port-metrics"),
+    pytest.param(vm(nics="eth0", ports="80,49152/TCP"), k.PORTS,
+                 "port 49152/tcp is where a VM pod receives a live migration",
+                 id="port-migration"),
     pytest.param(vm(firmware="uefi"), k.FIRMWARE, "bios, efi", id="firmware-choice"),
     pytest.param(vm(firmware="efi", memory="128Mi"), k.FIRMWARE, "at least 256Mi",
                  id="efi-needs-memory"),
