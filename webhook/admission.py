@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from podvirt.vmspec import SpecInvalid, is_vm_pod, keys as k, vm_annotations
+from podvirt.vmspec.contract import ContractInvalid, contract_of_pod
 from podvirt.vmspec.mobility import strategy_problem
 from podvirt.webhook.qos import not_guaranteed
 from podvirt.webhook.render import (JsonPatch, diff_patch, override_warnings,
@@ -136,11 +137,14 @@ def decide(request: AdmissionRequest, settings: RenderSettings = RenderSettings(
 
 def _strategy_change(pod: Mapping[str, Any], annotations: Mapping[str, str],
                      settings: RenderSettings) -> Decision:
-    """A running VM's podvirt.io/eviction-strategy may change, to a value that fits it."""
+    """A running VM's podvirt.io/eviction-strategy may change, to a value that fits it:
+    the VM read under the contract it was admitted under (its podvirt.io/contract), not
+    the webhook's current one, whose limits may have changed since."""
     meta = _meta(pod)
     try:
-        spec = settings.contract.parse_vm(annotations, name=str(meta.get("name") or "vm"))
-    except SpecInvalid:     # admitted under other limits; the strategy alone is no risk
+        spec = contract_of_pod(annotations).parse_vm(annotations,
+                                                     name=str(meta.get("name") or "vm"))
+    except (SpecInvalid, ContractInvalid):   # not a VM podvirt admitted: nothing to check
         return _pass("update-unparsable")
     if problem := strategy_problem(annotations, spec, meta.get("ownerReferences") or []):
         return _deny("eviction-strategy", problem)

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 
 import jsonpatch
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from kubernetes.client import ApiClient
 
-from podvirt.vmspec import keys as k
+from podvirt.vmspec import Limits, keys as k
+from podvirt.vmspec.contract import DEFAULT_CONTRACT
 from podvirt.webhook.admission import decide, respond
+from podvirt.webhook.settings import RenderSettings
 from podvirt.webhook.render import rendered_hash
 
 VM = {k.OPT_IN_LABEL: "true"}
@@ -291,3 +294,16 @@ def test_eviction_strategy_may_change_on_a_running_vm(make_pod, make_request, vm
     pod = make_pod({k.MEMORY: "1Gi", **vm, k.EVICTION_STRATEGY: new})
     d = decide(make_request(pod, operation="UPDATE", old=old))
     assert d.rule == rule and d.allowed == (rule == "update-strategy")
+
+
+def test_a_strategy_change_reads_the_vm_under_its_own_contract(make_pod, make_request):
+    """The VM was admitted under the contract stamped on it (8 vCPUs allowed); the
+    webhook's limits have since shrunk to 4. The change is still checked: migrating
+    pinned vCPUs is refused, not waved through as unparsable."""
+    vm = {**BASIC, k.VCPUS: "8", k.DEDICATED_CPUS: "true", k.CONTRACT: DEFAULT_CONTRACT.to_json()}
+    old, pod = make_pod(vm), make_pod({**vm, k.EVICTION_STRATEGY: "migrate"})
+    stricter = RenderSettings.from_contract(replace(DEFAULT_CONTRACT,
+                                                    limits=Limits(max_vcpus=4)))
+    d = decide(make_request(pod, operation="UPDATE", old=old), stricter)
+    assert (d.rule, d.allowed) == ("eviction-strategy", False)
+    assert "vCPUs are pinned" in d.message
