@@ -33,7 +33,7 @@ from cryptography import x509
 
 from tests.helm import CHART, NAMESPACE, helm_template, k8s_bin
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = pytest.mark.timeout(300)
 
 VM_NAMESPACE = "chart-vms"
 HOOK = CHART / "files" / "certs_hook.py"

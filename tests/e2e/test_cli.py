@@ -7,10 +7,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
-pytestmark = pytest.mark.e2e
-
 
 def podvirt(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "podvirt.cli", *args], capture_output=True,

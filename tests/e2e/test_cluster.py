@@ -6,8 +6,6 @@ import pytest
 
 from tests.e2e.support import missing_from
 
-pytestmark = pytest.mark.e2e
-
 
 def test_every_component_is_running_and_healthy(cluster):
     rows = {r.name: r for r in cluster.status()}

@@ -16,8 +16,6 @@ from podvirt.vmspec import keys as k
 from tests.e2e.support import DATA
 from tests.hardening.services import make_certs, running, webhook
 
-pytestmark = pytest.mark.e2e
-
 
 def _review(namespace: str, name: str) -> dict:
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {

@@ -18,8 +18,6 @@ from podvirt.vmspec import keys as k
 
 from tests.e2e.support import DATA
 
-pytestmark = pytest.mark.e2e
-
 DISK = "root=containerdisk:quay.io/containerdisks/debian:12"
 
 

@@ -14,7 +14,7 @@ from tests import drainlib
 from tests.hardening import services
 from tests.unit.extender.objects import vm_pod
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+pytestmark = pytest.mark.timeout(180)
 
 DRAIN = 2
 IDLE = 10

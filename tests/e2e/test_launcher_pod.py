@@ -20,7 +20,7 @@ from podvirt.vmspec import keys as k
 from podvirt.vmspec.downward import render_annotations_file
 
 pytestmark = [
-    pytest.mark.e2e, pytest.mark.libvirt,
+    pytest.mark.libvirt,
     pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("libvirtd")
                        or not shutil.which("qemu-system-x86_64"),
                        reason="needs root, libvirtd and qemu-system-x86_64"),

@@ -9,14 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from podvirt.vmspec import keys as k
 
 from tests.e2e.support import DATA
-
-pytestmark = pytest.mark.e2e
 
 
 def _plugin(cluster, *args: str) -> subprocess.CompletedProcess:

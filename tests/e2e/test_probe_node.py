@@ -5,11 +5,7 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from podvirt.vmspec import keys as k
-
-pytestmark = pytest.mark.e2e
 
 
 def test_probe_publishes_facts_on_its_node(cluster, core):

@@ -11,8 +11,6 @@ from podvirt.vmspec import keys as k
 
 from tests.e2e.support import DATA, missing_from
 
-pytestmark = pytest.mark.e2e
-
 
 def _load(name: str) -> dict:
     return yaml.safe_load((DATA / name).read_text())

@@ -13,7 +13,6 @@ from tests.libvirt.realguest import LauncherProcess
 pexpect = pytest.importorskip("pexpect")
 
 pytestmark = [
-    pytest.mark.libvirt,
     pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("libvirtd")
                        or not shutil.which("qemu-system-x86_64"),
                        reason="needs root, libvirtd and qemu-system-x86_64"),

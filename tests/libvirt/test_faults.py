@@ -14,7 +14,7 @@ import pytest
 
 from tests.libvirt.realguest import LauncherProcess, _alive
 
-pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(60)]
+pytestmark = pytest.mark.timeout(60)
 
 
 def _pids(path: Path) -> dict[str, int]:

@@ -13,7 +13,6 @@ from podvirt.launcher.domain import ovmf_files
 from tests.libvirt.realguest import LauncherProcess
 
 pytestmark = [
-    pytest.mark.libvirt,
     pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("libvirtd")
                        or not Path(ovmf_files(False)[0]).exists() or not shutil.which("swtpm"),
                        reason="needs root, libvirtd, ovmf and swtpm"),

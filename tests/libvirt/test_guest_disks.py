@@ -10,7 +10,6 @@ import pytest
 from tests.libvirt.realguest import LauncherProcess
 
 pytestmark = [
-    pytest.mark.libvirt,
     pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("libvirtd"),
                        reason="needs root and libvirtd"),
 ]

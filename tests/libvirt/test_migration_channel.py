@@ -23,8 +23,6 @@ from tests.libvirt.realguest import CACHE
 
 libvirt = pytest.importorskip("libvirt")
 
-pytestmark = pytest.mark.libvirt
-
 
 def _domain(guest, serial: Path, disks: tuple[str, ...] = (), args: str = "") -> str:
     """`disks`: image paths as the daemons see them, attached as vda, vdb, …"""

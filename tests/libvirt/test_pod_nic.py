@@ -21,7 +21,6 @@ import pytest
 from tests.libvirt.realguest import LauncherProcess
 
 pytestmark = [
-    pytest.mark.libvirt,
     pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("libvirtd")
                        or not shutil.which("passt") or not shutil.which("ip"),
                        reason="needs root, libvirtd, passt and iproute2"),

@@ -15,7 +15,6 @@ import pytest
 from tests.libvirt.realguest import LauncherProcess, _alive
 
 pytestmark = [
-    pytest.mark.libvirt,
     pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("libvirtd")
                        or not shutil.which("qemu-system-x86_64"),
                        reason="needs root, libvirtd and qemu-system-x86_64"),

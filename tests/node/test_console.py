@@ -25,8 +25,6 @@ from tests.node.vmpods import console_session, delete as _delete, gone as _gone,
 
 pexpect = pytest.importorskip("pexpect")
 
-pytestmark = pytest.mark.node
-
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "vm-console.yaml"
 NAME = "vm-console"
 PROMPT = r"# "

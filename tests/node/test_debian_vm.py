@@ -18,8 +18,7 @@ from podvirt.vmspec import keys as k
 from tests.node.conftest import NAMESPACE
 from tests.node.vmpods import console_session, delete, gone, phase, to_yaml, wait_console
 
-pytestmark = [pytest.mark.node,
-              pytest.mark.skipif(not shutil.which("ssh"), reason="needs an ssh client")]
+pytestmark = [pytest.mark.skipif(not shutil.which("ssh"), reason="needs an ssh client")]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "vm-debian.yaml"
 BOOT_TIMEOUT = 600       # systemd + cloud-init under TCG on 2 shared cores

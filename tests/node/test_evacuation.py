@@ -10,14 +10,11 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
-
 from podvirt.cluster.node import NODE_NAME
 from podvirt.vmspec import keys as k
 from tests.node.conftest import NAMESPACE
 from tests.node.vmpods import delete, events, gone, phase, qemu_pid, to_yaml, wait_console
 
-pytestmark = pytest.mark.node
 
 COUNT = re.compile(r"^PODVIRT-COUNT (\d+)\r?$", re.M)
 MOVE = 300      # target pod scheduled and booted to Incoming, live migration, source deleted

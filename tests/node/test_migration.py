@@ -18,8 +18,6 @@ from tests.node.conftest import NAMESPACE
 from tests.node.test_vm_disks import TINY_DISK
 from tests.node.vmpods import delete, events, gone, phase, qemu_pid, to_yaml, wait_console
 
-pytestmark = pytest.mark.node
-
 COUNT = re.compile(r"^PODVIRT-COUNT (\d+)\r?$", re.M)
 
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-
 from podvirt.cluster import chart
 from podvirt.cluster.inventory import KWOK_ANNOTATION
 from podvirt.cluster.node import NODE_NAME
 from podvirt.vmspec import keys as k
 from podvirt.vmspec.overhead import DEFAULT_COSTS
-
-pytestmark = pytest.mark.node
 
 
 def test_real_node_is_ready_with_facts_from_the_probe(core):

@@ -27,7 +27,7 @@ from tests.support import restart_component
 
 pexpect = pytest.importorskip("pexpect")
 
-pytestmark = [pytest.mark.node, pytest.mark.hardening]
+pytestmark = pytest.mark.hardening
 
 GRACE = 30    # examples/vm-tiny-guest.yaml's podvirt.io/shutdown-grace
 

@@ -26,8 +26,6 @@ from tests.fakepci import FakeDevice, make_char_device, make_tree
 from tests.node.conftest import NAMESPACE
 from tests.node.vmpods import delete, gone, phase, to_yaml
 
-pytestmark = pytest.mark.node
-
 GPU = "example.com/gpu"
 DEVICES = (FakeDevice("0000:3b:00.0", group=30, numa=0),
            FakeDevice("0000:3c:00.0", group=31, numa=0),

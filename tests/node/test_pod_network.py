@@ -21,8 +21,6 @@ from tests.node.conftest import NAMESPACE
 from tests.node.vmpods import CONSOLE_TIMEOUT, console_value, delete, gone, phase, to_yaml, \
     wait_console
 
-pytestmark = pytest.mark.node
-
 GUEST_PORT = 8080
 GATEWAY = str(next(POD_SUBNET.hosts()))    # the node's address on the pod bridge
 

@@ -18,8 +18,6 @@ from tests.node.conftest import NAMESPACE
 from tests.node.vmpods import CONSOLE_TIMEOUT, console_value, delete, gone, phase, to_yaml, \
     wait_console
 
-pytestmark = pytest.mark.node
-
 CLAIM = "vm-data"
 TINY_DISK = "localhost/podvirt/tiny-disk:0.1.0"
 TINY_DISK_LINE = "PODVIRT-DATA tiny-disk"     # hack/images/build.sh

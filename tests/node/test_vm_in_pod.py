@@ -6,8 +6,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from podvirt.cluster.node import NODE_NAME
 from podvirt.launcher.kvmboot import MARKER
 from podvirt.vmspec import keys as k
@@ -16,7 +14,6 @@ from tests.node.conftest import NAMESPACE
 from tests.node.vmpods import CONSOLE_TIMEOUT, delete as _delete, gone as _gone, phase as _phase, \
     to_yaml as _yaml, wait_console as _wait_console
 
-pytestmark = pytest.mark.node
 
 DEPLOYMENT = Path(__file__).resolve().parents[2] / "examples" / "vm-deployment.yaml"
 
