@@ -5,9 +5,31 @@ import itertools
 import os
 import signal
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 _counter = itertools.count()
+
+
+@contextmanager
+def local_cluster(state_dir: Path, *, require: bool = False, **options: Any) -> Iterator[Any]:
+    """A podvirt local cluster (podvirt.cluster UpOptions `options`) for a fixture: brought
+    down afterwards, also when `up` failed half-way. Without the control-plane binaries the
+    test is skipped, or failed where the tier `require`s them."""
+    import pytest
+    from podvirt.cluster.binaries import BinaryError, locate
+    from podvirt.cluster.cluster import Cluster, UpOptions
+    try:
+        locate()
+    except BinaryError as exc:
+        (pytest.fail if require else pytest.skip)(f"control-plane binaries unavailable: {exc}")
+    cluster = Cluster(state_dir)
+    try:
+        cluster.up(UpOptions(**options))
+        yield cluster
+    finally:
+        cluster.down()
 
 
 def make_namespace(cluster, request) -> str:

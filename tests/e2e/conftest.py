@@ -20,21 +20,13 @@ from typing import Callable
 import pytest
 import yaml
 
-from tests.support import core_api, make_namespace, watch_pod
+from tests.support import core_api, local_cluster, make_namespace, watch_pod
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
-    from podvirt.cluster.binaries import BinaryError, locate
-    from podvirt.cluster.cluster import Cluster, UpOptions
-    try:
-        locate()
-    except BinaryError as exc:
-        pytest.skip(f"control-plane binaries unavailable: {exc}")
-    c = Cluster(tmp_path_factory.mktemp("cluster"))
-    c.up(UpOptions(timeout=90, node=False))
-    yield c
-    c.down()
+    with local_cluster(tmp_path_factory.mktemp("cluster"), timeout=90, node=False) as c:
+        yield c
 
 
 @pytest.fixture(scope="session")

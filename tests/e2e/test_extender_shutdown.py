@@ -12,6 +12,7 @@ import pytest
 
 from tests import drainlib
 from tests.hardening import services
+from tests.support import local_cluster
 from tests.unit.extender.objects import vm_pod
 
 pytestmark = pytest.mark.timeout(180)
@@ -22,16 +23,9 @@ IDLE = 10
 
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory: pytest.TempPathFactory):
-    from podvirt.cluster.binaries import BinaryError, locate
-    from podvirt.cluster.cluster import Cluster, UpOptions
-    try:
-        locate()
-    except BinaryError as exc:
-        pytest.skip(f"control-plane binaries unavailable: {exc}")
-    c = Cluster(tmp_path_factory.mktemp("cluster"))
-    c.up(UpOptions(webhook=False, extender=False, node=False, timeout=90))
-    yield c
-    c.down()
+    with local_cluster(tmp_path_factory.mktemp("cluster"), webhook=False, extender=False,
+                       node=False, timeout=90) as c:
+        yield c
 
 
 @pytest.mark.parametrize("worker_class", ["gevent", "gthread"])

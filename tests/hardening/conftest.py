@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 import pytest
 
 from tests.hardening.services import Certs, Service, make_certs
-from tests.support import core_api, make_namespace
+from tests.support import core_api, local_cluster, make_namespace
 
 HERE = Path(__file__).parent
 INVENTORY = HERE / "inventory.yaml"
@@ -42,33 +42,20 @@ def run_service(tmp_path: Path) -> Iterator[Callable[[Service], Service]]:
     assert not tracebacks, "a service logged tracebacks:\n\n" + "\n\n".join(tracebacks[:3])
 
 
-def _cluster(state_dir: Path):
-    from podvirt.cluster.binaries import BinaryError, locate
-    from podvirt.cluster.cluster import Cluster, UpOptions
-    try:
-        locate()
-    except BinaryError as exc:
-        pytest.skip(f"control-plane binaries unavailable: {exc}")
-    c = Cluster(state_dir)
-    c.up(UpOptions(inventory=INVENTORY, timeout=90, node=False))
-    return c
-
-
 @pytest.fixture(scope="session")
 def hcluster(tmp_path_factory: pytest.TempPathFactory):
     """The tier's shared control plane (etcd, apiserver, scheduler + extender, kwok, webhook)."""
-    c = _cluster(tmp_path_factory.mktemp("hcluster"))
-    yield c
-    c.down()
+    with local_cluster(tmp_path_factory.mktemp("hcluster"), inventory=INVENTORY, timeout=90,
+                       node=False) as c:
+        yield c
 
 
 @pytest.fixture
 def fresh_cluster(tmp_path: Path):
     """A control plane of its own (about 6 s to start): for races that use up every device
     and for faults that kill components."""
-    c = _cluster(tmp_path / "cluster")
-    yield c
-    c.down()
+    with local_cluster(tmp_path / "cluster", inventory=INVENTORY, timeout=90, node=False) as c:
+        yield c
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from typing import Callable
 import pytest
 import yaml
 
-from tests.support import core_api, watch_pod
+from tests.support import core_api, local_cluster, watch_pod
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "vm-tiny-guest.yaml"
 NAMESPACE = "default"
@@ -32,20 +32,9 @@ NAMESPACE = "default"
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     from podvirt.cluster import nodehost
-    from podvirt.cluster.binaries import BinaryError, locate
-    from podvirt.cluster.cluster import Cluster, UpOptions
-    try:
-        locate()
-    except BinaryError as exc:
-        pytest.fail(f"control-plane binaries unavailable: {exc}")
-    c = Cluster(tmp_path_factory.mktemp("node-cluster"))
-    try:
-        c.up(UpOptions(timeout=120, node=True))
-    except BaseException:
-        c.down()
-        raise
-    yield c
-    c.down()
+    with local_cluster(tmp_path_factory.mktemp("node-cluster"), require=True, timeout=120,
+                       node=True) as c:
+        yield c
     left = nodehost.leftovers(c.node_layout)
     assert left == [], f"podvirt cluster down left on this machine: {left}"
 
