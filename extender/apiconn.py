@@ -111,12 +111,6 @@ class ApiConnections:
                 return
         conn.close()
 
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-
 
 def _tls_context(configuration: Any) -> ssl.SSLContext:
     """The generated client's TLS settings: CA, client certificate, verification."""

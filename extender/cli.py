@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="print a KubeSchedulerConfiguration for this extender (the scheduler "
                         "uses this kubeconfig and trusts --ca) and exit")
     p.add_argument("--ca", help="CA certificate that signed --cert (for --print-scheduler-config)")
-    p.add_argument("--scoring", choices=("spread", "pack"), default="spread",
+    from podvirt.extender.schedconfig import SCORING
+    p.add_argument("--scoring", choices=tuple(SCORING), default="spread",
                    help="for --print-scheduler-config: the VM profile spreads VMs over the "
                         "nodes with the most free memory, or packs them (kube-scheduler's "
                         "NodeResourcesFit scores memory; the extender scores NUMA locality)")
