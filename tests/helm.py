@@ -28,6 +28,15 @@ def k8s_bin(name: str) -> Path | None:
     return Path(on_path) if on_path else None
 
 
+def k8s_bin_or_skip(name: str) -> Path:
+    """k8s_bin(name), or the test skipped when hack/k8s/build.sh has not built it."""
+    import pytest
+    path = k8s_bin(name)
+    if path is None:
+        pytest.skip(f"{name} not built (bash hack/k8s/build.sh)")
+    return path
+
+
 Objects = list[dict[str, Any]]
 
 

@@ -8,15 +8,12 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from tests.helm import Objects, helm_template, k8s_bin
+from tests.helm import Objects, helm_template, k8s_bin_or_skip
 
 
 @pytest.fixture(scope="session")
 def helm() -> Path:
-    path = k8s_bin("helm")
-    if path is None:
-        pytest.skip("helm not built (bash hack/k8s/build.sh)")
-    return path
+    return k8s_bin_or_skip("helm")
 
 
 @pytest.fixture(scope="session")

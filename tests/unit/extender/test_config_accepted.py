@@ -12,7 +12,7 @@ import yaml
 
 from podvirt.certs import generate_ca
 from podvirt.extender.schedconfig import render_scheduler_config
-from tests.helm import helm_template, k8s_bin
+from tests.helm import helm_template, k8s_bin_or_skip
 
 KUBECONFIG = {"apiVersion": "v1", "kind": "Config", "current-context": "x",
               "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
@@ -22,10 +22,7 @@ KUBECONFIG = {"apiVersion": "v1", "kind": "Config", "current-context": "x",
 
 @pytest.fixture(scope="module")
 def scheduler() -> Path:
-    path = k8s_bin("kube-scheduler")
-    if path is None:
-        pytest.skip("kube-scheduler not built (bash hack/k8s/build.sh)")
-    return path
+    return k8s_bin_or_skip("kube-scheduler")
 
 
 @pytest.fixture
@@ -57,9 +54,7 @@ def test_rendered_config_is_accepted(scheduler, files, tmp_path, kwargs):
 
 
 def test_chart_config_is_accepted(scheduler, files, tmp_path):
-    helm = k8s_bin("helm")
-    if helm is None:
-        pytest.skip("helm not built (bash hack/k8s/build.sh)")
+    helm = k8s_bin_or_skip("helm")
     kubeconfig, ca = files
     objects = [d for d in yaml.safe_load_all(helm_template(helm, {
         "passthrough": {"resources": {"10de:1eb8": "nvidia.com/T4"}},
