@@ -132,16 +132,49 @@ def _container_vfio(cluster, pod) -> set[str]:
             if d["path"].startswith("/dev/vfio/")}
 
 
-def _launcher_log(cluster, name: str, timeout: float = 30) -> str:
-    """The launcher's log once it holds the domain XML (one run read an empty log just as
-    the container ended; the cause was not found)."""
+def _launcher_log(cluster, pod, timeout: float = 30) -> str:
+    """The launcher's log once it holds the domain XML: through kubelet (`kubectl logs`)
+    and, while that reads empty, from the CRI log files kubelet keeps on the node (one CI
+    run read an empty `kubectl logs` for 30 s after the container had ended). Neither
+    holding it fails with what the node has in the container's log directory."""
+    name = pod.metadata.name
     deadline = time.monotonic() + timeout
     while True:
         proc = cluster.kubectl("logs", "-n", NAMESPACE, name, "-c", "launcher", check=False)
-        if "</domain>" in proc.stdout or time.monotonic() > deadline:
-            assert proc.stdout, f"no log from {name}'s launcher: {proc.stderr}"
-            return proc.stdout
+        log = proc.stdout if "</domain>" in proc.stdout else _node_log(cluster, pod)
+        if "</domain>" in log:
+            return log
+        if time.monotonic() > deadline:
+            folder = _node_log_dir(cluster, pod)
+            files = sorted(folder.rglob("*")) if folder.exists() else []
+            listing = {str(f.relative_to(folder)): f.stat().st_size for f in files if f.is_file()}
+            raise AssertionError(
+                f"no domain XML in {name}'s launcher log: kubectl logs rc={proc.returncode} "
+                f"{len(proc.stdout)} bytes, stderr {proc.stderr!r}; {folder}: {listing}; "
+                f"tail: {(proc.stdout or log)[-2000:]!r}")
         time.sleep(1)
+
+
+def _node_log_dir(cluster, pod):
+    m = pod.metadata
+    return cluster.node_layout.pod_logs / f"{m.namespace}_{m.name}_{m.uid}" / "launcher"
+
+
+def _node_log(cluster, pod) -> str:
+    """The launcher's output from kubelet's CRI log files (`TIME STREAM P|F TEXT` lines; P
+    is a partial line that the next record continues), rotated files first."""
+    folder = _node_log_dir(cluster, pod)
+    if not folder.exists():
+        return ""
+    files = sorted((f for f in folder.glob("*.log*") if f.suffix != ".gz"),
+                   key=lambda f: (f.name.endswith(".log"), f.name))
+    out = []
+    for f in files:
+        for line in f.read_text(errors="replace").splitlines():
+            parts = line.split(" ", 3)
+            if len(parts) == 4:
+                out.append(parts[3] if parts[2] == "P" else parts[3] + "\n")
+    return "".join(out)
 
 
 def _vfio_nodes(*groups: int) -> set[str]:
@@ -176,7 +209,7 @@ def test_racing_vm_pods_get_different_devices_each_exactly_its_own(
             ann = pod.metadata.annotations
             (address,) = assigned[n]
             assert _launcher(pod).resources.limits[GPU] == "1"
-            log = _launcher_log(cluster, n)
+            log = _launcher_log(cluster, pod)
             # kubelet allocated the extender's choice: the container holds its group only,
             # as containerd created it and as the launcher saw it from inside.
             assert _container_vfio(cluster, pod) == _vfio_nodes(GROUP[address]), n
