@@ -4,7 +4,10 @@ extender, through the protocol floor, and without an extender; plain pods with a
 Local clusters (podvirt.cluster), one after the other, each with a generated 1000-node
 inventory: the extender as shipped; the protocol floor (`loadgen extender-floor`, a Go
 extender that decides nothing, in the extender's place: same port, certificate and
-kube-scheduler configuration, so the same verbs and managedResources); no extender; and,
+kube-scheduler configuration, so the same verbs and managedResources; Go's server offers
+HTTP/2, which kube-scheduler takes: one multiplexed connection), the same floor on HTTP/1.1
+only (podvirt's protocol: not a target, it separates the protocol from the Python); no
+extender; and,
 with --setups, the extender with the VM profile sampling nodes as kube-scheduler does by
 default (what scoring every node costs). Per case, after 20 untimed warm-up pods, the pods
 are created while kube-scheduler is paused (SIGSTOP), so neither creation nor the webhook
@@ -17,7 +20,7 @@ run): VM pods via the extender >= 0.7x the floor (podvirt's own cost), >= 0.5x n
 (the protocol's cost); plain pods >= 0.95x no extender.
 
     .venv/bin/python bench/scheduler_bench.py [--runs 3] [--nodes 1000] [--pods 400]
-        [--plain-pods 1200] [--setups extender,floor (Go),none]
+        [--plain-pods 1200] [--setups extender,floor (Go),floor (Go HTTP/1.1),none]
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ class Result:
     cycle_ms: float         # mean filter+score time per pod (extenders included), serial
     in_tree_ms: float       # of which kube-scheduler's own (pre)filter and (pre)score plugins
     cpu: dict[str, float]   # CPU seconds per component, resume -> last bound
+    connections: int | None = None   # TCP connections to the extender's port that ended
 
     @property
     def rate(self) -> float:
@@ -192,10 +196,12 @@ def component_cpu(cluster, replaced: dict[str, int]) -> dict[str, float]:
 
 
 @contextmanager
-def extender_floor(cluster):
+def extender_floor(cluster, http1: bool):
     """podvirt's extender process swapped for `loadgen extender-floor` (Go: watches pods and
     nodes, passes and scores every node alike, binds), on the same port and certificate,
-    so kube-scheduler's configuration is untouched. Yields the floor's pid."""
+    so kube-scheduler's configuration is untouched. Yields the floor's pid. Go's server
+    offers HTTP/2, which kube-scheduler's client takes (every call multiplexed on one
+    connection); `http1` serves HTTP/1.1 only, as podvirt's gunicorn does."""
     from podvirt.cluster.processes import alive   # reaps the zombie our child leaves
     extender = cluster.state.component("extender")
     os.killpg(extender.pid, signal.SIGTERM)   # gunicorn master and workers
@@ -210,7 +216,8 @@ def extender_floor(cluster):
             [str(build_loadgen()), "extender-floor", "-listen", f"127.0.0.1:{extender.port}",
              "-cert", str(pki / "extender.crt"), "-key", str(pki / "extender.key"),
              "-apiserver", cluster.server, "-api-ca", str(pki / "ca.crt"),
-             "-api-cert", str(pki / "admin.crt"), "-api-key", str(pki / "admin.key")],
+             "-api-cert", str(pki / "admin.crt"), "-api-key", str(pki / "admin.key"),
+             *(["-http1"] if http1 else [])],
             stdout=subprocess.PIPE, stderr=log_file, text=True)
     try:
         if not proc.stdout.readline().startswith("listening"):   # the port is bound
@@ -248,6 +255,16 @@ def warm_up(core, namespace: str, make, kind: str) -> None:
     raise SystemExit(f"{WARMUP_PODS} warm-up {kind} pods not bound within 60s")
 
 
+def ended_connections(port: int) -> int:
+    """Closed TCP connections to or from `port` still in TIME-WAIT (60 s on Linux: longer
+    than a case), counted on both ends: each HTTP/1.1 connection kube-scheduler's client
+    drops beyond its 2 idle ones per host, and a TLS handshake for each it opens anew."""
+    out = subprocess.run(["ss", "-tanH", "state", "time-wait",
+                          f"( sport = :{port} or dport = :{port} )"],
+                         capture_output=True, text=True, check=True).stdout
+    return len(out.splitlines())
+
+
 def _own_cpu() -> float:
     """This process's CPU seconds (the bind watch): it shares the 2 cores it measures."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -267,6 +284,8 @@ def run_case(cluster, core, setup: str, kind: str, count: int,
     # Its own API client and pool: the creating threads must not hold up the watch's reads.
     # The warm-up pods are in the namespace, bound already, and count toward it.
     watch = BindWatch(cluster.api_client(), namespace, count + WARMUP_PODS)
+    port = cluster.state.component("extender").port if SETUPS[setup].extender else None
+    ended0 = ended_connections(port) if port else 0
     with paused(cluster.state.component("kube-scheduler").pid):
         started = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
@@ -279,6 +298,7 @@ def run_case(cluster, core, setup: str, kind: str, count: int,
     if not watch.wait(240):
         raise SystemExit(f"only {len(watch.bound)}/{count} {kind} pods bound after 240s")
     cpu1 = {**component_cpu(cluster, replaced), "bench": _own_cpu()}
+    ended = ended_connections(port) - ended0 if port else None
     calls = (metric_sum(extender_metrics(cluster), "podvirt_extender_filter_seconds_count")
              - calls_before) if extender else None
     algo = scheduler_metrics(cluster)
@@ -288,9 +308,10 @@ def run_case(cluster, core, setup: str, kind: str, count: int,
     result = Result(setup, kind, count, watch.last - t0, calls,
                     1000 * algo_s / algo_n if algo_n else float("nan"),
                     1000 * in_tree / algo_n if algo_n else float("nan"),
-                    {name: cpu1[name] - cpu0[name] for name in cpu1 if name in cpu0})
+                    {name: cpu1[name] - cpu0[name] for name in cpu1 if name in cpu0}, ended)
     log(f"  {kind}: {result.rate:.1f} pods/s ({result.seconds:.1f}s; "
         f"{'-' if calls is None else f'{calls:.0f}'} extender filter calls; "
+        f"{'-' if ended is None else ended} extender connections ended; "
         f"{result.cycle_ms:.1f} ms per scheduling cycle, {result.in_tree_ms:.1f} of it in-tree "
         "plugins; "
         f"CPU s: {cpu_line(result)})")
@@ -306,10 +327,12 @@ class Setup:
     extender: bool
     vm_nodes_percentage: int = 100
     floor: bool = False      # loadgen extender-floor instead of podvirt's extender
+    http1: bool = False      # the floor without HTTP/2
 
 
 SETUPS = {"extender": Setup(True), "extender sampled": Setup(True, 0),
-          "floor (Go)": Setup(True, floor=True), "none": Setup(False)}
+          "floor (Go)": Setup(True, floor=True),
+          "floor (Go HTTP/1.1)": Setup(True, floor=True, http1=True), "none": Setup(False)}
 
 
 def run_cluster(setup: str, inventory_file: Path, pods: dict[str, int],
@@ -325,7 +348,7 @@ def run_cluster(setup: str, inventory_file: Path, pods: dict[str, int],
                                  vm_nodes_percentage=chosen.vm_nodes_percentage, node=False))
             core = client.CoreV1Api(cluster.api_client())
             with ExitStack() as stack:
-                replaced = ({"extender": stack.enter_context(extender_floor(cluster))}
+                replaced = ({"extender": stack.enter_context(extender_floor(cluster, chosen.http1))}
                             if chosen.floor else {})
                 results = [run_case(cluster, core, setup, kind, pods[kind], replaced)
                            for kind in kinds]
@@ -337,6 +360,8 @@ def run_cluster(setup: str, inventory_file: Path, pods: dict[str, int],
 
 TARGETS = (  # (what, kind, setup, baseline setup, ratio)
     ("VM pods, extender vs floor (Go)", "vm", "extender", "floor (Go)", 0.7),
+    # Not a target: the same comparison on one protocol (see extender_floor).
+    ("VM pods, extender vs floor (Go HTTP/1.1)", "vm", "extender", "floor (Go HTTP/1.1)", None),
     ("VM pods, extender vs none", "vm", "extender", "none", 0.5),
     ("plain pods, extender vs none", "plain", "extender", "none", 0.95),
 )
@@ -362,15 +387,16 @@ def one_run(chosen: list[str], inv: Path, pods: dict[str, int]) -> tuple[list[Re
 def print_run(results: list[Result], number: int) -> None:
     base = {r.kind: r for r in results if r.setup == "none"}
     print(f"\nrun {number}:")
-    print(f"{'pods':<7}{'setup':<19}{'pods/s':>9}{'seconds':>9}"
-          f"{'filters':>9}{'cycle ms':>10}{'in-tree':>9}{'vs none':>10}")
+    print(f"{'pods':<7}{'setup':<22}{'pods/s':>9}{'seconds':>9}"
+          f"{'filters':>9}{'conns':>7}{'cycle ms':>10}{'in-tree':>9}{'vs none':>10}")
     for r in results:
-        print(f"{r.kind:<7}{r.setup:<19}{r.rate:>9.1f}{r.seconds:>9.1f}"
+        print(f"{r.kind:<7}{r.setup:<22}{r.rate:>9.1f}{r.seconds:>9.1f}"
               f"{'-' if r.filter_calls is None else f'{r.filter_calls:.0f}':>9}"
+              f"{'-' if r.connections is None else r.connections:>7}"
               f"{r.cycle_ms:>10.2f}{r.in_tree_ms:>9.2f}{r.rate / base[r.kind].rate:>9.2f}x")
     print("CPU ms per pod from resume to the last bind (2 cores):")
     for r in results:
-        print(f"  {r.kind:<6}{r.setup:<19}{1000 * sum(r.cpu.values()) / r.pods:6.1f} total: "
+        print(f"  {r.kind:<6}{r.setup:<22}{1000 * sum(r.cpu.values()) / r.pods:6.1f} total: "
               + " ".join(f"{name}={1000 * sec / r.pods:.1f}" for name, sec in r.cpu.items()))
 
 
@@ -381,7 +407,7 @@ def main() -> int:
     parser.add_argument("--pods", type=int, default=400, help="VM pods per case")
     # Plain pods schedule 5x faster: 400 of them were a 1 s case, mostly start-up noise.
     parser.add_argument("--plain-pods", type=int, default=1200, help="plain pods per case")
-    parser.add_argument("--setups", default="extender,floor (Go),none",
+    parser.add_argument("--setups", default="extender,floor (Go),floor (Go HTTP/1.1),none",
                         help=f"comma-separated subset of: {', '.join(SETUPS)} "
                              "(ratios need 'none')")
     args = parser.parse_args()
@@ -416,9 +442,11 @@ def main() -> int:
                 ratios.append(rate[kind, setup] / rate[kind, baseline])
         if ratios:
             got = median(ratios)
+            verdict = ("(no target)" if target is None else
+                       f"target {target}x: {'met' if got >= target else 'MISS'}")
             print(f"  {what}: {got:.2f}x (runs: {', '.join(f'{x:.2f}' for x in ratios)}) "
-                  f"target {target}x: {'met' if got >= target else 'MISS'}")
-    for setup in ("extender", "floor (Go)"):
+                  f"{verdict}")
+    for setup in ("extender", "floor (Go)", "floor (Go HTTP/1.1)"):
         per_pod = [1000 * r.cpu.get("extender", 0.0) / r.pods
                    for results in runs for r in results if r.setup == setup and r.kind == "vm"]
         if per_pod:

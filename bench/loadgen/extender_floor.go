@@ -178,6 +178,8 @@ func serveExtenderFloor(args []string) error {
 	apiCert := fs.String("api-cert", "", "PEM client certificate for the API server (required)")
 	apiKey := fs.String("api-key", "", "PEM client key for the API server (required)")
 	procs := fs.Int("gomaxprocs", 2, "OS threads running Go code")
+	http1 := fs.Bool("http1", false, "HTTP/1.1 only, like podvirt's extender (default: HTTP/2 "+
+		"offered, which kube-scheduler's client takes: one multiplexed connection)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -194,7 +196,7 @@ func serveExtenderFloor(args []string) error {
 	}
 	go api.watch("/api/v1/pods")
 	go api.watch("/api/v1/nodes")
-	return serveTLS(*listen, *cert, *key, extenderFloorHandler(api))
+	return serveTLS(*listen, *cert, *key, extenderFloorHandler(api), !*http1)
 }
 
 // binder is what the handlers need from the API client; tests substitute a fake.

@@ -5,6 +5,7 @@ package main
 // the Python server, so a slow minute on a shared machine shows up in both.
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -47,16 +48,22 @@ func serveFloor(args []string) error {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(out)
 	})
-	return serveTLS(*listen, *cert, *key, mux)
+	return serveTLS(*listen, *cert, *key, mux, true)
 }
 
 // serveTLS serves h over TLS on listen; the first line on stdout names the bound address
-// (the benches start these servers on port 0 or reuse a port and read it back).
-func serveTLS(listen, cert, key string, h http.Handler) error {
+// (the benches start these servers on port 0 or reuse a port and read it back). Go's
+// server offers HTTP/2 through ALPN unless http2 is false: then it speaks HTTP/1.1 only,
+// as gunicorn does (a non-nil empty TLSNextProto is net/http's documented switch).
+func serveTLS(listen, cert, key string, h http.Handler, http2 bool) error {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("listening https://%s\n", ln.Addr())
-	return http.ServeTLS(ln, h, cert, key)
+	srv := &http.Server{Handler: h}
+	if !http2 {
+		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+	}
+	return srv.ServeTLS(ln, cert, key)
 }
