@@ -121,6 +121,21 @@ def _ended(pod) -> bool:
                     for c in pod.status.container_statuses or ()))
 
 
+def _end_state(cluster, pod) -> str:
+    """How the pod ended, for a failure message: kubelet's phase and the launcher
+    container's terminated state beside podvirt's annotations and the node's log files."""
+    status = next((c for c in pod.status.container_statuses or () if c.name == "launcher"),
+                  None)
+    ended = status and status.state and status.state.terminated
+    folder = _node_log_dir(cluster, pod)
+    files = {f.name: f.stat().st_size for f in folder.iterdir()} if folder.exists() else None
+    return (f"{pod.metadata.name}: kubelet phase {pod.status.phase} ({pod.status.reason}: "
+            f"{pod.status.message}); launcher container "
+            + (f"exit {ended.exit_code} {ended.reason} {ended.message!r} "
+               f"{ended.started_at} -> {ended.finished_at}" if ended else f"state {status}")
+            + f"; annotations {pod.metadata.annotations}; node log files {files}")
+
+
 def _container_vfio(cluster, pod) -> set[str]:
     """The /dev/vfio nodes containerd was told to create in the launcher container (from
     kubelet's CRI request, which carries Allocate's DeviceSpecs), read on the host: it
@@ -219,7 +234,7 @@ def test_racing_vm_pods_get_different_devices_each_exactly_its_own(
             # as containerd created it and as the launcher saw it from inside.
             assert _container_vfio(cluster, pod) == _vfio_nodes(GROUP[address]), n
             # The honest end: the container's real sysfs has no IOMMU groups.
-            assert ann[k.FAILURE_REASON] == k.REASON_START_FAILED, ann
+            assert ann.get(k.FAILURE_REASON) == k.REASON_START_FAILED, _end_state(cluster, pod)
             assert NO_VFIO_HOST in ann[k.FAILURE_MESSAGE], ann[k.FAILURE_MESSAGE]
             log = _launcher_log(cluster, pod)
             if log is None:
