@@ -44,14 +44,16 @@ def fake_devices(cluster, core, tmp_path_factory):
     root = tmp_path_factory.mktemp("fake-pci")
     sys_root, vfio_dir = make_tree(root, DEVICES)
     values = root / "passthrough.yaml"
+    memlock = _runtime_can_grant_sys_resource()
     values.write_text(yaml.safe_dump({"passthrough": {
         "enabled": True, "sysRoot": str(sys_root), "vfioDir": str(vfio_dir), "resources": {"10de:1eb8": GPU},
-        "memlockCapability": _runtime_can_grant_sys_resource()}}))
+        "memlockCapability": memlock}}))
     helm = (cluster.binaries.kubectl.parent / "helm", cluster.kubeconfig)
     chart.helm(*helm, "upgrade", chart.RELEASE, str(chart.CHART), "--namespace",
                chart.NAMESPACE, "--reuse-values", "--values", str(values), "--wait",
                "--timeout", "300s", timeout=330)
     try:
+        _wait_webhooks_render(core, memlock)
         try:
             _wait_node(core, lambda node: _published(node) == set(GROUP) and
                        int((node.status.allocatable or {}).get(GPU, "0")) == len(DEVICES))
@@ -81,6 +83,24 @@ def _runtime_can_grant_sys_resource() -> bool:
     (this project's development machines) lack CAP_SYS_RESOURCE (bit 24) there."""
     status = dict(line.split(":\t", 1) for line in open("/proc/self/status") if ":\t" in line)
     return bool(int(status["CapBnd"], 16) >> 24 & 1)
+
+
+def _wait_webhooks_render(core, memlock: bool, timeout: float = 120) -> None:
+    """Until every webhook pod left is one of the upgrade's. `helm --wait` returns once the
+    new ones are ready, while the old ones still drain (and answer reviews, as a rolling
+    update needs): a VM pod admitted by one got CAP_SYS_RESOURCE, which runc here cannot
+    grant ("unable to apply caps: operation not permitted", a CI run's StartError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pods = core.list_namespaced_pod(chart.NAMESPACE,
+                                        label_selector="app.kubernetes.io/component=webhook").items
+        args = [c.args or [] for p in pods for c in p.spec.containers if c.name == "webhook"]
+        if args and all(("--no-vfio-memlock-capability" in a) != memlock for a in args):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"webhook pods still render the old memlock setting: "
+                                 f"{[p.metadata.name for p in pods]}")
+        time.sleep(1)
 
 
 def _published(node) -> set[str]:
