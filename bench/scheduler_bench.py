@@ -312,29 +312,22 @@ def run_case(cluster, core, setup: str, kind: str, count: int,
     # The warm-up pods are in the namespace, bound already, and count toward it.
     watch = BindWatch(cluster.api_client(), namespace, count + WARMUP_PODS)
     port = cluster.state.component("extender").port if SETUPS[setup].extender else None
+    # Timed: pods created while the scheduler is paused, then bound.
     with OpenedConnections(port) as opened:
-        return _timed_case(cluster, core, setup, kind, count, replaced, namespace, make, extender,
-                           calls_before, algo_before, watch, opened)
-
-
-def _timed_case(cluster, core, setup: str, kind: str, count: int, replaced: dict[str, int],
-                namespace: str, make, extender: bool, calls_before: float, algo_before, watch,
-                opened: "OpenedConnections") -> Result:
-    """run_case's timed part: pods created while the scheduler is paused, then bound."""
-    opened0 = opened.count()
-    with paused(cluster.state.component("kube-scheduler").pid):
-        started = time.monotonic()
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda i: core.create_namespaced_pod(namespace, make(f"{kind}-{i:04d}")),
-                          range(count)))
-        log(f"  {count} {kind} pods created in {time.monotonic() - started:.1f}s "
-            f"(scheduler paused)")
-        t0 = time.monotonic()
-        cpu0 = {**component_cpu(cluster, replaced), "bench": _own_cpu()}
-    if not watch.wait(240):
-        raise SystemExit(f"only {len(watch.bound)}/{count} {kind} pods bound after 240s")
-    cpu1 = {**component_cpu(cluster, replaced), "bench": _own_cpu()}
-    opened1 = opened.count()
+        opened0 = opened.count()
+        with paused(cluster.state.component("kube-scheduler").pid):
+            started = time.monotonic()
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda i: core.create_namespaced_pod(
+                    namespace, make(f"{kind}-{i:04d}")), range(count)))
+            log(f"  {count} {kind} pods created in {time.monotonic() - started:.1f}s "
+                f"(scheduler paused)")
+            t0 = time.monotonic()
+            cpu0 = {**component_cpu(cluster, replaced), "bench": _own_cpu()}
+        if not watch.wait(240):
+            raise SystemExit(f"only {len(watch.bound)}/{count} {kind} pods bound after 240s")
+        cpu1 = {**component_cpu(cluster, replaced), "bench": _own_cpu()}
+        opened1 = opened.count()
     new_conns = None if opened1 is None or opened0 is None else opened1 - opened0
     calls = (metric_sum(extender_metrics(cluster), "podvirt_extender_filter_seconds_count")
              - calls_before) if extender else None

@@ -147,13 +147,12 @@ def _end_state(cluster, pod) -> str:
     status = next((c for c in pod.status.container_statuses or () if c.name == "launcher"),
                   None)
     ended = status and status.state and status.state.terminated
-    folder = _node_log_dir(cluster, pod)
-    files = {f.name: f.stat().st_size for f in folder.iterdir()} if folder.exists() else None
     return (f"{pod.metadata.name}: kubelet phase {pod.status.phase} ({pod.status.reason}: "
             f"{pod.status.message}); launcher container "
             + (f"exit {ended.exit_code} {ended.reason} {ended.message!r} "
                f"{ended.started_at} -> {ended.finished_at}" if ended else f"state {status}")
-            + f"; annotations {pod.metadata.annotations}; node log files {files}")
+            + f"; annotations {pod.metadata.annotations}; "
+            f"node log files {_node_log_files(cluster, pod)}")
 
 
 def _container_vfio(cluster, pod) -> set[str]:
@@ -183,14 +182,13 @@ def _launcher_log(cluster, pod, timeout: float = 30) -> str | None:
         if "</domain>" in log:
             return log
         if time.monotonic() > deadline:
-            folder = _node_log_dir(cluster, pod)
-            files = sorted(folder.rglob("*")) if folder.exists() else []
-            listing = {str(f.relative_to(folder)): f.stat().st_size for f in files if f.is_file()}
+            listing = _node_log_files(cluster, pod)
             if proc.returncode == 0 and not proc.stdout and listing and not any(listing.values()):
                 return None
             raise AssertionError(
                 f"no domain XML in {name}'s launcher log: kubectl logs rc={proc.returncode} "
-                f"{len(proc.stdout)} bytes, stderr {proc.stderr!r}; {folder}: {listing}; "
+                f"{len(proc.stdout)} bytes, stderr {proc.stderr!r}; "
+                f"{_node_log_dir(cluster, pod)}: {listing}; "
                 f"tail: {(proc.stdout or log)[-2000:]!r}")
         time.sleep(1)
 
@@ -198,6 +196,13 @@ def _launcher_log(cluster, pod, timeout: float = 30) -> str | None:
 def _node_log_dir(cluster, pod):
     m = pod.metadata
     return cluster.node_layout.pod_logs / f"{m.namespace}_{m.name}_{m.uid}" / "launcher"
+
+
+def _node_log_files(cluster, pod) -> dict[str, int]:
+    """The launcher container's log files on the node (path in its folder -> bytes)."""
+    folder = _node_log_dir(cluster, pod)
+    files = sorted(folder.rglob("*")) if folder.exists() else []
+    return {str(f.relative_to(folder)): f.stat().st_size for f in files if f.is_file()}
 
 
 def _node_log(cluster, pod) -> str:
