@@ -7,11 +7,10 @@ the bottom; the decision layer (decide.py) only ever sees these values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from podvirt.quantity import QuantityError, parse_decimal, parse_millis
+from podvirt.quantity import QuantityError, parse_bytes, parse_millis
 from podvirt.vmspec import PassthroughDevice
 from podvirt.vmspec import keys as k
 from podvirt.vmspec.model import parse_devices
@@ -75,11 +74,11 @@ def usage_from_requests(requests: Mapping[str, int], claimed: frozenset[str] = f
 # --- Kubernetes JSON -> values ------------------------------------------------------------
 
 def quantity_value(name: str, text: Any) -> int | None:
-    """A resource quantity as an int: millicores for cpu, whole units (bytes) otherwise."""
+    """A resource quantity as an int: millicores for cpu, whole units rounded up otherwise
+    (bytes, or a count for extended resources); None for what is not a quantity or is
+    negative (the API server refuses both)."""
     try:
-        if name == "cpu":
-            return parse_millis(str(text))
-        return int(parse_decimal(str(text)).to_integral_value(rounding=ROUND_CEILING))
+        return parse_millis(str(text)) if name == "cpu" else parse_bytes(str(text))
     except (QuantityError, ValueError):
         return None
 

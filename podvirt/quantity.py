@@ -25,6 +25,8 @@ _EXACT = Context(prec=_MAX_LEN + 40)
 # arithmetic, without Decimal (a third of parsing a VM spec went there).
 _WHOLE = re.compile(r"([0-9]{1,30})(Ki|Mi|Gi|Ti|Pi|Ei|[kMGTPE])?")
 _WHOLE_UNITS = {None: 1, **_BINARY, **{s: int(v) for s, v in _DECIMAL.items() if v >= 1 and s}}
+# The same for CPU ("100m", "2"): every container's requests and limits, on every watch event.
+_WHOLE_CPU = re.compile(r"([0-9]{1,30})(m)?")
 
 
 class QuantityError(ValueError):
@@ -67,8 +69,10 @@ def parse_bytes(text: str) -> int:
 
 
 def parse_millis(text: str) -> int:
-    """Millicores in a CPU quantity ("2" -> 2000, "250m" -> 250)."""
-    value = parse_decimal(text) * 1000
+    """Millicores in a CPU quantity ("2" -> 2000, "250m" -> 250), rounded up."""
+    if isinstance(text, str) and (m := _WHOLE_CPU.fullmatch(text.strip())):
+        return int(m.group(1)) * (1 if m.group(2) else 1000)
+    value = _EXACT.multiply(parse_decimal(text), 1000)
     if value < 0:
         raise QuantityError(f"{text!r} is negative")
     return int(value.to_integral_value(rounding=ROUND_CEILING))

@@ -41,10 +41,24 @@ def test_parse_bytes_rejects(text):
 
 @pytest.mark.parametrize("text, millis", [
     pytest.param("2", 2000, id="cores"), pytest.param("250m", 250, id="millicores"),
-    pytest.param("0.1", 100, id="fraction"),
+    pytest.param("0.1", 100, id="fraction"), pytest.param("0.0001", 1, id="rounds-up"),
+    pytest.param("1k", 10**6, id="kilo-cores"), pytest.param(" 100m ", 100, id="space"),
 ])
 def test_parse_millis(text, millis):
     assert parse_millis(text) == millis
+
+
+@pytest.mark.parametrize("text", ["-1", "-100m", "1 m", "m", ""])
+def test_parse_millis_rejects(text):
+    with pytest.raises(QuantityError):
+        parse_millis(text)
+
+
+@given(st.integers(0, 10**30), st.sampled_from(["", "m", ".0", ".0m"]))
+def test_whole_cpu_quantities_agree_with_the_decimal_parse(number, suffix):
+    # parse_millis takes an int shortcut for "N" and "Nm"; "N.0" goes the Decimal way,
+    # which must be as exact (30 digits are past Decimal's default 28).
+    assert parse_millis(f"{number}{suffix}") == number * (1 if suffix.endswith("m") else 1000)
 
 
 @given(st.integers(0, 10**30), st.sampled_from(["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",

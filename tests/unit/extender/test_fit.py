@@ -136,6 +136,14 @@ def test_a_vm_without_its_pod_is_assumed_to_request_what_its_rendered_pod_reques
     assert VMShape.of(vm, demand(vm)) == VMShape.of(vm, demand(vm), pod_requests(pod))
 
 
+def test_pod_requests_skip_what_is_not_a_quantity_or_is_negative():
+    pod = plain_pod("p", memory="1.5Gi", cpu="0.25")
+    pod["spec"]["containers"][0]["resources"]["requests"].update(
+        {"example.com/widget": "2", "example.com/broken": "lots", "example.com/minus": "-1"})
+    assert pod_requests(pod) == {"memory": 3 * 2**29, "cpu": 250, "example.com/widget": 2,
+                                 "pods": 1}
+
+
 def test_node_offer_reads_pods_and_ephemeral_storage():
     facts = node_offer(node_json("n", extra={"ephemeral-storage": "100Gi"}))
     assert (facts.pods, facts.ephemeral_storage) == (110, 100 * GiB)
