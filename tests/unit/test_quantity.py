@@ -55,8 +55,8 @@ def test_parse_millis_rejects(text):
 
 
 @given(st.integers(0, 10**30), st.sampled_from(["", "m", ".0", ".0m"]))
-def test_whole_cpu_quantities_agree_with_the_decimal_parse(number, suffix):
-    # parse_millis takes an int shortcut for "N" and "Nm"; "N.0" goes the Decimal way,
+def test_whole_cpu_quantities_are_exact(number, suffix):
+    # parse_millis takes an int path for "N" and "Nm"; "N.0" goes the Decimal way,
     # which must be as exact (30 digits are past Decimal's default 28).
     assert parse_millis(f"{number}{suffix}") == number * (1 if suffix.endswith("m") else 1000)
 
