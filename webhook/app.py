@@ -22,10 +22,28 @@ from podvirt.webhook.eviction import TOO_MANY_REQUESTS, decide_eviction
 from podvirt.webhook.kube import PodAccess
 from podvirt.webhook.metrics import AdmissionMetrics
 from podvirt.webhook.settings import RenderSettings
-from podvirt.webhook.wire import AdmissionReview, BadReview, build_response, parse_review, wrap
+from podvirt.webhook.wire import (AdmissionRequest, AdmissionReview, BadReview, build_response,
+                                  parse_review, wrap)
 
 MAX_BODY = 3 * 2**20    # the API server caps objects near 1.5 MiB; old+new object fit in 3 MiB
 log = logging.getLogger("podvirt.webhook")
+
+
+# A review's JSON line is logged at INFO when the VM pod was refused (an operator acts on
+# it), else at DEBUG (--log-level debug logs every review). The API server's audit log
+# records each admission with its patch already, and at 1000 reviews/s a line per review
+# took ~6% of the worker's CPU and flooded the log (bench/README.md, the webhook).
+LOGGED_AT_INFO = frozenset({"denied", "error"})
+
+
+def _review_line(req: AdmissionRequest, outcome: str, seconds: float) -> str:
+    meta = (req.get("object") or req.get("oldObject") or {}).get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    return wirejson.dumps({
+        "uid": req["uid"], "operation": req.get("operation"), "outcome": outcome,
+        "namespace": req.get("namespace") or meta.get("namespace"),
+        "name": req.get("name") or meta.get("name") or meta.get("generateName"),
+        "duration_ms": round(seconds * 1000, 3)}).decode()
 
 
 def _json(payload: object, status: int = 200) -> Response:
@@ -60,13 +78,9 @@ def create_app(settings: RenderSettings | None = None, *, noop_route: bool = Fal
             outcome = "error"
         seconds = time.perf_counter() - started
         metrics.observe(outcome, seconds)
-        meta = (req.get("object") or req.get("oldObject") or {}).get("metadata")
-        meta = meta if isinstance(meta, dict) else {}
-        log.info(wirejson.dumps({
-            "uid": req["uid"], "operation": req.get("operation"), "outcome": outcome,
-            "namespace": req.get("namespace") or meta.get("namespace"),
-            "name": req.get("name") or meta.get("name") or meta.get("generateName"),
-            "duration_ms": round(seconds * 1000, 3)}).decode())
+        level = logging.INFO if outcome in LOGGED_AT_INFO else logging.DEBUG
+        if log.isEnabledFor(level):
+            log.log(level, _review_line(req, outcome, seconds))
         return _json(wrap(response, doc["apiVersion"]))
 
     if pods is not None:

@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 
+LOG_LEVELS = ("debug", "info", "warning")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     from podvirt import drain
     from podvirt.vmspec import contract
@@ -28,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # for 10 s in e2e runs (API server timeouts).
     p.add_argument("--threads", type=int, default=4,
                    help="threads per worker (gthread only)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                   help="info: a JSON line per refused review (denied or failed); debug: "
+                        "per review, admitted ones too")
     drain.add_arguments(p)
     # The launcher image, the scheduler name, the limits, costs and device resources are
     # the contract's alone: a flag repeating one could set it here and not in the extender.
@@ -52,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
     import os
     import shutil
     import ssl
@@ -80,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     # A fresh directory, since counts left by an earlier run would be summed in.
     metrics_dir = tempfile.mkdtemp(prefix="podvirt-webhook-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    loglines.configure("%(message)s")    # one JSON line per review, from the app
+    # One JSON line per review, from the app (which reviews: app.LOGGED_AT_INFO).
+    loglines.configure("%(message)s", level=getattr(logging, args.log_level.upper()))
 
     from podvirt.webhook.app import create_app
     from podvirt.webhook.server import WebhookServer, gunicorn_options

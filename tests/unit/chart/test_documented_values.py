@@ -12,3 +12,11 @@ def test_quarantine_values_reach_the_extender(render):
     args = find(objects, "Deployment", "-extender")["spec"]["template"]["spec"]["containers"][0]["args"]
     parsed = build_parser().parse_args(args)
     assert (parsed.quarantine_failures, parsed.quarantine_window) == (5, 120.0)
+
+
+def test_webhook_log_level_reaches_the_webhook(render):
+    """webhook.logLevel: debug logs every review, not only the refused ones."""
+    from podvirt.cli import build_parser
+    objects = render({"webhook": {"logLevel": "debug"}})
+    args = find(objects, "Deployment", "-webhook")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert build_parser().parse_args(args).log_level == "debug"

@@ -433,6 +433,9 @@ def test_probe_daemonset(render):
                  id="vm-profile-named-default"),
     pytest.param({"scheduler": {"scoring": "balanced"}}, "scheduler.scoring must be spread or pack",
                  id="unknown-scoring"),
+    pytest.param({"webhook": {"logLevel": "verbose"}},
+                 "webhook.logLevel must be debug, info or warning, got verbose",
+                 id="unknown-webhook-log-level"),
 ])
 def test_bad_values_fail(render, values, message):
     with pytest.raises(RenderError, match=message):

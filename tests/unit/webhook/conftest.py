@@ -128,11 +128,11 @@ class WebhookProcess:
 @pytest.fixture(scope="module")
 def live_webhook(cert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> WebhookProcess:
     """One 2-worker `podvirt webhook` for a test module, on its own copy of the certs
-    (tests may rotate them)."""
+    (tests may rotate them), logging every review (--log-level debug)."""
     import shutil
     tmp = tmp_path_factory.mktemp("webhook")
     certs = Path(shutil.copytree(cert_dir, tmp / "certs"))
-    wp = WebhookProcess(certs, tmp, workers=2)
+    wp = WebhookProcess(certs, tmp, "--log-level", "debug", workers=2)
     try:
         wp.wait_ready()
         yield wp

@@ -80,13 +80,26 @@ def test_metrics_count_outcomes(client, make_pod, make_review):
 
 
 def test_review_log_line(client, make_pod, make_review, caplog):
-    caplog.set_level("INFO", logger="podvirt.webhook")
+    caplog.set_level("DEBUG", logger="podvirt.webhook")
     review = make_review(make_pod())
     client.post("/mutate", json=review)
-    line = json.loads(caplog.records[-1].getMessage())
+    record = caplog.records[-1]
+    line = json.loads(record.getMessage())
+    assert record.levelname == "DEBUG"
     assert line["uid"] == review["request"]["uid"] and line["outcome"] == "mutated"
     assert (line["namespace"], line["name"], line["operation"]) == ("default", "vm1", "CREATE")
     assert line["duration_ms"] >= 0
+
+
+def test_only_refused_reviews_are_logged_at_info(client, make_pod, make_review, caplog):
+    caplog.set_level("INFO", logger="podvirt.webhook")
+    admitted = [make_review(make_pod()), make_review(make_pod(labels={}))]
+    denied = make_review(make_pod({k.MEMORY: "x"}))
+    for review in (*admitted, denied):
+        client.post("/mutate", json=review)
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "podvirt.webhook"]
+    assert [(line["uid"], line["outcome"]) for line in lines] == [
+        (denied["request"]["uid"], "denied")]
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])

@@ -77,6 +77,19 @@ def test_one_json_log_line_per_review(live_webhook, make_pod, make_review):
     assert all(lines[uid]["duration_ms"] >= 0 for uid in uids)
 
 
+def test_default_level_logs_only_refused_reviews(webhook_process, cert_dir, make_pod,
+                                                 make_review):
+    wp = webhook_process(cert_dir, workers=1)
+    admitted, denied = make_review(make_pod()), make_review(make_pod({k.MEMORY: "x"}))
+    assert post_review(wp, admitted)["allowed"] and not post_review(wp, denied)["allowed"]
+    deadline, lines = time.monotonic() + 5, []
+    while time.monotonic() < deadline and not lines:
+        lines = [json.loads(raw) for raw in wp.log.read_text().splitlines() if raw.startswith("{")]
+        time.sleep(0.05)
+    assert [(line["uid"], line["outcome"]) for line in lines] == [
+        (denied["request"]["uid"], "denied")]
+
+
 def test_metrics_add_up_across_workers(live_webhook, make_pod, make_review):
     before = metric(live_webhook, 'podvirt_webhook_reviews_total{outcome="mutated"}')
     n = 60
