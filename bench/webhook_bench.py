@@ -16,6 +16,8 @@ split of connections over workers from /proc/net/tcp (keep-alive pins each conne
 the worker that accepted it).
 
 Targets (2 cores): p99 <= 3 ms at 1000 reviews/s; mutate peak >= 0.6 x noop peak.
+Before and after, `loadgen steadiness` says how steady one busy vCPU was (its slow
+windows are where a server near saturation queues).
 
     python bench/webhook_bench.py [--duration 3] [--paced-duration 6] [--workers 1,2]
         [--worker-class gevent,gthread] [--threads 4] [--repeat 3]
@@ -325,6 +327,22 @@ def machine_floor(bench: Bench, certs: Path, args: argparse.Namespace) -> list[d
         proc.wait()
 
 
+def steadiness(loadgen: Path) -> dict:
+    """`loadgen steadiness`: how often one busy core ran >= 1.2x slower than its median
+    pace over 50 ms, in this minute. A server at 0.75 of a core queues in such a window,
+    which the paced p99 then shows; the Go floor, at a tenth of a core, does not."""
+    done = subprocess.run([str(loadgen), "steadiness", "-duration", "5s"], capture_output=True,
+                          text=True, timeout=60)
+    if done.returncode:
+        raise SystemExit(f"webhook_bench: loadgen steadiness failed: {done.stderr.strip()}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _steadiness_line(s: dict) -> str:
+    return (f"{s['slower_1_2_pct']:.0f}% of {s['windows']} windows >= 1.2x slower "
+            f"(>= 1.5x: {s['slower_1_5_pct']:.0f}%, worst {s['worst_window']:.2f}x)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per peak scenario")
@@ -364,8 +382,11 @@ def main() -> int:
               f"body={len(realistic_review(0))}B client=loadgen with GOMAXPROCS=1 "
               "(about one core left to the server)", flush=True)
 
+        steady = [steadiness(loadgen)]
+        print(f"  vCPU steadiness: {_steadiness_line(steady[0])}", flush=True)
         rows = [row for server in servers for row in bench_server(bench, work, server, args)]
         floor = machine_floor(bench, work, args)
+        steady.append(steadiness(loadgen))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -377,6 +398,8 @@ def main() -> int:
     print_targets(rows, servers, args.rate)
     print(f"machine floor, a Go no-op TLS server on one core, p99 at {args.rate:.0f}/s: "
           + ", ".join(f"{r['p99_ms']:.2f}" for r in floor) + " ms")
+    print("vCPU steadiness (one core busy, 50 ms windows against its median pace): before "
+          + _steadiness_line(steady[0]) + "; after " + _steadiness_line(steady[1]))
     return 0
 
 

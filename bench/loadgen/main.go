@@ -77,10 +77,10 @@ type sample struct {
 }
 
 func main() {
-	if len(os.Args) > 1 && (os.Args[1] == "floor" || os.Args[1] == "extender-floor") {
-		serve := map[string]func([]string) error{
-			"floor": serveFloor, "extender-floor": serveExtenderFloor}[os.Args[1]]
-		if err := serve(os.Args[2:]); err != nil {
+	subcommands := map[string]func([]string) error{
+		"floor": serveFloor, "extender-floor": serveExtenderFloor, "steadiness": measureSteadiness}
+	if len(os.Args) > 1 && subcommands[os.Args[1]] != nil {
+		if err := subcommands[os.Args[1]](os.Args[2:]); err != nil {
 			fmt.Fprintf(os.Stderr, "loadgen %s: %v\n", os.Args[1], err)
 			os.Exit(1)
 		}

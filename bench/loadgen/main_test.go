@@ -4,6 +4,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -160,5 +161,32 @@ func TestExtenderFloor(t *testing.T) {
 		if code, _ := post(path, "{not json"); code != 400 {
 			t.Errorf("%s with a malformed body: %d, want 400", path, code)
 		}
+	}
+}
+
+func TestSteadinessSummary(t *testing.T) {
+	us := time.Microsecond
+	got := summarizeWindows([]window{
+		{elapsed: 1000 * us, chunks: 10}, // the median chunk's pace
+		{elapsed: 1250 * us, chunks: 10}, // 1.25x
+		{elapsed: 1600 * us, chunks: 10}, // 1.6x
+		{elapsed: 1190 * us, chunks: 10}, // just under 1.2x
+	}, 100*us)
+	want := Steadiness{ChunkUS: 100, Windows: 4, Slower12: 50, Slower15: 25, WorstRatio: 1.6}
+	if got.ChunkUS != want.ChunkUS || got.Windows != want.Windows || got.Slower12 != want.Slower12 ||
+		got.Slower15 != want.Slower15 || math.Abs(got.WorstRatio-want.WorstRatio) > 1e-9 {
+		t.Fatalf("summarize = %+v, want %+v", got, want)
+	}
+	if empty := summarizeWindows(nil, 100*us); empty.Windows != 0 || empty.WorstRatio != 0 {
+		t.Fatalf("no windows: %+v", empty)
+	}
+}
+
+func TestSteadinessRuns(t *testing.T) {
+	if err := measureSteadiness([]string{"-duration", "200ms", "-window", "50ms"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := measureSteadiness([]string{"-duration", "10ms", "-window", "50ms"}); err == nil {
+		t.Fatal("a window longer than the run was accepted")
 	}
 }
