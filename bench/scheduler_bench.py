@@ -13,7 +13,10 @@ default (what scoring every node costs). Per case, after 20 untimed warm-up pods
 are created while kube-scheduler is paused (SIGSTOP), so neither creation nor the webhook
 is timed and the whole queue is there at once; the time runs from resuming it (SIGCONT) to
 the last pod seen bound by a watch. kube-scheduler's own /metrics give the mean
-scheduling-cycle time (filter + score, extender calls included).
+scheduling-cycle time (filter + score, extender calls included). Each component's CPU per
+pod is printed whole and beyond its idle rate (kwok's heartbeats for the nodes, and the
+API server and etcd serving them, measured before the cluster's first case), which a
+slower case would otherwise carry more of per pod without doing more.
 
 Targets, each the median of --runs paired runs (every setup once per run, ratios within a
 run): VM pods via the extender >= 0.7x the floor (podvirt's own cost), >= 0.5x no extender
@@ -90,6 +93,14 @@ class Result:
     in_tree_ms: float       # of which kube-scheduler's own (pre)filter and (pre)score plugins
     cpu: dict[str, float]   # CPU seconds per component, resume -> last bound
     connections: int | None = None   # TCP connections opened to the extender's port
+    idle: dict[str, float] | None = None   # CPU seconds per second with nothing to schedule
+
+    def beyond_idle(self) -> dict[str, float]:
+        """CPU seconds per component the pods cost beyond what the component spends idle
+        for as long as the case ran (kwok's node heartbeats, the API server and etcd
+        serving them): a slower case carries more of that per pod without doing more."""
+        idle = self.idle or {}
+        return {name: sec - idle.get(name, 0.0) * self.seconds for name, sec in self.cpu.items()}
 
     @property
     def rate(self) -> float:
@@ -292,6 +303,18 @@ class OpenedConnections:
             self.usable = False
 
 
+IDLE_SECONDS = 3.0
+
+
+def idle_rates(cluster, replaced: dict[str, int]) -> dict[str, float]:
+    """CPU seconds per second of each component while nothing is scheduled: once per
+    cluster, before its first case (after a case, kwok is still starting its pods)."""
+    before, t0 = {**component_cpu(cluster, replaced), "bench": _own_cpu()}, time.monotonic()
+    time.sleep(IDLE_SECONDS)
+    after, wall = {**component_cpu(cluster, replaced), "bench": _own_cpu()}, time.monotonic() - t0
+    return {name: (after[name] - before[name]) / wall for name in after if name in before}
+
+
 def _own_cpu() -> float:
     """This process's CPU seconds (the bind watch): it shares the 2 cores it measures."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -299,7 +322,7 @@ def _own_cpu() -> float:
 
 
 def run_case(cluster, core, setup: str, kind: str, count: int,
-             replaced: dict[str, int]) -> Result:
+             replaced: dict[str, int], idle: dict[str, float]) -> Result:
     extender = SETUPS[setup].extender and not replaced   # podvirt's, with its /metrics
     namespace = f"bench-{kind}"
     core.create_namespace({"metadata": {"name": namespace}})
@@ -338,7 +361,8 @@ def run_case(cluster, core, setup: str, kind: str, count: int,
     result = Result(setup, kind, count, watch.last - t0, calls,
                     1000 * algo_s / algo_n if algo_n else float("nan"),
                     1000 * in_tree / algo_n if algo_n else float("nan"),
-                    {name: cpu1[name] - cpu0[name] for name in cpu1 if name in cpu0}, new_conns)
+                    {name: cpu1[name] - cpu0[name] for name in cpu1 if name in cpu0}, new_conns,
+                    idle)
     log(f"  {kind}: {result.rate:.1f} pods/s ({result.seconds:.1f}s; "
         f"{'-' if calls is None else f'{calls:.0f}'} extender filter calls; "
         f"{'-' if new_conns is None else new_conns} connections opened to the extender; "
@@ -380,7 +404,8 @@ def run_cluster(setup: str, inventory_file: Path, pods: dict[str, int],
             with ExitStack() as stack:
                 replaced = ({"extender": stack.enter_context(extender_floor(cluster, chosen.http1))}
                             if chosen.floor else {})
-                results = [run_case(cluster, core, setup, kind, pods[kind], replaced)
+                idle = idle_rates(cluster, replaced)
+                results = [run_case(cluster, core, setup, kind, pods[kind], replaced, idle)
                            for kind in kinds]
             metrics = extender_metrics(cluster) if chosen.extender and not chosen.floor else ""
         finally:
@@ -424,10 +449,18 @@ def print_run(results: list[Result], number: int) -> None:
               f"{'-' if r.filter_calls is None else f'{r.filter_calls:.0f}':>9}"
               f"{'-' if r.connections is None else r.connections:>7}"
               f"{r.cycle_ms:>10.2f}{r.in_tree_ms:>9.2f}{r.rate / base[r.kind].rate:>9.2f}x")
-    print("CPU ms per pod from resume to the last bind (2 cores):")
-    for r in results:
-        print(f"  {r.kind:<6}{r.setup:<22}{1000 * sum(r.cpu.values()) / r.pods:6.1f} total: "
-              + " ".join(f"{name}={1000 * sec / r.pods:.1f}" for name, sec in r.cpu.items()))
+    for title, cpu in (("CPU ms per pod from resume to the last bind (2 cores):",
+                        lambda r: r.cpu),
+                       (f"of which beyond each component's idle rate (measured {IDLE_SECONDS:.0f}s "
+                        "before the case, times the case's seconds):", Result.beyond_idle)):
+        print(title)
+        for r in results:
+            per = cpu(r)
+            print(f"  {r.kind:<6}{r.setup:<22}{1000 * sum(per.values()) / r.pods:6.1f} total: "
+                  + " ".join(f"{name}={1000 * sec / r.pods:.1f}" for name, sec in per.items()))
+    print("idle CPU (cores) per cluster: " + "; ".join(
+        f"{r.setup}: " + " ".join(f"{n}={v:.2f}" for n, v in (r.idle or {}).items() if v >= 0.005)
+        for r in results if r.kind == "vm"))
 
 
 def main() -> int:
