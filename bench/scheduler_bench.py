@@ -451,8 +451,9 @@ def print_run(results: list[Result], number: int) -> None:
               f"{r.cycle_ms:>10.2f}{r.in_tree_ms:>9.2f}{r.rate / base[r.kind].rate:>9.2f}x")
     for title, cpu in (("CPU ms per pod from resume to the last bind (2 cores):",
                         lambda r: r.cpu),
-                       (f"of which beyond each component's idle rate (measured {IDLE_SECONDS:.0f}s "
-                        "before the case, times the case's seconds):", Result.beyond_idle)):
+                       (f"of which beyond each component's idle rate (measured for {IDLE_SECONDS:.0f} s "
+                        "before the cluster's first case) times the case's seconds:",
+                        Result.beyond_idle)):
         print(title)
         for r in results:
             per = cpu(r)

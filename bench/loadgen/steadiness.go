@@ -1,10 +1,10 @@
 package main
 
 // `loadgen steadiness` keeps one core busy with fixed chunks of work and reports how much
-// slower than the median chunk's pace each window ran. On a virtual machine a vCPU's speed can
-// drop for tens of milliseconds while nothing in the guest competes for it (steal time
-// stays 0): a server near saturation sees that as a queue, and its p99 as the tail. The
-// webhook bench prints it beside the latencies it measures in the same minutes.
+// slower than the median chunk's pace each window ran. On a virtual machine a vCPU's
+// speed can drop for tens of milliseconds while nothing in the guest competes for it
+// (steal time stays 0): a server near saturation sees that as a queue, and its p99 as the
+// tail. The webhook bench prints it beside the latencies it measures in the same minutes.
 
 import (
 	"encoding/json"
@@ -18,9 +18,9 @@ import (
 
 // Steadiness is the JSON line `loadgen steadiness` prints.
 type Steadiness struct {
-	ChunkUS    float64 `json:"chunk_us"`       // the fastest chunk
+	ChunkUS    float64 `json:"chunk_us"`       // the median chunk
 	Windows    int     `json:"windows"`        // windows measured
-	Slower12   float64 `json:"slower_1_2_pct"` // windows >= 1.2x the fastest chunk's pace
+	Slower12   float64 `json:"slower_1_2_pct"` // windows >= 1.2x the median chunk's pace
 	Slower15   float64 `json:"slower_1_5_pct"`
 	WorstRatio float64 `json:"worst_window"`
 }
