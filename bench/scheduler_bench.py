@@ -303,15 +303,20 @@ class OpenedConnections:
             self.usable = False
 
 
+def cpu_now(cluster, replaced: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of every component and of this process."""
+    return {**component_cpu(cluster, replaced), "bench": _own_cpu()}
+
+
 IDLE_SECONDS = 3.0
 
 
 def idle_rates(cluster, replaced: dict[str, int]) -> dict[str, float]:
     """CPU seconds per second of each component while nothing is scheduled: once per
     cluster, before its first case (after a case, kwok is still starting its pods)."""
-    before, t0 = {**component_cpu(cluster, replaced), "bench": _own_cpu()}, time.monotonic()
+    before, t0 = cpu_now(cluster, replaced), time.monotonic()
     time.sleep(IDLE_SECONDS)
-    after, wall = {**component_cpu(cluster, replaced), "bench": _own_cpu()}, time.monotonic() - t0
+    after, wall = cpu_now(cluster, replaced), time.monotonic() - t0
     return {name: (after[name] - before[name]) / wall for name in after if name in before}
 
 
@@ -346,10 +351,10 @@ def run_case(cluster, core, setup: str, kind: str, count: int,
             log(f"  {count} {kind} pods created in {time.monotonic() - started:.1f}s "
                 f"(scheduler paused)")
             t0 = time.monotonic()
-            cpu0 = {**component_cpu(cluster, replaced), "bench": _own_cpu()}
+            cpu0 = cpu_now(cluster, replaced)
         if not watch.wait(240):
             raise SystemExit(f"only {len(watch.bound)}/{count} {kind} pods bound after 240s")
-        cpu1 = {**component_cpu(cluster, replaced), "bench": _own_cpu()}
+        cpu1 = cpu_now(cluster, replaced)
         opened1 = opened.count()
     new_conns = None if opened1 is None or opened0 is None else opened1 - opened0
     calls = (metric_sum(extender_metrics(cluster), "podvirt_extender_filter_seconds_count")
