@@ -6,11 +6,13 @@ inventory: the extender as shipped; the protocol floor (`loadgen extender-floor`
 extender that decides nothing, in the extender's place: same port, certificate and
 kube-scheduler configuration, so the same verbs and managedResources; Go's server offers
 HTTP/2, which kube-scheduler takes: one multiplexed connection), the same floor on HTTP/1.1
-only (podvirt's protocol: not a target, it separates the protocol from the Python); no
-extender; and,
-with --setups, the extender with the VM profile sampling nodes as kube-scheduler does by
-default (what scoring every node costs). Per case, after 20 untimed warm-up pods, the pods
-are created while kube-scheduler is paused (SIGSTOP), so neither creation nor the webhook
+only (podvirt's protocol: not a target, it separates the protocol from the Python); the
+Python floor (extender_python_floor.py: podvirt's extender process, server, watches and
+Binding call, with its decisions taken out: not a target, it separates the decisions from
+the Python stack); no extender; and, with --setups, the extender with the VM profile sampling nodes as kube-scheduler does by
+default (what scoring every node costs). Per case, after 20 untimed warm-up pods and once
+the components are back near their idle CPU (kwok still starts the pods of the case before),
+the pods are created while kube-scheduler is paused (SIGSTOP), so neither creation nor the webhook
 is timed and the whole queue is there at once; the time runs from resuming it (SIGCONT) to
 the last pod seen bound by a watch. kube-scheduler's own /metrics give the mean
 scheduling-cycle time (filter + score, extender calls included). Each component's CPU per
@@ -23,7 +25,7 @@ run): VM pods via the extender >= 0.7x the floor (podvirt's own cost), >= 0.5x n
 (the protocol's cost); plain pods >= 0.95x no extender.
 
     .venv/bin/python bench/scheduler_bench.py [--runs 3] [--nodes 1000] [--pods 400]
-        [--plain-pods 1200] [--setups extender,floor (Go),floor (Go HTTP/1.1),none]
+        [--plain-pods 1200] [--setups extender,floor (Go),floor (Go HTTP/1.1),floor (Python),none]
 """
 
 from __future__ import annotations
@@ -207,13 +209,20 @@ def component_cpu(cluster, replaced: dict[str, int]) -> dict[str, float]:
     return {name: cpu_seconds(process_tree(pid)) for name, pid in {**pids, **replaced}.items()}
 
 
+FLOORS = ("go", "go-http1", "python")
+PYTHON_FLOOR = Path(__file__).with_name("extender_python_floor.py")
+
+
 @contextmanager
-def extender_floor(cluster, http1: bool):
-    """podvirt's extender process swapped for `loadgen extender-floor` (Go: watches pods and
-    nodes, passes and scores every node alike, binds), on the same port and certificate,
-    so kube-scheduler's configuration is untouched. Yields the floor's pid. Go's server
-    offers HTTP/2, which kube-scheduler's client takes (every call multiplexed on one
-    connection); `http1` serves HTTP/1.1 only, as podvirt's gunicorn does."""
+def extender_floor(cluster, floor: str):
+    """podvirt's extender process swapped for a floor on the same port and certificate, so
+    kube-scheduler's configuration is untouched; yields the floor's pid.
+
+    "go": `loadgen extender-floor` (watches pods and nodes, passes and scores every node
+    alike, binds). Go's server offers HTTP/2, which kube-scheduler's client takes (every
+    call multiplexed on one connection); "go-http1" serves HTTP/1.1 only, as podvirt's
+    gunicorn does. "python": extender_python_floor.py, podvirt's own server, wire decoding,
+    watches and Binding call with the decisions taken out."""
     from podvirt.cluster.processes import alive   # reaps the zombie our child leaves
     extender = cluster.state.component("extender")
     os.killpg(extender.pid, signal.SIGTERM)   # gunicorn master and workers
@@ -222,22 +231,44 @@ def extender_floor(cluster, http1: bool):
         time.sleep(0.1)
     if alive(extender.pid):
         raise SystemExit(f"the extender (pid {extender.pid}) did not stop; cannot swap in the floor")
-    pki, log_path = cluster.layout.pki, cluster.layout.logs / "extender-floor.log"
+    pki, log_path = cluster.layout.pki, cluster.layout.logs / f"extender-floor-{floor}.log"
+    cert, key = str(pki / "extender.crt"), str(pki / "extender.key")
+    if floor == "python":
+        cmd = [sys.executable, str(PYTHON_FLOOR), "--port", str(extender.port), "--cert", cert,
+               "--key", key, "--kubeconfig", str(cluster.layout.kubeconfig)]
+    else:
+        cmd = [str(build_loadgen()), "extender-floor", "-listen", f"127.0.0.1:{extender.port}",
+               "-cert", cert, "-key", key, "-apiserver", cluster.server,
+               "-api-ca", str(pki / "ca.crt"), "-api-cert", str(pki / "admin.crt"),
+               "-api-key", str(pki / "admin.key"), *(["-http1"] if floor == "go-http1" else [])]
     with open(log_path, "w") as log_file:
-        proc = subprocess.Popen(
-            [str(build_loadgen()), "extender-floor", "-listen", f"127.0.0.1:{extender.port}",
-             "-cert", str(pki / "extender.crt"), "-key", str(pki / "extender.key"),
-             "-apiserver", cluster.server, "-api-ca", str(pki / "ca.crt"),
-             "-api-cert", str(pki / "admin.crt"), "-api-key", str(pki / "admin.key"),
-             *(["-http1"] if http1 else [])],
-            stdout=subprocess.PIPE, stderr=log_file, text=True)
+        # Its own session: gunicorn's workers are stopped with their master.
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_file, text=True,
+                                start_new_session=True)
     try:
-        if not proc.stdout.readline().startswith("listening"):   # the port is bound
-            raise SystemExit(f"loadgen extender-floor did not start: {log_path.read_text()}")
+        if not _floor_ready(cluster, floor, proc):
+            raise SystemExit(f"extender floor {floor} did not start: {log_path.read_text()}")
         yield proc.pid
     finally:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def _floor_ready(cluster, floor: str, proc: subprocess.Popen) -> bool:
+    """The Go floor says "listening" once its port is bound; the Python floor is ready
+    once its watches have listed nodes and pods (/readyz), as the extender is."""
+    if floor != "python":
+        return proc.stdout.readline().startswith("listening")
+    url = f"https://127.0.0.1:{cluster.state.component('extender').port}/readyz"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if requests.get(url, verify=str(cluster.ca_file), timeout=2).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    return False
 
 
 @contextmanager
@@ -320,6 +351,25 @@ def idle_rates(cluster, replaced: dict[str, int]) -> dict[str, float]:
     return {name: (after[name] - before[name]) / wall for name in after if name in before}
 
 
+SETTLE_MARGIN, SETTLE_LIMIT = 0.15, 60.0   # cores above idle; seconds
+
+
+def settle(cluster, replaced: dict[str, int], idle: dict[str, float]) -> float:
+    """Wait until the components are back near their idle rate (within SETTLE_MARGIN of a
+    core, over 1 s): after a case kwok is still starting its pods (init containers, then
+    Running), and that work, with the API server's and etcd's share of it, would otherwise
+    be timed as the next case's. Returns the seconds waited."""
+    started = time.monotonic()
+    quiet = sum(v for name, v in idle.items() if name != "bench") + SETTLE_MARGIN
+    while time.monotonic() - started < SETTLE_LIMIT:
+        before, t0 = cpu_now(cluster, replaced), time.monotonic()
+        time.sleep(1.0)
+        after, wall = cpu_now(cluster, replaced), time.monotonic() - t0
+        if sum(after[n] - before[n] for n in after if n in before and n != "bench") / wall <= quiet:
+            break
+    return time.monotonic() - started
+
+
 def _own_cpu() -> float:
     """This process's CPU seconds (the bind watch): it shares the 2 cores it measures."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -333,6 +383,8 @@ def run_case(cluster, core, setup: str, kind: str, count: int,
     core.create_namespace({"metadata": {"name": namespace}})
     make = vm_pod if kind == "vm" else plain_pod
     warm_up(core, namespace, make, kind)
+    # After the warm-up (and any earlier case): kwok starts those pods after their bind.
+    log(f"  cluster quiet after {settle(cluster, replaced, idle):.1f}s")
     algo_before = scheduler_metrics(cluster)
     calls_before = metric_sum(extender_metrics(cluster), "podvirt_extender_filter_seconds_count") \
         if extender else 0.0
@@ -385,13 +437,13 @@ def cpu_line(r: Result) -> str:
 class Setup:
     extender: bool
     vm_nodes_percentage: int = 100
-    floor: bool = False      # loadgen extender-floor instead of podvirt's extender
-    http1: bool = False      # the floor without HTTP/2
+    floor: str | None = None   # one of FLOORS in place of podvirt's extender
 
 
 SETUPS = {"extender": Setup(True), "extender sampled": Setup(True, 0),
-          "floor (Go)": Setup(True, floor=True),
-          "floor (Go HTTP/1.1)": Setup(True, floor=True, http1=True), "none": Setup(False)}
+          "floor (Go)": Setup(True, floor="go"),
+          "floor (Go HTTP/1.1)": Setup(True, floor="go-http1"),
+          "floor (Python)": Setup(True, floor="python"), "none": Setup(False)}
 
 
 def run_cluster(setup: str, inventory_file: Path, pods: dict[str, int],
@@ -407,7 +459,7 @@ def run_cluster(setup: str, inventory_file: Path, pods: dict[str, int],
                                  vm_nodes_percentage=chosen.vm_nodes_percentage, node=False))
             core = client.CoreV1Api(cluster.api_client())
             with ExitStack() as stack:
-                replaced = ({"extender": stack.enter_context(extender_floor(cluster, chosen.http1))}
+                replaced = ({"extender": stack.enter_context(extender_floor(cluster, chosen.floor))}
                             if chosen.floor else {})
                 idle = idle_rates(cluster, replaced)
                 results = [run_case(cluster, core, setup, kind, pods[kind], replaced, idle)
@@ -422,6 +474,10 @@ TARGETS = (  # (what, kind, setup, baseline setup, ratio)
     ("VM pods, extender vs floor (Go)", "vm", "extender", "floor (Go)", 0.7),
     # Not a target: the same comparison on one protocol (see extender_floor).
     ("VM pods, extender vs floor (Go HTTP/1.1)", "vm", "extender", "floor (Go HTTP/1.1)", None),
+    # Not targets: what podvirt's decisions cost (the same Python process without them),
+    # and what its Python stack costs against Go.
+    ("VM pods, extender vs floor (Python)", "vm", "extender", "floor (Python)", None),
+    ("VM pods, floor (Python) vs floor (Go)", "vm", "floor (Python)", "floor (Go)", None),
     ("VM pods, extender vs none", "vm", "extender", "none", 0.5),
     ("plain pods, extender vs none", "plain", "extender", "none", 0.95),
 )
@@ -476,7 +532,8 @@ def main() -> int:
     parser.add_argument("--pods", type=int, default=400, help="VM pods per case")
     # Plain pods schedule 5x faster: 400 of them were a 1 s case, mostly start-up noise.
     parser.add_argument("--plain-pods", type=int, default=1200, help="plain pods per case")
-    parser.add_argument("--setups", default="extender,floor (Go),floor (Go HTTP/1.1),none",
+    parser.add_argument("--setups",
+                        default="extender,floor (Go),floor (Go HTTP/1.1),floor (Python),none",
                         help=f"comma-separated subset of: {', '.join(SETUPS)} "
                              "(ratios need 'none')")
     args = parser.parse_args()
@@ -515,7 +572,7 @@ def main() -> int:
                        f"target {target}x: {'met' if got >= target else 'MISS'}")
             print(f"  {what}: {got:.2f}x (runs: {', '.join(f'{x:.2f}' for x in ratios)}) "
                   f"{verdict}")
-    for setup in ("extender", "floor (Go)", "floor (Go HTTP/1.1)"):
+    for setup in ("extender", "floor (Go)", "floor (Go HTTP/1.1)", "floor (Python)"):
         per_pod = [1000 * r.cpu.get("extender", 0.0) / r.pods
                    for results in runs for r in results if r.setup == setup and r.kind == "vm"]
         if per_pod:

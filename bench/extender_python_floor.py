@@ -1,0 +1,102 @@
+"""podvirt's extender process with its decisions taken out: the Python floor.
+
+The same server as `podvirt extender` (serve.ExtenderApplication: gunicorn, one gevent
+worker, TLS, Flask), the same request decoding (extender/wire.py), the same watch-fed
+cluster state (sync.py, state.py) and the same Binding call (apiconn.py); but /filter
+passes every node it is offered without looking (no filter_pod, no verdict memo) and
+/bind creates the Binding without the re-check, the assumption or device choice.
+
+scheduler_bench.py swaps it in for the extender, as it does the Go floor, on the same port
+and certificate: the extender against this floor is what podvirt's decisions cost; this
+floor against the Go one is what the Python stack costs.
+
+    python bench/extender_python_floor.py --port P --cert F --key F --kubeconfig F
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+
+from flask import Flask, Response, request
+
+from podvirt import wirejson
+from podvirt.extender import wire
+from podvirt.extender.app import Settings
+from podvirt.extender.kube import ApiWriter, KubeClient
+from podvirt.extender.scheduling import FilterOutcome
+from podvirt.extender.serve import ExtenderApplication, ServeOptions
+from podvirt.extender.state import WatchedCluster
+from podvirt.httpbody import BodyTooLarge, NotJSON, parse_json, read_body
+
+MAX_BODY = Settings().max_body_bytes
+
+
+def floor_app(state: WatchedCluster, api: ApiWriter) -> Flask:
+    app = Flask("podvirt-python-floor", instance_path=os.path.dirname(os.path.abspath(__file__)))
+
+    def reply(payload: object, status: int = 200) -> Response:
+        return Response(wirejson.dumps(payload), status=status, mimetype="application/json")
+
+    def body() -> object:
+        return parse_json(read_body(request.environ, MAX_BODY))
+
+    @app.post("/filter")
+    def filter_() -> Response:
+        args = wire.decode_args(body())
+        return reply(wire.filter_result(args, FilterOutcome(list(args.names))))
+
+    @app.post("/bind")
+    def bind_() -> Response:
+        req = wire.decode_binding(body())
+        try:
+            api.create_binding(req.pod_namespace, req.pod_name, req.pod_uid, req.node)
+        except Exception as exc:  # noqa: BLE001 - the scheduler retries; say why
+            return reply({"Error": f"binding {req.pod_namespace}/{req.pod_name}: {exc}"})
+        return reply({"Error": ""})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        return Response(status=200 if state.ready else 503)
+
+    # As the extender answers them (extender/app.py).
+    @app.errorhandler(wire.WireError)
+    @app.errorhandler(NotJSON)
+    def bad_request(exc: Exception) -> Response:
+        return reply({"error": str(exc)}, 400)
+
+    @app.errorhandler(BodyTooLarge)
+    def too_large(exc: BodyTooLarge) -> Response:
+        return reply({"error": str(exc)}, 413)
+
+    return app
+
+
+class FloorApplication(ExtenderApplication):
+    def load(self) -> Flask:
+        self.client = KubeClient.connect(self.options.kubeconfig, pool_size=self.options.threads)
+        self.state = WatchedCluster()
+        self.stop = threading.Event()
+        return floor_app(self.state, self.client)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # The extender's own flags, as the local cluster starts it (cluster/components.py).
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--bind", default="127.0.0.1")
+    ap.add_argument("--cert", required=True)
+    ap.add_argument("--key", required=True)
+    ap.add_argument("--kubeconfig", required=True)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    FloorApplication(ServeOptions(bind=args.bind, port=args.port, cert=args.cert, key=args.key,
+                                  kubeconfig=args.kubeconfig), Settings()).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
