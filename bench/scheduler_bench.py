@@ -9,11 +9,11 @@ HTTP/2, which kube-scheduler takes: one multiplexed connection), the same floor 
 only (podvirt's protocol: not a target, it separates the protocol from the Python); the
 Python floor (extender_python_floor.py: podvirt's extender process, server, watches and
 Binding call, with its decisions taken out: not a target, it separates the decisions from
-the Python stack); no extender; and, with --setups, the extender with the VM profile sampling nodes as kube-scheduler does by
-default (what scoring every node costs). Per case, after 20 untimed warm-up pods and once
-the components are back near their idle CPU (kwok still starts the pods of the case before),
-the pods are created while kube-scheduler is paused (SIGSTOP), so neither creation nor the webhook
-is timed and the whole queue is there at once; the time runs from resuming it (SIGCONT) to
+the Python stack); no extender; and, with --setups, the extender with the VM profile
+sampling nodes as kube-scheduler does by default (what scoring every node costs). Per case,
+after 20 untimed warm-up pods and once the components are back near their idle CPU (kwok
+still starts the pods of the case before), the pods are created while kube-scheduler is
+paused (SIGSTOP), so neither creation nor the webhook is timed and the whole queue is there at once; the time runs from resuming it (SIGCONT) to
 the last pod seen bound by a watch. kube-scheduler's own /metrics give the mean
 scheduling-cycle time (filter + score, extender calls included). Each component's CPU per
 pod is printed whole and beyond its idle rate (kwok's heartbeats for the nodes, and the
@@ -209,7 +209,6 @@ def component_cpu(cluster, replaced: dict[str, int]) -> dict[str, float]:
     return {name: cpu_seconds(process_tree(pid)) for name, pid in {**pids, **replaced}.items()}
 
 
-FLOORS = ("go", "go-http1", "python")
 PYTHON_FLOOR = Path(__file__).with_name("extender_python_floor.py")
 
 
@@ -345,8 +344,13 @@ IDLE_SECONDS = 3.0
 def idle_rates(cluster, replaced: dict[str, int]) -> dict[str, float]:
     """CPU seconds per second of each component while nothing is scheduled: once per
     cluster, before its first case (after a case, kwok is still starting its pods)."""
+    return cpu_rates(cluster, replaced, IDLE_SECONDS)
+
+
+def cpu_rates(cluster, replaced: dict[str, int], seconds: float) -> dict[str, float]:
+    """CPU seconds per second of each component (and this process) over `seconds`."""
     before, t0 = cpu_now(cluster, replaced), time.monotonic()
-    time.sleep(IDLE_SECONDS)
+    time.sleep(seconds)
     after, wall = cpu_now(cluster, replaced), time.monotonic() - t0
     return {name: (after[name] - before[name]) / wall for name in after if name in before}
 
@@ -362,10 +366,8 @@ def settle(cluster, replaced: dict[str, int], idle: dict[str, float]) -> float:
     started = time.monotonic()
     quiet = sum(v for name, v in idle.items() if name != "bench") + SETTLE_MARGIN
     while time.monotonic() - started < SETTLE_LIMIT:
-        before, t0 = cpu_now(cluster, replaced), time.monotonic()
-        time.sleep(1.0)
-        after, wall = cpu_now(cluster, replaced), time.monotonic() - t0
-        if sum(after[n] - before[n] for n in after if n in before and n != "bench") / wall <= quiet:
+        rates = cpu_rates(cluster, replaced, 1.0)
+        if sum(v for name, v in rates.items() if name != "bench") <= quiet:
             break
     return time.monotonic() - started
 
@@ -437,7 +439,7 @@ def cpu_line(r: Result) -> str:
 class Setup:
     extender: bool
     vm_nodes_percentage: int = 100
-    floor: str | None = None   # one of FLOORS in place of podvirt's extender
+    floor: str | None = None   # in podvirt's extender's place: "go", "go-http1", "python"
 
 
 SETUPS = {"extender": Setup(True), "extender sampled": Setup(True, 0),
