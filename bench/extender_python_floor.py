@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import threading
+from typing import Any, Callable
 
 from flask import Flask, Response, request
 
@@ -35,8 +36,30 @@ from podvirt.httpbody import BodyTooLarge, NotJSON, parse_json, read_body
 MAX_BODY = Settings().max_body_bytes
 
 
+class FloorVerbs:
+    """The floor's verbs, with SchedulingVerbs' interface (extender/app.py): filter passes
+    every node offered, bind only creates the Binding, prioritize scores all alike."""
+
+    def __init__(self, api: ApiWriter):
+        self.api = api
+
+    def answer(self, verb: str, read: Callable[[], Any]) -> Any:
+        if verb == "bind":
+            req = wire.decode_binding(read())
+            try:
+                self.api.create_binding(req.pod_namespace, req.pod_name, req.pod_uid, req.node)
+            except Exception as exc:  # noqa: BLE001 - the scheduler retries; say why
+                return {"Error": f"binding {req.pod_namespace}/{req.pod_name}: {exc}"}
+            return {"Error": ""}
+        args = wire.decode_args(read())
+        if verb == "filter":
+            return wire.filter_result(args, FilterOutcome(list(args.names)))
+        return wire.priority_list([(n, 0) for n in args.names])
+
+
 def floor_app(state: WatchedCluster, api: ApiWriter) -> Flask:
     app = Flask("podvirt-python-floor", instance_path=os.path.dirname(os.path.abspath(__file__)))
+    verbs = FloorVerbs(api)
 
     def reply(payload: object, status: int = 200) -> Response:
         return Response(wirejson.dumps(payload), status=status, mimetype="application/json")
@@ -46,17 +69,15 @@ def floor_app(state: WatchedCluster, api: ApiWriter) -> Flask:
 
     @app.post("/filter")
     def filter_() -> Response:
-        args = wire.decode_args(body())
-        return reply(wire.filter_result(args, FilterOutcome(list(args.names))))
+        return reply(verbs.answer("filter", body))
+
+    @app.post("/prioritize")
+    def prioritize() -> Response:
+        return reply(verbs.answer("prioritize", body))
 
     @app.post("/bind")
     def bind_() -> Response:
-        req = wire.decode_binding(body())
-        try:
-            api.create_binding(req.pod_namespace, req.pod_name, req.pod_uid, req.node)
-        except Exception as exc:  # noqa: BLE001 - the scheduler retries; say why
-            return reply({"Error": f"binding {req.pod_namespace}/{req.pod_name}: {exc}"})
-        return reply({"Error": ""})
+        return reply(verbs.answer("bind", body))
 
     @app.get("/readyz")
     def readyz() -> Response:

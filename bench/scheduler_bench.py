@@ -10,7 +10,9 @@ only (podvirt's protocol: not a target, it separates the protocol from the Pytho
 Python floor (extender_python_floor.py: podvirt's extender process, server, watches and
 Binding call, with its decisions taken out: not a target, it separates the decisions from
 the Python stack); no extender; and, with --setups, the extender with the VM profile
-sampling nodes as kube-scheduler does by default (what scoring every node costs). Per case,
+sampling nodes as kube-scheduler does by default (what scoring every node costs), and
+podvirt's verbs, or the floor's, served by granian instead of gunicorn, gevent and Flask
+(extender_granian.py: `extender (granian)`, `floor (Python, granian)`). Per case,
 after 20 untimed warm-up pods and once the components are back near their idle CPU (kwok
 still starts the pods of the case before), the pods are created while kube-scheduler is
 paused (SIGSTOP), so neither creation nor the webhook is timed and the whole queue is there at once; the time runs from resuming it (SIGCONT) to
@@ -210,6 +212,7 @@ def component_cpu(cluster, replaced: dict[str, int]) -> dict[str, float]:
 
 
 PYTHON_FLOOR = Path(__file__).with_name("extender_python_floor.py")
+GRANIAN = Path(__file__).with_name("extender_granian.py")
 
 
 @contextmanager
@@ -221,7 +224,8 @@ def extender_floor(cluster, floor: str):
     alike, binds). Go's server offers HTTP/2, which kube-scheduler's client takes (every
     call multiplexed on one connection); "go-http1" serves HTTP/1.1 only, as podvirt's
     gunicorn does. "python": extender_python_floor.py, podvirt's own server, wire decoding,
-    watches and Binding call with the decisions taken out."""
+    watches and Binding call with the decisions taken out. "granian": podvirt's decisions
+    on granian's RSGI server (extender_granian.py); "granian-floor": the Python floor on it."""
     from podvirt.cluster.processes import alive   # reaps the zombie our child leaves
     extender = cluster.state.component("extender")
     os.killpg(extender.pid, signal.SIGTERM)   # gunicorn master and workers
@@ -232,9 +236,13 @@ def extender_floor(cluster, floor: str):
         raise SystemExit(f"the extender (pid {extender.pid}) did not stop; cannot swap in the floor")
     pki, log_path = cluster.layout.pki, cluster.layout.logs / f"extender-floor-{floor}.log"
     cert, key = str(pki / "extender.crt"), str(pki / "extender.key")
+    python_args = ["--port", str(extender.port), "--cert", cert, "--key", key,
+                   "--kubeconfig", str(cluster.layout.kubeconfig)]
     if floor == "python":
-        cmd = [sys.executable, str(PYTHON_FLOOR), "--port", str(extender.port), "--cert", cert,
-               "--key", key, "--kubeconfig", str(cluster.layout.kubeconfig)]
+        cmd = [sys.executable, str(PYTHON_FLOOR), *python_args]
+    elif floor in ("granian", "granian-floor"):
+        cmd = [sys.executable, str(GRANIAN), *python_args,
+               "--decisions", "podvirt" if floor == "granian" else "none"]
     else:
         cmd = [str(build_loadgen()), "extender-floor", "-listen", f"127.0.0.1:{extender.port}",
                "-cert", cert, "-key", key, "-apiserver", cluster.server,
@@ -254,9 +262,9 @@ def extender_floor(cluster, floor: str):
 
 
 def _floor_ready(cluster, floor: str, proc: subprocess.Popen) -> bool:
-    """The Go floor says "listening" once its port is bound; the Python floor is ready
-    once its watches have listed nodes and pods (/readyz), as the extender is."""
-    if floor != "python":
+    """The Go floor says "listening" once its port is bound; the Python ones are ready
+    once their watches have listed nodes and pods (/readyz), as the extender is."""
+    if floor in ("go", "go-http1"):
         return proc.stdout.readline().startswith("listening")
     url = f"https://127.0.0.1:{cluster.state.component('extender').port}/readyz"
     deadline = time.monotonic() + 60
@@ -439,13 +447,17 @@ def cpu_line(r: Result) -> str:
 class Setup:
     extender: bool
     vm_nodes_percentage: int = 100
-    floor: str | None = None   # in podvirt's extender's place: "go", "go-http1", "python"
+    # In podvirt's extender's place: "go", "go-http1", "python", "granian", "granian-floor".
+    floor: str | None = None
 
 
 SETUPS = {"extender": Setup(True), "extender sampled": Setup(True, 0),
           "floor (Go)": Setup(True, floor="go"),
           "floor (Go HTTP/1.1)": Setup(True, floor="go-http1"),
-          "floor (Python)": Setup(True, floor="python"), "none": Setup(False)}
+          "floor (Python)": Setup(True, floor="python"),
+          # Not in the default setups: podvirt's decisions, and no decisions, on granian.
+          "extender (granian)": Setup(True, floor="granian"),
+          "floor (Python, granian)": Setup(True, floor="granian-floor"), "none": Setup(False)}
 
 
 def run_cluster(setup: str, inventory_file: Path, pods: dict[str, int],
@@ -480,6 +492,12 @@ TARGETS = (  # (what, kind, setup, baseline setup, ratio)
     # and what its Python stack costs against Go.
     ("VM pods, extender vs floor (Python)", "vm", "extender", "floor (Python)", None),
     ("VM pods, floor (Python) vs floor (Go)", "vm", "floor (Python)", "floor (Go)", None),
+    # Not targets: podvirt's decisions on another server (see extender_granian.py).
+    ("VM pods, extender (granian) vs floor (Go)", "vm", "extender (granian)", "floor (Go)", None),
+    ("VM pods, extender (granian) vs extender", "vm", "extender (granian)", "extender", None),
+    ("VM pods, extender (granian) vs none", "vm", "extender (granian)", "none", None),
+    ("VM pods, floor (Python, granian) vs floor (Go)", "vm", "floor (Python, granian)",
+     "floor (Go)", None),
     ("VM pods, extender vs none", "vm", "extender", "none", 0.5),
     ("plain pods, extender vs none", "plain", "extender", "none", 0.95),
 )
@@ -574,7 +592,7 @@ def main() -> int:
                        f"target {target}x: {'met' if got >= target else 'MISS'}")
             print(f"  {what}: {got:.2f}x (runs: {', '.join(f'{x:.2f}' for x in ratios)}) "
                   f"{verdict}")
-    for setup in ("extender", "floor (Go)", "floor (Go HTTP/1.1)", "floor (Python)"):
+    for setup in (s for s, chosen in SETUPS.items() if chosen.extender):
         per_pod = [1000 * r.cpu.get("extender", 0.0) / r.pods
                    for results in runs for r in results if r.setup == setup and r.kind == "vm"]
         if per_pod:

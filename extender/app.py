@@ -59,10 +59,76 @@ class _Metrics:
                            registry=registry)
 
 
-class _BadRequest(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
+class SchedulingVerbs:
+    """filter, prioritize and bind, framework-free: `answer(verb, read)` takes a function
+    that reads the request's JSON and gives the reply's JSON. The HTTP layer around it
+    (create_app) only reads bodies, maps errors to statuses and writes replies, so a
+    different server can carry the same verbs (bench/extender_granian.py).
+
+    Every verb is timed, decoded, and answered once the state is synced; otherwise, and
+    when answering fails, by the verb's fallback (the protocol wants 200 with Error set).
+    A body that is not a request raises NotJSON, wire.WireError or BodyTooLarge."""
+
+    def __init__(self, state: WatchedCluster, settings: Settings, api: ApiWriter | None,
+                 registry: CollectorRegistry):
+        self.state, self.settings, self.api = state, settings, api
+        self.metrics = _Metrics(registry)
+        self.metrics.ready.set_function(lambda: 1.0 if state.ready else 0.0)
+        self._memo, self._score_memo = VerdictMemo(), VerdictMemo()
+        self._verbs: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any],
+                                     Callable[[Any, str], Any]]] = {
+            "filter": (wire.decode_args, self._filter,
+                       lambda args, error: wire.filter_result(args, None, error)),
+            # HostPriorityList has no Error: score everyone alike.
+            "prioritize": (wire.decode_args, self._prioritize,
+                           lambda args, _: wire.priority_list([(n, 0) for n in args.names])),
+            "bind": (wire.decode_binding, self._bind, self._bind_result),
+        }
+
+    def answer(self, verb: str, read: Callable[[], Any]) -> Any:
+        decode, answer, fallback = self._verbs[verb]
+        with self.metrics.seconds[verb].time():
+            args = decode(read())
+            if not self.state.ready:
+                return fallback(args, NOT_READY)
+            try:
+                return answer(args)
+            except Exception as exc:
+                log.exception("%s failed", verb)
+                return fallback(args, f"podvirt extender error: {exc}")
+
+    @staticmethod
+    def _node_overrides(args: wire.ExtenderArgs):
+        return None if args.nodes is None else {n["metadata"]["name"]: node_offer(n)
+                                                for n in args.nodes}
+
+    def _filter(self, args: wire.ExtenderArgs) -> Any:
+        s = self.settings
+        outcome = filter_pod(self.state, args.pod, args.names, now=s.clock(), policy=s.policy,
+                             costs=s.contract.costs, limits=s.contract.limits,
+                             facts=self._node_overrides(args), memo=self._memo)
+        for category, n in outcome.rejected.items():
+            self.metrics.rejected.labels(category).inc(n)
+        return wire.filter_result(args, outcome)
+
+    def _prioritize(self, args: wire.ExtenderArgs) -> Any:
+        s = self.settings
+        return wire.priority_list(prioritize_pod(
+            self.state, args.pod, args.names, policy=s.policy, costs=s.contract.costs,
+            limits=s.contract.limits, facts=self._node_overrides(args), memo=self._score_memo))
+
+    def _bind(self, req: Any) -> Any:
+        if self.api is None:
+            return self._bind_result(req, "podvirt extender has no Kubernetes API client "
+                                          "configured")
+        s = self.settings
+        return self._bind_result(req, bind(self.state, self.api, req, policy=s.policy,
+                                           costs=s.contract.costs, now=s.clock,
+                                           limits=s.contract.limits))
+
+    def _bind_result(self, req: Any, error: str) -> Any:
+        self.metrics.binds.labels("error" if error else "bound").inc()
+        return {"Error": error}
 
 
 def create_app(state: WatchedCluster, settings: Settings = Settings(), *,
@@ -71,86 +137,26 @@ def create_app(state: WatchedCluster, settings: Settings = Settings(), *,
     # (extender/) lies outside podvirt/'s, when run from another directory.
     app = Flask(__name__, instance_path=os.path.dirname(os.path.abspath(__file__)))
     registry = CollectorRegistry()
-    metrics = _Metrics(registry)
-    memo, score_memo = VerdictMemo(), VerdictMemo()
-    metrics.ready.set_function(lambda: 1.0 if state.ready else 0.0)
+    verbs = SchedulingVerbs(state, settings, api, registry)
     app.extensions["podvirt.extender"] = {"state": state, "registry": registry}
 
     def body() -> Any:
-        try:
-            return parse_json(read_body(request.environ, settings.max_body_bytes))
-        except BodyTooLarge as exc:
-            raise _BadRequest(413, str(exc)) from None
-        except NotJSON as exc:
-            raise _BadRequest(400, str(exc)) from None
+        return parse_json(read_body(request.environ, settings.max_body_bytes))
 
     def reply(payload: Any, status: int = 200) -> Response:
         return Response(wirejson.dumps(payload), status=status, mimetype="application/json")
 
-    def decoded(decode: Callable[[Any], Any]) -> Any:
-        try:
-            return decode(body())
-        except wire.WireError as exc:
-            raise _BadRequest(400, str(exc)) from None
-
-    def node_overrides(args: wire.ExtenderArgs):
-        return None if args.nodes is None else {n["metadata"]["name"]: node_offer(n)
-                                                for n in args.nodes}
-
-    def serve(verb: str, decode: Callable[[Any], Any], answer: Callable[[Any], Any],
-              fallback: Callable[[Any, str], Any]) -> Response:
-        """What every scheduling verb shares: timed, decoded, answered by `answer` once the
-        state is synced; otherwise, and when `answer` fails, by `fallback(args, error)`
-        (the protocol wants 200 with Error set)."""
-        with metrics.seconds[verb].time():
-            args = decoded(decode)
-            if not state.ready:
-                return reply(fallback(args, NOT_READY))
-            try:
-                return reply(answer(args))
-            except Exception as exc:
-                log.exception("%s failed", verb)
-                return reply(fallback(args, f"podvirt extender error: {exc}"))
-
-    def filter_answer(args: wire.ExtenderArgs) -> Any:
-        outcome = filter_pod(state, args.pod, args.names, now=settings.clock(),
-                             policy=settings.policy, costs=settings.contract.costs,
-                             limits=settings.contract.limits, facts=node_overrides(args),
-                             memo=memo)
-        for category, n in outcome.rejected.items():
-            metrics.rejected.labels(category).inc(n)
-        return wire.filter_result(args, outcome)
-
-    def prioritize_answer(args: wire.ExtenderArgs) -> Any:
-        return wire.priority_list(prioritize_pod(
-            state, args.pod, args.names, policy=settings.policy, costs=settings.contract.costs,
-            limits=settings.contract.limits, facts=node_overrides(args), memo=score_memo))
-
-    def bind_answer(req: Any) -> Any:
-        if api is None:
-            return bind_result(req, "podvirt extender has no Kubernetes API client configured")
-        return bind_result(req, bind(state, api, req, policy=settings.policy,
-                                     costs=settings.contract.costs, now=settings.clock,
-                                     limits=settings.contract.limits))
-
-    def bind_result(req: Any, error: str) -> Any:
-        metrics.binds.labels("error" if error else "bound").inc()
-        return {"Error": error}
-
     @app.post("/filter")
     def filter_() -> Response:
-        return serve("filter", wire.decode_args, filter_answer,
-                     lambda args, error: wire.filter_result(args, None, error))
+        return reply(verbs.answer("filter", body))
 
     @app.post("/prioritize")
     def prioritize() -> Response:
-        # HostPriorityList has no Error: score everyone alike.
-        return serve("prioritize", wire.decode_args, prioritize_answer,
-                     lambda args, _: wire.priority_list([(n, 0) for n in args.names]))
+        return reply(verbs.answer("prioritize", body))
 
     @app.post("/bind")
     def bind_() -> Response:
-        return serve("bind", wire.decode_binding, bind_answer, bind_result)
+        return reply(verbs.answer("bind", body))
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -168,9 +174,14 @@ def create_app(state: WatchedCluster, settings: Settings = Settings(), *,
     def metrics_() -> Response:
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
-    @app.errorhandler(_BadRequest)
-    def bad_request(exc: _BadRequest) -> Response:
-        return reply({"error": str(exc)}, exc.status)
+    @app.errorhandler(NotJSON)
+    @app.errorhandler(wire.WireError)
+    def bad_request(exc: Exception) -> Response:
+        return reply({"error": str(exc)}, 400)
+
+    @app.errorhandler(BodyTooLarge)
+    def too_large(exc: BodyTooLarge) -> Response:
+        return reply({"error": str(exc)}, 413)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

@@ -1,0 +1,137 @@
+"""bench/extender_granian.py, podvirt's verbs on granian's RSGI server: it must answer
+every request exactly as the shipped Flask app does (same verbs, same bodies, same
+statuses), or scheduler_bench's comparison of the two stacks measures something else."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from podvirt.extender.app import Settings, SchedulingVerbs, create_app
+from podvirt.extender.state import WatchedCluster
+from podvirt.vmspec import keys as k
+from tests.unit.extender.objects import FakeApi, node_json, plain_pod, vm_pod
+
+BENCH = Path(__file__).parents[3] / "bench"
+CAP = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def granian_server():
+    pytest.importorskip("granian")
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("extender_granian",
+                                                      BENCH / "extender_granian.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+    return module
+
+
+class Headers(dict):
+    """RSGI headers: lower-case names, get()."""
+
+
+class Scope:
+    def __init__(self, method: str, path: str, headers: dict[str, str]):
+        self.method, self.path, self.headers = method, path, Headers(headers)
+
+
+class Proto:
+    """The RSGI HTTP protocol: the body in chunks, one response."""
+
+    def __init__(self, body: bytes, chunk: int = 4096):
+        self.chunks = [body[i:i + chunk] for i in range(0, len(body), chunk)]
+        self.response: tuple[int, dict, bytes] | None = None
+
+    def __aiter__(self):
+        async def chunks():
+            for c in self.chunks:
+                yield c
+        return chunks()
+
+    def response_bytes(self, status: int, headers: list, body: bytes) -> None:
+        assert self.response is None, "answered twice"
+        self.response = (status, dict(headers), body)
+
+
+def state() -> WatchedCluster:
+    s = WatchedCluster()
+    s.replace_nodes([node_json("big", memory="64Gi"), node_json("small", memory="2Gi"),
+                     node_json("nokvm", labels={k.NODE_KVM_LABEL: "false"})])
+    s.replace_pods([])
+    return s
+
+
+def rsgi(module, raw: bytes, method: str = "POST", path: str = "/filter",
+         declared: int | None = None, cluster: WatchedCluster | None = None,
+         api: FakeApi | None = None) -> tuple[int, object]:
+    cluster = cluster or state()
+    verbs = SchedulingVerbs(cluster, Settings(max_body_bytes=CAP), api or FakeApi(),
+                            CollectorRegistry())
+    app = module.RSGIExtender(verbs, cluster, CAP)
+    headers = {} if declared is None else {"content-length": str(declared)}
+    proto = Proto(raw)
+    asyncio.run(app(Scope(method, path, headers), proto))
+    app.binds.shutdown()
+    assert proto.response is not None, "no response"
+    status, headers, body = proto.response
+    assert headers["content-type"] == "application/json"
+    return status, json.loads(body)
+
+
+def flask(raw: bytes, path: str = "/filter", api: FakeApi | None = None) -> tuple[int, object]:
+    client = create_app(state(), Settings(max_body_bytes=CAP), api=api or FakeApi()).test_client()
+    r = client.post(path, data=raw, content_type="application/json")
+    return r.status_code, r.get_json()
+
+
+NAMES = ["big", "small", "nokvm", "ghost"]
+
+
+@pytest.mark.parametrize("path, body", [
+    pytest.param("/filter", {"Pod": vm_pod("a"), "NodeNames": NAMES}, id="filter-vm"),
+    pytest.param("/filter", {"Pod": plain_pod("web"), "NodeNames": NAMES}, id="filter-plain"),
+    pytest.param("/prioritize", {"Pod": vm_pod("a"), "NodeNames": NAMES}, id="prioritize"),
+    pytest.param("/filter", {"Pod": vm_pod("a")}, id="no-nodes"),
+    pytest.param("/filter", [1, 2], id="not-args"),
+    pytest.param("/bind", {"PodName": "a", "PodNamespace": "default", "PodUID": "",
+                           "Node": "big"}, id="bind-unknown-pod"),
+])
+def test_answers_as_the_shipped_app(granian_server, path, body):
+    raw = json.dumps(body).encode()
+    assert rsgi(granian_server, raw, path=path) == flask(raw, path=path)
+
+
+def test_bind_binds_through_the_api(granian_server):
+    cluster, api = state(), FakeApi()
+    cluster.apply_pod("ADDED", vm_pod("a"))
+    raw = json.dumps({"PodName": "a", "PodNamespace": "default", "PodUID": "uid-a",
+                      "Node": "big"}).encode()
+    assert rsgi(granian_server, raw, path="/bind", cluster=cluster, api=api) == (200, {"Error": ""})
+    assert api.bindings == [("default", "a", "big")]
+
+
+@pytest.mark.parametrize("raw, declared, status", [
+    pytest.param(b"{not json", None, 400, id="not-json"),
+    pytest.param(b"x" * (CAP + 1), None, 413, id="streamed-over-cap"),
+    pytest.param(b"{}", CAP + 1, 413, id="declared-over-cap"),
+])
+def test_bad_bodies(granian_server, raw, declared, status):
+    got, out = rsgi(granian_server, raw, declared=declared)
+    assert got == status and out["error"]
+
+
+def test_routes(granian_server):
+    assert rsgi(granian_server, b"", method="GET", path="/nothing")[0] == 404
+    assert rsgi(granian_server, b"", method="GET", path="/readyz") == (200, {"status": "ok"})
+    unsynced = WatchedCluster()
+    assert rsgi(granian_server, b"", method="GET", path="/readyz", cluster=unsynced)[0] == 503
