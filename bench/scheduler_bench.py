@@ -12,7 +12,7 @@ Binding call, with its decisions taken out: not a target, it separates the decis
 the Python stack); no extender; and, with --setups, the extender with the VM profile
 sampling nodes as kube-scheduler does by default (what scoring every node costs), and
 podvirt's verbs, or the floor's, served by granian instead of gunicorn, gevent and Flask
-(extender_granian.py: `extender (granian)`, `floor (Python, granian)`). Per case,
+(extender_granian.py: `extender (granian)`, `floor (granian)`). Per case,
 after 20 untimed warm-up pods and once the components are back near their idle CPU (kwok
 still starts the pods of the case before), the pods are created while kube-scheduler is
 paused (SIGSTOP), so neither creation nor the webhook is timed and the whole queue is there at once; the time runs from resuming it (SIGCONT) to
@@ -457,7 +457,7 @@ SETUPS = {"extender": Setup(True), "extender sampled": Setup(True, 0),
           "floor (Python)": Setup(True, floor="python"),
           # Not in the default setups: podvirt's decisions, and no decisions, on granian.
           "extender (granian)": Setup(True, floor="granian"),
-          "floor (Python, granian)": Setup(True, floor="granian-floor"), "none": Setup(False)}
+          "floor (granian)": Setup(True, floor="granian-floor"), "none": Setup(False)}
 
 
 def run_cluster(setup: str, inventory_file: Path, pods: dict[str, int],
@@ -496,7 +496,7 @@ TARGETS = (  # (what, kind, setup, baseline setup, ratio)
     ("VM pods, extender (granian) vs floor (Go)", "vm", "extender (granian)", "floor (Go)", None),
     ("VM pods, extender (granian) vs extender", "vm", "extender (granian)", "extender", None),
     ("VM pods, extender (granian) vs none", "vm", "extender (granian)", "none", None),
-    ("VM pods, floor (Python, granian) vs floor (Go)", "vm", "floor (Python, granian)",
+    ("VM pods, floor (granian) vs floor (Go)", "vm", "floor (granian)",
      "floor (Go)", None),
     ("VM pods, extender vs none", "vm", "extender", "none", 0.5),
     ("plain pods, extender vs none", "plain", "extender", "none", 0.95),
