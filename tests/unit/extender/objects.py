@@ -6,6 +6,7 @@ import json
 import threading
 from typing import Any
 
+from podvirt.extender.state import WatchedCluster
 from podvirt.vmspec import PassthroughDevice, parse_vm
 from podvirt.webhook.render import render_launcher_pod
 from podvirt.vmspec import keys as k
@@ -88,3 +89,13 @@ class FakeApi:
             raise RuntimeError("apiserver unavailable")
         with self.lock:
             self.bindings.append((namespace, name, node))
+
+
+def http_cluster() -> WatchedCluster:
+    """The synced cluster the HTTP tests answer from: a 64Gi node, a 2Gi node, one without
+    KVM."""
+    s = WatchedCluster()
+    s.replace_nodes([node_json("big", memory="64Gi"), node_json("small", memory="2Gi"),
+                     node_json("nokvm", labels={k.NODE_KVM_LABEL: "false"})])
+    s.replace_pods([])
+    return s

@@ -15,8 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from podvirt.extender.app import Settings, SchedulingVerbs, create_app
 from podvirt.extender.state import WatchedCluster
-from podvirt.vmspec import keys as k
-from tests.unit.extender.objects import FakeApi, node_json, plain_pod, vm_pod
+from tests.unit.extender.objects import FakeApi, http_cluster, plain_pod, vm_pod
 
 BENCH = Path(__file__).parents[3] / "bench"
 CAP = 64 * 1024
@@ -63,12 +62,7 @@ class Proto:
         self.response = (status, dict(headers), body)
 
 
-def state() -> WatchedCluster:
-    s = WatchedCluster()
-    s.replace_nodes([node_json("big", memory="64Gi"), node_json("small", memory="2Gi"),
-                     node_json("nokvm", labels={k.NODE_KVM_LABEL: "false"})])
-    s.replace_pods([])
-    return s
+state = http_cluster
 
 
 def rsgi(module, raw: bytes, method: str = "POST", path: str = "/filter",

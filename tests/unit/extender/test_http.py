@@ -12,16 +12,13 @@ from podvirt.extender.decide import NUMA_BONUS
 from podvirt.extender.state import WatchedCluster
 from podvirt.vmspec import keys as k
 
-from tests.unit.extender.objects import FakeApi, GiB, gpu, node_json, plain_pod, vm_pod
+from tests.unit.extender.objects import (FakeApi, GiB, gpu, http_cluster, node_json, plain_pod,
+                                         vm_pod)
 
 
 @pytest.fixture
 def state() -> WatchedCluster:
-    s = WatchedCluster()
-    s.replace_nodes([node_json("big", memory="64Gi"), node_json("small", memory="2Gi"),
-                     node_json("nokvm", labels={k.NODE_KVM_LABEL: "false"})])
-    s.replace_pods([])
-    return s
+    return http_cluster()
 
 
 @pytest.fixture
