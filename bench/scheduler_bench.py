@@ -11,8 +11,9 @@ Python floor (extender_python_floor.py: podvirt's extender process, server, watc
 Binding call, with its decisions taken out: not a target, it separates the decisions from
 the Python stack); no extender; and, with --setups, the extender with the VM profile
 sampling nodes as kube-scheduler does by default (what scoring every node costs), and
-podvirt's verbs, or the floor's, served by granian instead of gunicorn, gevent and Flask
-(extender_granian.py: `extender (granian)`, `floor (granian)`). Per case,
+podvirt's verbs, or the floor's, served by granian or uvicorn instead of gunicorn, gevent
+and Flask (extender_servers.py: `extender (granian)`, `floor (granian)`, `extender
+(uvicorn)`). Per case,
 after 20 untimed warm-up pods and once the components are back near their idle CPU (kwok
 still starts the pods of the case before), the pods are created while kube-scheduler is
 paused (SIGSTOP), so neither creation nor the webhook is timed and the whole queue is there at once; the time runs from resuming it (SIGCONT) to
@@ -212,7 +213,7 @@ def component_cpu(cluster, replaced: dict[str, int]) -> dict[str, float]:
 
 
 PYTHON_FLOOR = Path(__file__).with_name("extender_python_floor.py")
-GRANIAN = Path(__file__).with_name("extender_granian.py")
+SERVERS = Path(__file__).with_name("extender_servers.py")
 
 
 @contextmanager
@@ -225,7 +226,8 @@ def extender_floor(cluster, floor: str):
     call multiplexed on one connection); "go-http1" serves HTTP/1.1 only, as podvirt's
     gunicorn does. "python": extender_python_floor.py, podvirt's own server, wire decoding,
     watches and Binding call with the decisions taken out. "granian": podvirt's decisions
-    on granian's RSGI server (extender_granian.py); "granian-floor": the Python floor on it."""
+    on granian's RSGI server (extender_servers.py); "granian-floor": the Python floor on it;
+    "uvicorn": podvirt's decisions on uvicorn (ASGI, HTTP/1.1)."""
     from podvirt.cluster.processes import alive   # reaps the zombie our child leaves
     extender = cluster.state.component("extender")
     os.killpg(extender.pid, signal.SIGTERM)   # gunicorn master and workers
@@ -240,9 +242,10 @@ def extender_floor(cluster, floor: str):
                    "--kubeconfig", str(cluster.layout.kubeconfig)]
     if floor == "python":
         cmd = [sys.executable, str(PYTHON_FLOOR), *python_args]
-    elif floor in ("granian", "granian-floor"):
-        cmd = [sys.executable, str(GRANIAN), *python_args,
-               "--decisions", "podvirt" if floor == "granian" else "none"]
+    elif floor in ("granian", "granian-floor", "uvicorn"):
+        cmd = [sys.executable, str(SERVERS), *python_args,
+               "--server", "uvicorn" if floor == "uvicorn" else "granian",
+               "--decisions", "none" if floor == "granian-floor" else "podvirt"]
     else:
         cmd = [str(build_loadgen()), "extender-floor", "-listen", f"127.0.0.1:{extender.port}",
                "-cert", cert, "-key", key, "-apiserver", cluster.server,
@@ -447,7 +450,8 @@ def cpu_line(r: Result) -> str:
 class Setup:
     extender: bool
     vm_nodes_percentage: int = 100
-    # In podvirt's extender's place: "go", "go-http1", "python", "granian", "granian-floor".
+    # In podvirt's extender's place: "go", "go-http1", "python", "granian", "granian-floor",
+    # "uvicorn".
     floor: str | None = None
 
 
@@ -455,8 +459,10 @@ SETUPS = {"extender": Setup(True), "extender sampled": Setup(True, 0),
           "floor (Go)": Setup(True, floor="go"),
           "floor (Go HTTP/1.1)": Setup(True, floor="go-http1"),
           "floor (Python)": Setup(True, floor="python"),
-          # Not in the default setups: podvirt's decisions, and no decisions, on granian.
+          # Not in the default setups: podvirt's decisions, and no decisions, on granian;
+          # podvirt's decisions on uvicorn.
           "extender (granian)": Setup(True, floor="granian"),
+          "extender (uvicorn)": Setup(True, floor="uvicorn"),
           "floor (granian)": Setup(True, floor="granian-floor"), "none": Setup(False)}
 
 
@@ -492,10 +498,11 @@ TARGETS = (  # (what, kind, setup, baseline setup, ratio)
     # and what its Python stack costs against Go.
     ("VM pods, extender vs floor (Python)", "vm", "extender", "floor (Python)", None),
     ("VM pods, floor (Python) vs floor (Go)", "vm", "floor (Python)", "floor (Go)", None),
-    # Not targets: podvirt's decisions on another server (see extender_granian.py).
+    # Not targets: podvirt's decisions on another server (see extender_servers.py).
     ("VM pods, extender (granian) vs floor (Go)", "vm", "extender (granian)", "floor (Go)", None),
     ("VM pods, extender (granian) vs extender", "vm", "extender (granian)", "extender", None),
     ("VM pods, extender (granian) vs none", "vm", "extender (granian)", "none", None),
+    ("VM pods, extender (uvicorn) vs floor (Go)", "vm", "extender (uvicorn)", "floor (Go)", None),
     ("VM pods, floor (granian) vs floor (Go)", "vm", "floor (granian)",
      "floor (Go)", None),
     ("VM pods, extender vs none", "vm", "extender", "none", 0.5),

@@ -63,7 +63,7 @@ class SchedulingVerbs:
     """filter, prioritize and bind, framework-free: `answer(verb, read)` takes a function
     that reads the request's JSON and gives the reply's JSON. The HTTP layer around it
     (create_app) only reads bodies, maps errors to statuses and writes replies, so a
-    different server can carry the same verbs (bench/extender_granian.py).
+    different server can carry the same verbs (bench/extender_servers.py).
 
     Every verb is timed, decoded, and answered once the state is synced; otherwise, and
     when answering fails, by the verb's fallback (the protocol wants 200 with Error set).

@@ -1,6 +1,6 @@
-"""bench/extender_granian.py, podvirt's verbs on granian's RSGI server: it must answer
-every request exactly as the shipped Flask app does (same verbs, same bodies, same
-statuses), or scheduler_bench's comparison of the two stacks measures something else."""
+"""bench/extender_servers.py, podvirt's verbs on granian (RSGI) and uvicorn (ASGI): each must
+answer every request exactly as the shipped Flask app does (same verbs, same bodies, same
+statuses), or scheduler_bench's comparison of the stacks measures something else."""
 
 from __future__ import annotations
 
@@ -22,12 +22,12 @@ CAP = 64 * 1024
 
 
 @pytest.fixture(scope="module")
-def granian_server():
+def servers():
     pytest.importorskip("granian")
     sys.path.insert(0, str(BENCH))
     try:
-        spec = importlib.util.spec_from_file_location("extender_granian",
-                                                      BENCH / "extender_granian.py")
+        spec = importlib.util.spec_from_file_location("extender_servers",
+                                                      BENCH / "extender_servers.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
@@ -65,21 +65,53 @@ class Proto:
 state = http_cluster
 
 
-def rsgi(module, raw: bytes, method: str = "POST", path: str = "/filter",
-         declared: int | None = None, cluster: WatchedCluster | None = None,
-         api: FakeApi | None = None) -> tuple[int, object]:
-    cluster = cluster or state()
-    verbs = SchedulingVerbs(cluster, Settings(max_body_bytes=CAP), api or FakeApi(),
-                            CollectorRegistry())
+def rsgi(module, raw: bytes, method: str, path: str, headers: dict[str, str],
+         cluster: WatchedCluster, api: FakeApi) -> tuple[int, dict, bytes]:
+    verbs = SchedulingVerbs(cluster, Settings(max_body_bytes=CAP), api, CollectorRegistry())
     app = module.RSGIExtender(verbs, cluster, CAP)
-    headers = {} if declared is None else {"content-length": str(declared)}
     proto = Proto(raw)
     asyncio.run(app(Scope(method, path, headers), proto))
     app.binds.shutdown()
     assert proto.response is not None, "no response"
-    status, headers, body = proto.response
-    assert headers["content-type"] == "application/json"
-    return status, json.loads(body)
+    return proto.response
+
+
+def asgi(module, raw: bytes, method: str, path: str, headers: dict[str, str],
+         cluster: WatchedCluster, api: FakeApi) -> tuple[int, dict, bytes]:
+    verbs = SchedulingVerbs(cluster, Settings(max_body_bytes=CAP), api, CollectorRegistry())
+    app = module.ASGIExtender(verbs, cluster, CAP)
+    parts = [raw[i:i + 4096] for i in range(0, len(raw), 4096)] or [b""]
+    messages = [{"type": "http.request", "body": p, "more_body": i < len(parts) - 1}
+                for i, p in enumerate(parts)]
+    sent: list[dict] = []
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path,
+             "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
+    asyncio.run(app(scope, receive, send))
+    app.binds.shutdown()
+    start, body = sent
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, body["body"]
+
+
+@pytest.fixture(params=["rsgi", "asgi"])
+def serve(request, servers):
+    adapter = {"rsgi": rsgi, "asgi": asgi}[request.param]
+
+    def call(raw: bytes, method: str = "POST", path: str = "/filter",
+             declared: int | None = None, cluster: WatchedCluster | None = None,
+             api: FakeApi | None = None) -> tuple[int, object]:
+        headers = {} if declared is None else {"content-length": str(declared)}
+        status, headers, body = adapter(servers, raw, method, path, headers,
+                                        cluster or state(), api or FakeApi())
+        assert headers["content-type"] == "application/json"
+        return status, json.loads(body)
+    return call
 
 
 def flask(raw: bytes, path: str = "/filter", api: FakeApi | None = None) -> tuple[int, object]:
@@ -100,17 +132,17 @@ NAMES = ["big", "small", "nokvm", "ghost"]
     pytest.param("/bind", {"PodName": "a", "PodNamespace": "default", "PodUID": "",
                            "Node": "big"}, id="bind-unknown-pod"),
 ])
-def test_answers_as_the_shipped_app(granian_server, path, body):
+def test_answers_as_the_shipped_app(serve, path, body):
     raw = json.dumps(body).encode()
-    assert rsgi(granian_server, raw, path=path) == flask(raw, path=path)
+    assert serve(raw, path=path) == flask(raw, path=path)
 
 
-def test_bind_binds_through_the_api(granian_server):
+def test_bind_binds_through_the_api(serve):
     cluster, api = state(), FakeApi()
     cluster.apply_pod("ADDED", vm_pod("a"))
     raw = json.dumps({"PodName": "a", "PodNamespace": "default", "PodUID": "uid-a",
                       "Node": "big"}).encode()
-    assert rsgi(granian_server, raw, path="/bind", cluster=cluster, api=api) == (200, {"Error": ""})
+    assert serve(raw, path="/bind", cluster=cluster, api=api) == (200, {"Error": ""})
     assert api.bindings == [("default", "a", "big")]
 
 
@@ -119,13 +151,12 @@ def test_bind_binds_through_the_api(granian_server):
     pytest.param(b"x" * (CAP + 1), None, 413, id="streamed-over-cap"),
     pytest.param(b"{}", CAP + 1, 413, id="declared-over-cap"),
 ])
-def test_bad_bodies(granian_server, raw, declared, status):
-    got, out = rsgi(granian_server, raw, declared=declared)
+def test_bad_bodies(serve, raw, declared, status):
+    got, out = serve(raw, declared=declared)
     assert got == status and out["error"]
 
 
-def test_routes(granian_server):
-    assert rsgi(granian_server, b"", method="GET", path="/nothing")[0] == 404
-    assert rsgi(granian_server, b"", method="GET", path="/readyz") == (200, {"status": "ok"})
-    unsynced = WatchedCluster()
-    assert rsgi(granian_server, b"", method="GET", path="/readyz", cluster=unsynced)[0] == 503
+def test_routes(serve):
+    assert serve(b"", method="GET", path="/nothing")[0] == 404
+    assert serve(b"", method="GET", path="/readyz") == (200, {"status": "ok"})
+    assert serve(b"", method="GET", path="/readyz", cluster=WatchedCluster())[0] == 503
