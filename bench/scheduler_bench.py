@@ -503,8 +503,7 @@ TARGETS = (  # (what, kind, setup, baseline setup, ratio)
     ("VM pods, extender (granian) vs extender", "vm", "extender (granian)", "extender", None),
     ("VM pods, extender (granian) vs none", "vm", "extender (granian)", "none", None),
     ("VM pods, extender (uvicorn) vs floor (Go)", "vm", "extender (uvicorn)", "floor (Go)", None),
-    ("VM pods, floor (granian) vs floor (Go)", "vm", "floor (granian)",
-     "floor (Go)", None),
+    ("VM pods, floor (granian) vs floor (Go)", "vm", "floor (granian)", "floor (Go)", None),
     ("VM pods, extender vs none", "vm", "extender", "none", 0.5),
     ("plain pods, extender vs none", "plain", "extender", "none", 0.95),
 )

@@ -44,11 +44,15 @@ class Scope:
         self.method, self.path, self.headers = method, path, Headers(headers)
 
 
+def chunked(raw: bytes, size: int = 4096) -> list[bytes]:
+    return [raw[i:i + size] for i in range(0, len(raw), size)]
+
+
 class Proto:
     """The RSGI HTTP protocol: the body in chunks, one response."""
 
-    def __init__(self, body: bytes, chunk: int = 4096):
-        self.chunks = [body[i:i + chunk] for i in range(0, len(body), chunk)]
+    def __init__(self, body: bytes):
+        self.chunks = chunked(body)
         self.response: tuple[int, dict, bytes] | None = None
 
     def __aiter__(self):
@@ -65,22 +69,17 @@ class Proto:
 state = http_cluster
 
 
-def rsgi(module, raw: bytes, method: str, path: str, headers: dict[str, str],
-         cluster: WatchedCluster, api: FakeApi) -> tuple[int, dict, bytes]:
-    verbs = SchedulingVerbs(cluster, Settings(max_body_bytes=CAP), api, CollectorRegistry())
-    app = module.RSGIExtender(verbs, cluster, CAP)
+def rsgi(app, raw: bytes, method: str, path: str,
+         headers: dict[str, str]) -> tuple[int, dict, bytes]:
     proto = Proto(raw)
     asyncio.run(app(Scope(method, path, headers), proto))
-    app.binds.shutdown()
     assert proto.response is not None, "no response"
     return proto.response
 
 
-def asgi(module, raw: bytes, method: str, path: str, headers: dict[str, str],
-         cluster: WatchedCluster, api: FakeApi) -> tuple[int, dict, bytes]:
-    verbs = SchedulingVerbs(cluster, Settings(max_body_bytes=CAP), api, CollectorRegistry())
-    app = module.ASGIExtender(verbs, cluster, CAP)
-    parts = [raw[i:i + 4096] for i in range(0, len(raw), 4096)] or [b""]
+def asgi(app, raw: bytes, method: str, path: str,
+         headers: dict[str, str]) -> tuple[int, dict, bytes]:
+    parts = chunked(raw) or [b""]
     messages = [{"type": "http.request", "body": p, "more_body": i < len(parts) - 1}
                 for i, p in enumerate(parts)]
     sent: list[dict] = []
@@ -94,21 +93,26 @@ def asgi(module, raw: bytes, method: str, path: str, headers: dict[str, str],
     scope = {"type": "http", "method": method, "path": path,
              "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
     asyncio.run(app(scope, receive, send))
-    app.binds.shutdown()
     start, body = sent
     return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, body["body"]
 
 
-@pytest.fixture(params=["rsgi", "asgi"])
+@pytest.fixture(params=[("RSGIExtender", rsgi), ("ASGIExtender", asgi)], ids=["rsgi", "asgi"])
 def serve(request, servers):
-    adapter = {"rsgi": rsgi, "asgi": asgi}[request.param]
+    app_class, adapter = getattr(servers, request.param[0]), request.param[1]
 
     def call(raw: bytes, method: str = "POST", path: str = "/filter",
              declared: int | None = None, cluster: WatchedCluster | None = None,
              api: FakeApi | None = None) -> tuple[int, object]:
+        cluster = cluster or state()
+        verbs = SchedulingVerbs(cluster, Settings(max_body_bytes=CAP), api or FakeApi(),
+                                CollectorRegistry())
+        app = app_class(verbs, cluster, CAP)
         headers = {} if declared is None else {"content-length": str(declared)}
-        status, headers, body = adapter(servers, raw, method, path, headers,
-                                        cluster or state(), api or FakeApi())
+        try:
+            status, headers, body = adapter(app, raw, method, path, headers)
+        finally:
+            app.binds.shutdown()
         assert headers["content-type"] == "application/json"
         return status, json.loads(body)
     return call
