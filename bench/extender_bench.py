@@ -1,7 +1,7 @@
 """Filter latency of the scheduler extender at 100, 1000 and 5000 nodes.
 
-Requests go through the real Flask handler (test client: JSON decode, filter, JSON
-encode) with a synthetic cluster: every node has 64Gi, 32 CPUs and 4 GPUs, about a third
+Requests go through the real HTTP handler (ExtenderApp.respond, as granian calls it: body
+read, JSON decode, filter, JSON encode) with a synthetic cluster: every node has 64Gi, 32 CPUs and 4 GPUs, about a third
 already half full, some with devices claimed. The pod asks for 4Gi and 1 GPU, and the
 request carries only NodeNames, as with nodeCacheCapable. Target: p99 <= 5 ms at 5000.
 
@@ -14,12 +14,13 @@ state, where one node changes between requests and memoized verdicts cover the r
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 import statistics
 import time
 
-from podvirt.extender.app import Settings, create_app
+from podvirt.extender.app import ExtenderApp, Settings
 from podvirt.extender.state import WatchedCluster
 from podvirt.quantity import format_bytes, format_millis
 from podvirt.vmspec import PassthroughDevice, demand, parse_vm
@@ -69,12 +70,22 @@ def cluster(n: int, rng: random.Random) -> WatchedCluster:
     return state
 
 
-def _post(client, body: str) -> tuple[float, dict]:
+_LOOP = asyncio.new_event_loop()
+
+
+def _post(app: ExtenderApp, body: str) -> tuple[float, dict]:
+    raw = body.encode()
+
+    async def chunks():
+        yield raw
+
     t0 = time.perf_counter()
-    r = client.post("/filter", data=body, content_type="application/json")
+    status, _, reply = _LOOP.run_until_complete(app.respond("POST", "/filter", str(len(raw)),
+                                                            chunks()))
     elapsed = (time.perf_counter() - t0) * 1000
-    assert r.status_code == 200 and not r.get_json()["Error"], r.get_data()
-    return elapsed, r.get_json()
+    out = json.loads(reply)
+    assert status == 200 and not out["Error"], reply
+    return elapsed, out
 
 
 def _p99(times: list[float]) -> float:
@@ -86,8 +97,8 @@ def measure(n: int, requests: int, rng: random.Random) -> dict:
     names = state.node_names()
     body = json.dumps({"Pod": pod("new-vm", None), "NodeNames": names})
     # Cold: a fresh app (empty verdict memo) decides every node.
-    cold = [_post(create_app(state, Settings()).test_client(), body)[0] for _ in range(5)]
-    client = create_app(state, Settings()).test_client()
+    cold = [_post(ExtenderApp(state, Settings()), body)[0] for _ in range(5)]
+    client = ExtenderApp(state, Settings())
     _post(client, body)
     # Steady: between requests one node's usage changes (a VM bound there), as when the
     # scheduler places pods one after another; that node is decided again.

@@ -1,7 +1,7 @@
 """podvirt's extender process with its decisions taken out: the Python floor.
 
-The same server as `podvirt extender` (serve.ExtenderApplication: gunicorn, one gevent
-worker, TLS, Flask), the same request decoding (extender/wire.py), the same watch-fed
+The same server as `podvirt extender` (extender/serve.py: granian, HTTP/2, TLS, the RSGI
+app of extender/app.py), the same request decoding (extender/wire.py), the same watch-fed
 cluster state (sync.py, state.py) and the same Binding call (apiconn.py); but /filter
 passes every node it is offered without looking (no filter_pod, no verdict memo) and
 /bind creates the Binding without the re-check, the assumption or device choice.
@@ -16,24 +16,16 @@ floor against the Go one is what the Python stack costs.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
-import os
 import sys
-import threading
 from typing import Any, Callable
 
-from flask import Flask, Response, request
-
-from podvirt import wirejson
 from podvirt.extender import wire
 from podvirt.extender.app import Settings
-from podvirt.extender.kube import ApiWriter, KubeClient
+from podvirt.extender.kube import ApiWriter
 from podvirt.extender.scheduling import FilterOutcome
-from podvirt.extender.serve import ExtenderApplication, ServeOptions
-from podvirt.extender.state import WatchedCluster
-from podvirt.httpbody import BodyTooLarge, NotJSON, parse_json, read_body
-
-MAX_BODY = Settings().max_body_bytes
+from podvirt.extender.serve import ServeOptions, run
 
 
 class FloorVerbs:
@@ -57,53 +49,6 @@ class FloorVerbs:
         return wire.priority_list([(n, 0) for n in args.names])
 
 
-def floor_app(state: WatchedCluster, api: ApiWriter) -> Flask:
-    app = Flask("podvirt-python-floor", instance_path=os.path.dirname(os.path.abspath(__file__)))
-    verbs = FloorVerbs(api)
-
-    def reply(payload: object, status: int = 200) -> Response:
-        return Response(wirejson.dumps(payload), status=status, mimetype="application/json")
-
-    def body() -> object:
-        return parse_json(read_body(request.environ, MAX_BODY))
-
-    @app.post("/filter")
-    def filter_() -> Response:
-        return reply(verbs.answer("filter", body))
-
-    @app.post("/prioritize")
-    def prioritize() -> Response:
-        return reply(verbs.answer("prioritize", body))
-
-    @app.post("/bind")
-    def bind_() -> Response:
-        return reply(verbs.answer("bind", body))
-
-    @app.get("/readyz")
-    def readyz() -> Response:
-        return Response(status=200 if state.ready else 503)
-
-    # As the extender answers them (extender/app.py).
-    @app.errorhandler(wire.WireError)
-    @app.errorhandler(NotJSON)
-    def bad_request(exc: Exception) -> Response:
-        return reply({"error": str(exc)}, 400)
-
-    @app.errorhandler(BodyTooLarge)
-    def too_large(exc: BodyTooLarge) -> Response:
-        return reply({"error": str(exc)}, 413)
-
-    return app
-
-
-class FloorApplication(ExtenderApplication):
-    def load(self) -> Flask:
-        self.client = KubeClient.connect(self.options.kubeconfig, pool_size=self.options.threads)
-        self.state = WatchedCluster()
-        self.stop = threading.Event()
-        return floor_app(self.state, self.client)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # The extender's own flags, as the local cluster starts it (cluster/components.py).
@@ -114,9 +59,9 @@ def main() -> int:
     ap.add_argument("--kubeconfig", required=True)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    FloorApplication(ServeOptions(bind=args.bind, port=args.port, cert=args.cert, key=args.key,
-                                  kubeconfig=args.kubeconfig), Settings()).run()
-    return 0
+    return asyncio.run(run(ServeOptions(bind=args.bind, port=args.port, cert=args.cert,
+                                        key=args.key, kubeconfig=args.kubeconfig),
+                           Settings(), floor_verbs=FloorVerbs))
 
 
 if __name__ == "__main__":

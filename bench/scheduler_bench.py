@@ -5,15 +5,12 @@ Local clusters (podvirt.cluster), one after the other, each with a generated 100
 inventory: the extender as shipped; the protocol floor (`loadgen extender-floor`, a Go
 extender that decides nothing, in the extender's place: same port, certificate and
 kube-scheduler configuration, so the same verbs and managedResources; Go's server offers
-HTTP/2, which kube-scheduler takes: one multiplexed connection), the same floor on HTTP/1.1
-only (podvirt's protocol: not a target, it separates the protocol from the Python); the
+HTTP/2, which kube-scheduler takes: one multiplexed connection, as podvirt's granian server
+does), the same floor on HTTP/1.1 only (not a target: what HTTP/2 saves); the
 Python floor (extender_python_floor.py: podvirt's extender process, server, watches and
 Binding call, with its decisions taken out: not a target, it separates the decisions from
 the Python stack); no extender; and, with --setups, the extender with the VM profile
-sampling nodes as kube-scheduler does by default (what scoring every node costs), and
-podvirt's verbs, or the floor's, served by granian or uvicorn instead of gunicorn, gevent
-and Flask (extender_servers.py: `extender (granian)`, `floor (granian)`, `extender
-(uvicorn)`). Per case,
+sampling nodes as kube-scheduler does by default (what scoring every node costs). Per case,
 after 20 untimed warm-up pods and once the components are back near their idle CPU (kwok
 still starts the pods of the case before), the pods are created while kube-scheduler is
 paused (SIGSTOP), so neither creation nor the webhook is timed and the whole queue is there at once; the time runs from resuming it (SIGCONT) to
@@ -213,7 +210,6 @@ def component_cpu(cluster, replaced: dict[str, int]) -> dict[str, float]:
 
 
 PYTHON_FLOOR = Path(__file__).with_name("extender_python_floor.py")
-SERVERS = Path(__file__).with_name("extender_servers.py")
 
 
 @contextmanager
@@ -223,14 +219,12 @@ def extender_floor(cluster, floor: str):
 
     "go": `loadgen extender-floor` (watches pods and nodes, passes and scores every node
     alike, binds). Go's server offers HTTP/2, which kube-scheduler's client takes (every
-    call multiplexed on one connection); "go-http1" serves HTTP/1.1 only, as podvirt's
-    gunicorn does. "python": extender_python_floor.py, podvirt's own server, wire decoding,
-    watches and Binding call with the decisions taken out. "granian": podvirt's decisions
-    on granian's RSGI server (extender_servers.py); "granian-floor": the Python floor on it;
-    "uvicorn": podvirt's decisions on uvicorn (ASGI, HTTP/1.1)."""
+    call multiplexed on one connection), as podvirt's granian does; "go-http1" serves
+    HTTP/1.1 only. "python": extender_python_floor.py, podvirt's own server, wire decoding,
+    watches and Binding call with the decisions taken out."""
     from podvirt.cluster.processes import alive   # reaps the zombie our child leaves
     extender = cluster.state.component("extender")
-    os.killpg(extender.pid, signal.SIGTERM)   # gunicorn master and workers
+    os.killpg(extender.pid, signal.SIGTERM)
     deadline = time.monotonic() + 15
     while alive(extender.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -242,17 +236,13 @@ def extender_floor(cluster, floor: str):
                    "--kubeconfig", str(cluster.layout.kubeconfig)]
     if floor == "python":
         cmd = [sys.executable, str(PYTHON_FLOOR), *python_args]
-    elif floor in ("granian", "granian-floor", "uvicorn"):
-        cmd = [sys.executable, str(SERVERS), *python_args,
-               "--server", "uvicorn" if floor == "uvicorn" else "granian",
-               "--decisions", "none" if floor == "granian-floor" else "podvirt"]
     else:
         cmd = [str(build_loadgen()), "extender-floor", "-listen", f"127.0.0.1:{extender.port}",
                "-cert", cert, "-key", key, "-apiserver", cluster.server,
                "-api-ca", str(pki / "ca.crt"), "-api-cert", str(pki / "admin.crt"),
                "-api-key", str(pki / "admin.key"), *(["-http1"] if floor == "go-http1" else [])]
     with open(log_path, "w") as log_file:
-        # Its own session: gunicorn's workers are stopped with their master.
+        # Its own session: stopped with whatever it starts.
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_file, text=True,
                                 start_new_session=True)
     try:
@@ -450,20 +440,14 @@ def cpu_line(r: Result) -> str:
 class Setup:
     extender: bool
     vm_nodes_percentage: int = 100
-    # In podvirt's extender's place: "go", "go-http1", "python", "granian", "granian-floor",
-    # "uvicorn".
+    # In podvirt's extender's place: "go", "go-http1", "python".
     floor: str | None = None
 
 
 SETUPS = {"extender": Setup(True), "extender sampled": Setup(True, 0),
           "floor (Go)": Setup(True, floor="go"),
           "floor (Go HTTP/1.1)": Setup(True, floor="go-http1"),
-          "floor (Python)": Setup(True, floor="python"),
-          # Not in the default setups: podvirt's decisions, and no decisions, on granian;
-          # podvirt's decisions on uvicorn.
-          "extender (granian)": Setup(True, floor="granian"),
-          "extender (uvicorn)": Setup(True, floor="uvicorn"),
-          "floor (granian)": Setup(True, floor="granian-floor"), "none": Setup(False)}
+          "floor (Python)": Setup(True, floor="python"), "none": Setup(False)}
 
 
 def run_cluster(setup: str, inventory_file: Path, pods: dict[str, int],
@@ -498,12 +482,6 @@ TARGETS = (  # (what, kind, setup, baseline setup, ratio)
     # and what its Python stack costs against Go.
     ("VM pods, extender vs floor (Python)", "vm", "extender", "floor (Python)", None),
     ("VM pods, floor (Python) vs floor (Go)", "vm", "floor (Python)", "floor (Go)", None),
-    # Not targets: podvirt's decisions on another server (see extender_servers.py).
-    ("VM pods, extender (granian) vs floor (Go)", "vm", "extender (granian)", "floor (Go)", None),
-    ("VM pods, extender (granian) vs extender", "vm", "extender (granian)", "extender", None),
-    ("VM pods, extender (granian) vs none", "vm", "extender (granian)", "none", None),
-    ("VM pods, extender (uvicorn) vs floor (Go)", "vm", "extender (uvicorn)", "floor (Go)", None),
-    ("VM pods, floor (granian) vs floor (Go)", "vm", "floor (granian)", "floor (Go)", None),
     ("VM pods, extender vs none", "vm", "extender", "none", 0.5),
     ("plain pods, extender vs none", "plain", "extender", "none", 0.95),
 )

@@ -2,21 +2,21 @@
 
 POST /filter, /prioritize, /bind speak k8s.io/kube-scheduler/extender/v1. A request
 that is understood but cannot be served (state not synced yet, API failure) gets 200
-with Error set, as the protocol expects; malformed bodies get 400, oversized 413.
+with Error set, as the protocol expects; malformed bodies get 400, oversized 413, and
+GET /healthz, /readyz, /metrics serve the probes and Prometheus.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, AsyncIterable, Callable
 
-from flask import Flask, Response, request
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge,
                                Histogram, generate_latest)
-from werkzeug.exceptions import HTTPException
 
 from podvirt.extender import wire
 from podvirt.extender.binding import bind
@@ -26,7 +26,7 @@ from podvirt.extender.kube import ApiWriter
 from podvirt.extender.scheduling import VerdictMemo, filter_pod, prioritize_pod
 from podvirt.extender.state import WatchedCluster
 from podvirt import drain, wirejson
-from podvirt.httpbody import BodyTooLarge, NotJSON, parse_json, read_body
+from podvirt.httpbody import BodyTooLarge, NotJSON, parse_json, read_body_async
 from podvirt.vmspec.contract import DEFAULT_CONTRACT, Contract
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,7 @@ class _Metrics:
 class SchedulingVerbs:
     """filter, prioritize and bind, framework-free: `answer(verb, read)` takes a function
     that reads the request's JSON and gives the reply's JSON. The HTTP layer around it
-    (create_app) only reads bodies, maps errors to statuses and writes replies, so a
-    different server can carry the same verbs (bench/extender_servers.py).
+    (ExtenderApp) only reads bodies, maps errors to statuses and writes replies.
 
     Every verb is timed, decoded, and answered once the state is synced; otherwise, and
     when answering fails, by the verb's fallback (the protocol wants 200 with Error set).
@@ -131,65 +130,73 @@ class SchedulingVerbs:
         return {"Error": error}
 
 
-def create_app(state: WatchedCluster, settings: Settings = Settings(), *,
-               api: ApiWriter | None = None) -> Flask:
-    # An explicit instance_path: Flask's lookup fails for podvirt.extender, whose folder
-    # (extender/) lies outside podvirt/'s, when run from another directory.
-    app = Flask(__name__, instance_path=os.path.dirname(os.path.abspath(__file__)))
-    registry = CollectorRegistry()
-    verbs = SchedulingVerbs(state, settings, api, registry)
-    app.extensions["podvirt.extender"] = {"state": state, "registry": registry}
+Reply = tuple[int, str, bytes]        # status, content type, body
+_JSON = "application/json"
+_VERBS = {"/filter": "filter", "/prioritize": "prioritize", "/bind": "bind"}
 
-    def body() -> Any:
-        return parse_json(read_body(request.environ, settings.max_body_bytes))
 
-    def reply(payload: Any, status: int = 200) -> Response:
-        return Response(wirejson.dumps(payload), status=status, mimetype="application/json")
+def _json(payload: Any, status: int = 200) -> Reply:
+    return status, _JSON, wirejson.dumps(payload)
 
-    @app.post("/filter")
-    def filter_() -> Response:
-        return reply(verbs.answer("filter", body))
 
-    @app.post("/prioritize")
-    def prioritize() -> Response:
-        return reply(verbs.answer("prioritize", body))
+class ExtenderApp:
+    """The extender's HTTP surface, an RSGI application (granian; extender/serve.py).
 
-    @app.post("/bind")
-    def bind_() -> Response:
-        return reply(verbs.answer("bind", body))
+    filter and prioritize are answered on the event loop: short CPU bursts, between the
+    watch threads. A bind waits on the API server, so binds run on a thread pool, several
+    at once. Set `draining` from SIGTERM on: /readyz fails and HTTP/1.1 replies close
+    their connection, so that clients move to another replica."""
 
-    @app.get("/healthz")
-    def healthz() -> Response:
-        return reply({"status": "ok"})
+    def __init__(self, state: WatchedCluster, settings: Settings = Settings(), *,
+                 api: ApiWriter | None = None, bind_threads: int = 16, verbs: Any = None):
+        self.state, self.max_body = state, settings.max_body_bytes
+        self.registry = CollectorRegistry()
+        # The bench's floor passes verbs that decide nothing, to measure this surface.
+        self.verbs = verbs or SchedulingVerbs(state, settings, api, self.registry)
+        self.binds = ThreadPoolExecutor(bind_threads, thread_name_prefix="bind")
+        self.draining = False
 
-    @app.get("/readyz")
-    def readyz() -> Response:
-        if drain.draining(request.environ):
-            return reply({"status": "not ready", "reason": drain.REASON}, 503)
-        if state.ready:
-            return reply({"status": "ready"})
-        return reply({"status": "not ready", "reason": NOT_READY}, 503)
+    async def __call__(self, scope: Any, proto: Any) -> None:
+        status, content_type, body = await self.respond(
+            scope.method, scope.path, scope.headers.get("content-length"), proto)
+        headers = [("content-type", content_type)]
+        if self.draining and scope.http_version.startswith("1"):
+            headers.append(("connection", "close"))    # HTTP/2 ends with the server's GOAWAY
+        proto.response_bytes(status, headers, body)
 
-    @app.get("/metrics")
-    def metrics_() -> Response:
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    async def respond(self, method: str, path: str, declared: str | None,
+                      chunks: AsyncIterable[bytes]) -> Reply:
+        """The reply to a request; `declared` is its Content-Length, `chunks` its body."""
+        try:
+            return await self._route(method, path, declared, chunks)
+        except BodyTooLarge as exc:
+            return _json({"error": str(exc)}, 413)
+        except (NotJSON, wire.WireError) as exc:
+            return _json({"error": str(exc)}, 400)
+        except Exception as exc:
+            log.exception("unexpected error")   # the traceback goes to the log, not the client
+            return _json({"error": f"internal error: {type(exc).__name__}"}, 503)
 
-    @app.errorhandler(NotJSON)
-    @app.errorhandler(wire.WireError)
-    def bad_request(exc: Exception) -> Response:
-        return reply({"error": str(exc)}, 400)
-
-    @app.errorhandler(BodyTooLarge)
-    def too_large(exc: BodyTooLarge) -> Response:
-        return reply({"error": str(exc)}, 413)
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response:
-        return reply({"error": exc.description or exc.name}, exc.code or 400)
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> Response:
-        log.exception("unexpected error")   # the traceback goes to the log, not the client
-        return reply({"error": f"internal error: {type(exc).__name__}"}, 503)
-
-    return app
+    async def _route(self, method: str, path: str, declared: str | None,
+                     chunks: AsyncIterable[bytes]) -> Reply:
+        verb = _VERBS.get(path)
+        allowed = "POST" if verb else "GET" if path in ("/healthz", "/readyz", "/metrics") else None
+        if allowed is None:
+            return _json({"error": f"no such path: {path}"}, 404)
+        if method != allowed:
+            return _json({"error": f"{path} takes {allowed}, not {method}"}, 405)
+        if verb is not None:
+            raw = await read_body_async(declared, chunks, self.max_body)
+            if verb == "bind":
+                return _json(await asyncio.get_running_loop().run_in_executor(
+                    self.binds, self.verbs.answer, verb, lambda: parse_json(raw)))
+            return _json(self.verbs.answer(verb, lambda: parse_json(raw)))
+        if path == "/healthz":
+            return _json({"status": "ok"})
+        if path == "/readyz":
+            if self.draining:
+                return _json({"status": "not ready", "reason": drain.REASON}, 503)
+            if self.state.ready:
+                return _json({"status": "ready"})
+            return _json({"status": "not ready", "reason": NOT_READY}, 503)
+        return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)

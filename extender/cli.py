@@ -17,11 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cert", help="TLS certificate (PEM); TLS 1.2+ when given with --key")
     p.add_argument("--key", help="TLS private key (PEM)")
     p.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then ~/.kube/config)")
-    p.add_argument("--worker-class", choices=("gevent", "gthread"), default="gevent",
-                   help="gunicorn worker model of the one worker (default gevent)")
     p.add_argument("--threads", type=int, default=16,
-                   help="gthread threads of the one worker (concurrent binds wait on the "
-                        "API); with either worker class, the size of its API connection pool")
+                   help="binds served at once (each waits on the API server), and the size "
+                        "of the API connection pool")
     drain.add_arguments(p)
     p.add_argument("--quarantine-failures", type=int, default=3, metavar="N",
                    help="avoid a node after N VM start failures within the window (0: never)")
@@ -48,6 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.threads < 1:
+        raise SystemExit("podvirt extender: --threads must be 1 or more")
     if args.quarantine_failures < 0 or args.quarantine_window <= 0:
         raise SystemExit("podvirt extender: --quarantine-failures must be >= 0 and "
                          "--quarantine-window > 0")
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                         contract=contract, max_body_bytes=args.max_body_bytes)
     logging.getLogger("podvirt.extender").info("contract %s", contract.digest)
     options = ServeOptions(bind=args.bind, port=args.port, cert=args.cert, key=args.key,
-                           kubeconfig=args.kubeconfig, worker_class=args.worker_class,
+                           kubeconfig=args.kubeconfig,
                            threads=args.threads, drain_seconds=args.drain_seconds,
                            graceful_timeout=args.graceful_timeout)
     return serve(options, settings)

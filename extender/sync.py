@@ -61,8 +61,8 @@ def sync_once(client: ApiReader, state: WatchedCluster, kind: Kind, stop: thread
         if stop.is_set():
             break
         # A burst of events (every bind is several) can sit in the socket buffer; without
-        # a yield this loop would parse them all while filter calls wait (gevent: until
-        # the buffer is empty; threads: a GIL switch interval per hand-off).
+        # a yield this loop would parse them all while filter calls wait for the GIL on
+        # the event loop's thread.
         time.sleep(0)
     return resource_version
 

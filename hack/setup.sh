@@ -48,7 +48,7 @@ python_env() {
   if [[ -f "$stamp" && "$stamp" -nt pyproject.toml ]]; then echo "Python venv: up to date"; return; fi
   local log=.venv/pip-install.log
   # libvirt-python compiles against Debian's libvirt-dev; its build chatter goes to a log.
-  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[test,libvirt,bench]'; } \
+  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[test,libvirt]'; } \
       >"$log" 2>&1; then
     cat "$log"; echo "pip install failed (log above)"; return 1
   fi

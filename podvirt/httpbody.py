@@ -10,7 +10,7 @@ body cannot keep a thread busy) before the 413 goes out on a connection still in
 
 from __future__ import annotations
 
-from typing import IO, Any, Mapping
+from typing import IO, Any, AsyncIterable, Mapping
 
 from werkzeug.wsgi import get_input_stream
 
@@ -53,8 +53,33 @@ def read_body(environ: Mapping[str, Any], cap: int) -> bytes:
     raise BodyTooLarge(f"body exceeds the {cap}-byte limit")
 
 
+async def read_body_async(declared: str | None, chunks: AsyncIterable[bytes], cap: int) -> bytes:
+    """read_body for an asynchronous server (the extender's RSGI app): `declared` is the
+    Content-Length header, `chunks` the body as the server streams it."""
+    length = _length(declared)
+    if length is not None and length > cap:
+        if length <= DRAIN_FACTOR * cap:
+            async for _ in chunks:
+                pass
+        raise BodyTooLarge(f"body of {length} bytes exceeds the {cap}-byte limit")
+    parts, size = [], 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > DRAIN_FACTOR * cap:
+            break
+        if size <= cap:
+            parts.append(chunk)
+    if size > cap:
+        raise BodyTooLarge(f"body exceeds the {cap}-byte limit")
+    return b"".join(parts)
+
+
 def _content_length(environ: Mapping[str, Any]) -> int | None:
-    value = str(environ.get("CONTENT_LENGTH") or "").strip()
+    return _length(environ.get("CONTENT_LENGTH"))
+
+
+def _length(header: Any) -> int | None:
+    value = str(header or "").strip()
     return int(value) if value.isdigit() else None
 
 

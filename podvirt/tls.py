@@ -53,6 +53,12 @@ def gunicorn_ssl_context(conf, default_factory) -> ssl.SSLContext:
     return _reloader.current()
 
 
+def file_stamp(*paths: str) -> tuple[int, ...]:
+    """What changes when a file is rewritten or replaced (a Secret volume swaps a symlink)."""
+    st = [os.stat(p) for p in paths]
+    return tuple(x for s in st for x in (s.st_mtime_ns, s.st_size, s.st_ino))
+
+
 class CertReloader:
     def __init__(self, certfile: str, keyfile: str):
         self.certfile, self.keyfile = certfile, keyfile
@@ -61,8 +67,7 @@ class CertReloader:
         self._ctx = self._build()
 
     def _file_stamp(self) -> tuple[int, ...]:
-        st = [os.stat(p) for p in (self.certfile, self.keyfile)]
-        return tuple(x for s in st for x in (s.st_mtime_ns, s.st_size, s.st_ino))
+        return file_stamp(self.certfile, self.keyfile)
 
     def _build(self) -> ssl.SSLContext:
         ctx = server_context(self.certfile, self.keyfile)

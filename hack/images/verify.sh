@@ -62,8 +62,8 @@ done <"$manifest"
 pause="$(ref_of pause.tar)" podvirt="$(ref_of podvirt.tar)" launcher="$(ref_of launcher.tar)"
 guest="$(ref_of tiny-guest.tar)"
 # As the chart runs it: the image's user (10001), a read-only root; imports what the services
-# import (Flask, gevent, gunicorn_h1c, the Kubernetes client, cryptography, orjson).
-imports="import os, gunicorn_h1c, orjson, podvirt.webhook.app, podvirt.extender.app, podvirt.certs; print(os.getuid())"
+# import (Flask, gevent, gunicorn_h1c, granian, the Kubernetes client, cryptography, orjson).
+imports="import os, gunicorn_h1c, orjson, podvirt.webhook.app, podvirt.extender.serve, podvirt.certs; print(os.getuid())"
 uid="$(timeout 60 "${ctr[@]}" run --rm --read-only "$podvirt" podvirt-verify-podvirt \
   python -c "$imports" </dev/null 2>&1)" || die "$podvirt: $uid"
 [[ "$uid" == 10001 ]] || die "$podvirt runs as uid $uid, not 10001"

@@ -28,12 +28,11 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory):
         yield c
 
 
-@pytest.mark.parametrize("worker_class", ["gevent", "gthread"])
-def test_sigterm_drains_then_exits(control_plane, tmp_path: Path, worker_class: str):
+def test_sigterm_drains_then_exits(control_plane, tmp_path: Path):
     certs = services.make_certs(tmp_path / "certs", "podvirt-extender")
     svc = services.extender(tmp_path / "extender.log", kubeconfig=Path(control_plane.kubeconfig),
                             certs=certs)
-    svc.argv += [f"--worker-class={worker_class}", f"--drain-seconds={DRAIN}"]
+    svc.argv += [f"--drain-seconds={DRAIN}"]
     svc.start("/readyz")      # 200 only once the node and pod watches have listed
     try:
         ca = str(certs.ca)

@@ -219,13 +219,14 @@ def _node(memory: str) -> dict:
 
 
 def _extender_filter(contract: Contract, pod: dict, memory: str = "64Gi") -> dict:
-    from podvirt.extender.app import Settings, create_app
+    from prometheus_client import CollectorRegistry
+    from podvirt.extender.app import SchedulingVerbs, Settings
     from podvirt.extender.state import WatchedCluster
     state = WatchedCluster()
     state.replace_nodes([_node(memory)])
     state.replace_pods([])
-    client = create_app(state, Settings(contract=contract)).test_client()
-    return client.post("/filter", json={"Pod": pod, "NodeNames": ["n1"]}).get_json()
+    verbs = SchedulingVerbs(state, Settings(contract=contract), None, CollectorRegistry())
+    return verbs.answer("filter", lambda: {"Pod": pod, "NodeNames": ["n1"]})
 
 
 @pytest.mark.parametrize("override, key", [

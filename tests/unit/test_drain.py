@@ -9,31 +9,38 @@ import pytest
 
 from podvirt import drain
 from podvirt.cli import build_parser
-from podvirt.extender.app import create_app as extender_app
+from podvirt.extender.app import ExtenderApp
 from podvirt.extender.state import WatchedCluster
 from podvirt.webhook.app import create_app as webhook_app
+from tests.unit.extender.rsgi import Client
 from podvirt.workers import DrainingGeventWorker, DrainingThreadWorker, gunicorn_settings
 
 
-def _ready_extender():
-    state = WatchedCluster()
-    state.replace_nodes([])
-    state.replace_pods([])
-    return extender_app(state)
-
-
-@pytest.mark.parametrize("app", [
-    pytest.param(webhook_app, id="webhook"),
-    pytest.param(_ready_extender, id="extender"),
-])
-def test_readiness_fails_while_draining_and_health_does_not(app):
-    client = app().test_client()
+def test_webhook_readiness_fails_while_draining_and_health_does_not():
+    client = webhook_app().test_client()
     assert client.get("/readyz").status_code == 200
     draining = {drain.ENVIRON_KEY: True}
     resp = client.get("/readyz", environ_overrides=draining)
     assert resp.status_code == 503 and resp.get_json()["reason"] == drain.REASON
     # Liveness stays green: a draining pod must not be restarted.
     assert client.get("/healthz", environ_overrides=draining).status_code == 200
+
+
+def test_extender_readiness_fails_while_draining_and_health_does_not():
+    state = WatchedCluster()
+    state.replace_nodes([])
+    state.replace_pods([])
+    app = ExtenderApp(state)
+    client = Client(app)
+    assert client.get("/readyz").status_code == 200
+    app.draining = True
+    resp = client.get("/readyz")
+    assert resp.status_code == 503 and resp.get_json()["reason"] == drain.REASON
+    assert client.get("/healthz").status_code == 200
+    # HTTP/1.1 clients are told to go; an HTTP/2 connection ends with the server's GOAWAY
+    # (a Connection header is not allowed there).
+    assert client.get("/healthz").headers["connection"] == "close"
+    assert "connection" not in client.get("/healthz", http_version="2").headers
 
 
 @pytest.mark.parametrize("command", ["webhook", "extender"])

@@ -1,4 +1,5 @@
-"""The HTTP surface through Flask's test client: wire shapes and error statuses."""
+"""The HTTP surface (ExtenderApp, called as granian calls it): wire shapes, error statuses,
+body caps, routes, the drain."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import json
 import pytest
 
 from podvirt.extender import wire
-from podvirt.extender.app import NOT_READY, Settings, create_app
+from podvirt.extender.app import NOT_READY, ExtenderApp, Settings
 from podvirt.extender.decide import NUMA_BONUS
 from podvirt.extender.state import WatchedCluster
+from podvirt.httpbody import DRAIN_FACTOR
 from podvirt.vmspec import keys as k
 
+from tests.unit.extender.rsgi import Client
 from tests.unit.extender.objects import (FakeApi, GiB, gpu, http_cluster, node_json, plain_pod,
                                          vm_pod)
 
@@ -28,10 +31,11 @@ def api() -> FakeApi:
 
 @pytest.fixture
 def client(state, api):
-    return create_app(state, Settings(max_body_bytes=64 * 1024), api=api).test_client()
+    return Client(ExtenderApp(state, Settings(max_body_bytes=CAP), api=api))
 
 
 NAMES = ["big", "small", "nokvm", "ghost"]
+CAP = 64 * 1024
 
 
 @pytest.mark.parametrize("body", [
@@ -127,7 +131,7 @@ BAD_BODIES = [
 
 @pytest.mark.parametrize("path, raw", BAD_BODIES)
 def test_malformed_body_is_400_json(client, path, raw):
-    r = client.post(path, data=raw, content_type="application/json")
+    r = client.post(path, data=raw)
     assert r.status_code == 400
     assert r.get_json()["error"]
 
@@ -140,7 +144,7 @@ def test_oversize_body_is_413(client):
 
 
 def test_not_ready_answers_200_with_error(api):
-    client = create_app(WatchedCluster(), Settings(), api=api).test_client()
+    client = Client(ExtenderApp(WatchedCluster(), Settings(), api=api))
     r = client.post("/filter", json={"Pod": vm_pod("a"), "NodeNames": ["big"]})
     assert r.status_code == 200 and r.get_json()["Error"] == NOT_READY
     r = client.post("/bind", json={"PodName": "a", "PodNamespace": "default", "Node": "big"})
@@ -167,7 +171,7 @@ def test_bind_uid_mismatch_is_an_error(client, state, api):
 
 def test_metrics_count_rejections_by_category(client):
     client.post("/filter", json={"Pod": vm_pod("a"), "NodeNames": NAMES})
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics").text()
     assert 'podvirt_extender_nodes_rejected_total{category="memory"} 1.0' in text
     assert 'podvirt_extender_nodes_rejected_total{category="kvm"} 1.0' in text
     assert "podvirt_extender_filter_seconds_count 1.0" in text
@@ -182,3 +186,38 @@ def test_memoized_verdicts_follow_state_changes(client, state):
     assert out["NodeNames"] == [] and out["FailedNodes"]["big"].endswith("2Gi free")
     state.apply_pod("DELETED", plain_pod("hog", node="big", memory="62Gi"))
     assert client.post("/filter", json=body).get_json()["NodeNames"] == ["big"]
+
+
+def test_streamed_body_over_the_cap_is_413(client):
+    # No Content-Length (chunked): the cap is found while reading.
+    r = client.request("POST", "/filter", b" " * (CAP + 1))
+    assert r.status_code == 413 and "exceeds" in r.get_json()["error"]
+
+
+@pytest.mark.parametrize("declared, drained", [
+    pytest.param(CAP + 1, True, id="over-cap-drained"),
+    pytest.param(DRAIN_FACTOR * CAP + 1, False, id="far-over-cap-not-read"),
+])
+def test_declared_body_over_the_cap_is_413(client, declared, drained):
+    # Within DRAIN_FACTOR x cap the body is read off first, so the 413 reaches a client
+    # still sending; a larger one is not worth the reading.
+    r = client.request("POST", "/filter", b" " * 8192, headers={"content-length": str(declared)})
+    assert r.status_code == 413 and f"{declared} bytes" in r.get_json()["error"]
+    assert (r.chunks_read > 0) == drained
+
+
+@pytest.mark.parametrize("method, path, status", [
+    ("GET", "/nothing", 404), ("GET", "/filter", 405), ("POST", "/readyz", 405),
+    ("PUT", "/bind", 405),
+])
+def test_routes(client, method, path, status):
+    r = client.request(method, path)
+    assert r.status_code == status and r.get_json()["error"]
+
+
+def test_an_unexpected_error_is_503_without_a_traceback(state, api, caplog):
+    app = ExtenderApp(state, Settings(), api=api)
+    app.verbs = None        # any verb now fails inside the HTTP layer itself
+    r = Client(app).post("/filter", json={"Pod": vm_pod("a"), "NodeNames": NAMES})
+    assert r.status_code == 503 and r.get_json() == {"error": "internal error: AttributeError"}
+    assert "unexpected error" in caplog.text
