@@ -85,12 +85,12 @@ class _Generation:
 
     async def stop(self) -> None:
         self.server.stop()
+        self.member.close()     # the socket leaves the group once granian closed its own
         (outcome,) = await asyncio.gather(self.task, return_exceptions=True)
         if isinstance(outcome, asyncio.TimeoutError):   # granian's wait for in-flight ran out
             log.warning("requests still in flight after the graceful timeout were cut")
         elif isinstance(outcome, BaseException):
             log.error("the server ended with %r", outcome)
-        self.member.close()     # the socket leaves the group once granian closed its own
         if self.pair is not None:
             shutil.rmtree(self.pair, ignore_errors=True)
 
@@ -99,7 +99,8 @@ class ExtenderServer:
     def __init__(self, app: ExtenderApp, options: ServeOptions):
         self.app, self.options = app, options
         self.generations: list[_Generation] = []     # the newest serves new connections
-        self._stamp: tuple[int, ...] | None = None
+        self._stamp: tuple[int, ...] | None = None      # of the pair served
+        self._refused: tuple[int, ...] | None = None    # of the last pair not usable
 
     def _copy_pair(self) -> Path | None:
         """The cert and key, copied as one consistent pair; None while they do not match."""
@@ -138,7 +139,11 @@ class ExtenderServer:
             if pair is None:
                 raise SystemExit(f"podvirt extender: TLS pair {self.options.cert}, "
                                  f"{self.options.key} not usable")
-        sock = reuseport.listen(self.options.bind, self.options.port)
+        try:
+            sock = reuseport.listen(self.options.bind, self.options.port)
+        except OSError as exc:
+            raise SystemExit(f"podvirt extender: cannot listen on {self.options.bind}:"
+                             f"{self.options.port}: {exc}") from None
         self.generations.append(self._start(sock, pair))
         log.info("serving %s on %s:%d", "HTTPS" if pair else "HTTP", self.options.bind,
                  self.options.port)
@@ -153,13 +158,19 @@ class ExtenderServer:
         while True:
             await asyncio.sleep(self.options.rotation_poll)
             stamp = self._file_stamp()
-            if stamp is None or stamp == self._stamp:
+            if stamp is None or stamp in (self._stamp, self._refused):
                 continue
             pair = self._copy_pair()
-            if pair is None:
-                continue        # e.g. the new key written, the cert not yet: look again
+            if pair is None:    # e.g. the new key written, the cert not yet: look again
+                self._refused = stamp       # (said once, in _copy_pair's warning)
+                continue
             self._stamp = stamp
-            await self._hand_over(pair)
+            try:
+                await self._hand_over(pair)
+            except OSError as exc:      # no second socket, or no steering: keep the old
+                shutil.rmtree(pair, ignore_errors=True)
+                log.error("cannot hand the port over to the rotated certificate: %s", exc)
+                continue
             log.info("reloaded TLS certificate %s", self.options.cert)
 
     async def _hand_over(self, pair: Path) -> None:
