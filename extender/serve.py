@@ -85,7 +85,7 @@ class _Generation:
 
     async def stop(self) -> None:
         self.server.stop()
-        self.member.close()     # the socket leaves the group once granian closed its own
+        self.member.close()     # the socket closes (leaves the group) with granian's listener
         (outcome,) = await asyncio.gather(self.task, return_exceptions=True)
         if isinstance(outcome, asyncio.TimeoutError):   # granian's wait for in-flight ran out
             log.warning("requests still in flight after the graceful timeout were cut")

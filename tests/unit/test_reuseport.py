@@ -41,19 +41,12 @@ def pair():
             new.close()
 
 
-def test_steered_to_the_old_member_the_new_one_gets_nothing(pair):
+@pytest.mark.parametrize("member, split", [(0, (20, 0)), (1, (0, 20))], ids=["old", "new"])
+def test_steered_to_one_member_the_other_gets_nothing(pair, member, split):
     port, old, new = pair
+    reuseport.steer(new, member)    # any member's handle sets the whole group's program
     clients = _connect_all(port, 20)
-    assert (_queued(old), _queued(new)) == (20, 0)
-    for c in clients:
-        c.close()
-
-
-def test_steered_to_the_new_member_the_old_one_gets_nothing(pair):
-    port, old, new = pair
-    reuseport.steer(new, 1)
-    clients = _connect_all(port, 20)
-    assert (_queued(old), _queued(new)) == (0, 20)
+    assert (_queued(old), _queued(new)) == split
     for c in clients:
         c.close()
 
