@@ -81,6 +81,15 @@ def test_unsteered_both_members_get_connections():
         new.close()
 
 
+def test_accepted_connections_send_small_writes_at_once():
+    # TCP_NODELAY, inherited from the listener: granian does not set it per connection.
+    with reuseport.listen("127.0.0.1", 0) as listener, \
+            socket.create_connection(listener.getsockname(), timeout=2):
+        accepted, _ = listener.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
 def test_a_port_taken_without_reuseport_is_an_error():
     with socket.socket() as plain:
         plain.bind(("127.0.0.1", 0))
