@@ -1,8 +1,8 @@
 """Filter latency of the scheduler extender at 100, 1000 and 5000 nodes.
 
 Requests go through the real HTTP handler (ExtenderApp.respond, as granian calls it: body
-read, JSON decode, filter, JSON encode) with a synthetic cluster: every node has 64Gi, 32 CPUs and 4 GPUs, about a third
-already half full, some with devices claimed. The pod asks for 4Gi and 1 GPU, and the
+read, JSON decode, filter, JSON encode) with a synthetic cluster: every node has 64Gi,
+32 CPUs and 4 GPUs, about a third already half full, some with devices claimed. The pod asks for 4Gi and 1 GPU, and the
 request carries only NodeNames, as with nodeCacheCapable. Target: p99 <= 5 ms at 5000.
 
 "cold" is the first filter for a VM shape (every node decided); p50/p99 are the steady

@@ -37,7 +37,7 @@ from granian.net import SocketHolder
 from granian.server.embed import Server
 
 from podvirt import drain, reuseport
-from podvirt.tls import file_stamp
+from podvirt.tls import file_stamp, server_context
 
 from podvirt.extender.app import ExtenderApp, Settings
 
@@ -112,8 +112,7 @@ class ExtenderServer:
         try:
             shutil.copyfile(o.cert, pair / "tls.crt")
             shutil.copyfile(o.key, pair / "tls.key")
-            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
-                pair / "tls.crt", pair / "tls.key")
+            server_context(str(pair / "tls.crt"), str(pair / "tls.key"))
         except (OSError, ssl.SSLError) as exc:
             shutil.rmtree(pair, ignore_errors=True)
             log.warning("TLS pair %s, %s not usable: %s", o.cert, o.key, exc)

@@ -10,8 +10,6 @@ rotation test; the steering that keeps them is tests/unit/test_reuseport.py's.""
 from __future__ import annotations
 
 import os
-import socket
-import ssl
 import threading
 import time
 
@@ -20,15 +18,9 @@ from cryptography import x509
 from podvirt.vmspec import keys as k
 
 from tests.e2e.test_extender import vm_pod
+from tests.hardening.services import served_serial
 
 PODS = 40
-
-
-def _served_serial(port: int, ca: str) -> int:
-    ctx = ssl.create_default_context(cafile=ca)
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
 
 
 def _rotate(cluster) -> int:
@@ -47,7 +39,7 @@ def _rotate(cluster) -> int:
 
 def _wait_served(port: int, ca: str, serial: int, timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
-    while _served_serial(port, ca) != serial:
+    while served_serial(port, ca) != serial:
         assert time.monotonic() < deadline, "the rotated certificate was never served"
         time.sleep(0.2)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 import requests
+from cryptography import x509
 
 from tests import REPO
 
@@ -39,6 +41,14 @@ def make_certs(out: Path, common_name: str = "podvirt-webhook") -> Certs:
     crt, key = issue_cert(ca_crt, ca_key, common_name, serving_sans(common_name, "podvirt"))
     write_pem_files(out, {"ca.crt": ca_crt, "ca.key": ca_key, "tls.crt": crt, "tls.key": key})
     return Certs(out / "ca.crt", out / "tls.crt", out / "tls.key")
+
+
+def served_serial(port: int, ca: str) -> int:
+    """The serial number of the certificate a TLS server on loopback `port` serves."""
+    ctx = ssl.create_default_context(cafile=ca)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
 
 
 def free_port() -> int:

@@ -87,13 +87,6 @@ def test_plaintext_on_tls_port_gets_no_answer(tls_service: services.Service) -> 
                         timeout=5).status_code == 200
 
 
-def _served_serial(port: int, ca: str) -> int:
-    ctx = ssl.create_default_context(cafile=ca)
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
-
-
 def test_rotation_without_dropped_requests(tls_service: services.Service, tmp_path: Path) -> None:
     certs: services.Certs = tls_service.certs    # type: ignore[attr-defined]
     endpoint = "/mutate" if tls_service.name == "webhook" else "/prioritize"
@@ -112,7 +105,7 @@ def test_rotation_without_dropped_requests(tls_service: services.Service, tmp_pa
             except requests.RequestException as exc:
                 failures.append(repr(exc))
 
-    old_serial = _served_serial(tls_service.port, str(certs.ca))
+    old_serial = services.served_serial(tls_service.port, str(certs.ca))
     # The new pair from the same CA (a rotation, not a CA change).
     from podvirt.certs import issue_cert, serving_sans
     crt, key = issue_cert(certs.ca.read_bytes(), (certs.ca.parent / "ca.key").read_bytes(),
@@ -131,7 +124,7 @@ def test_rotation_without_dropped_requests(tls_service: services.Service, tmp_pa
     deadline = time.monotonic() + 10
     served = old_serial
     while time.monotonic() < deadline and served != new_serial:
-        served = _served_serial(tls_service.port, str(certs.ca))
+        served = services.served_serial(tls_service.port, str(certs.ca))
         time.sleep(0.2)
     time.sleep(1.0)
     stop.set()
